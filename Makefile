@@ -1,0 +1,65 @@
+# Secrets Store CSI driver in Swift. `make help` lists the targets.
+SHELL := /bin/bash
+SWIFT ?= swift
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= debug
+BIN := .build/$(CONFIG)/secrets-store-csi-driver
+
+APT_PACKAGES := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
+  libssl-dev libcurl4-openssl-dev python3-venv nghttp2-client pkg-config util-linux
+PY_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1 protobuf pytest
+
+.PHONY: help deps build release test unit-test integration-test protos protos-check demo bench clean
+
+help:
+	@echo "make deps              install Debian packages and the Python test virtualenv (idempotent)"
+	@echo "make build             debug build of the driver and tests"
+	@echo "make release           release build"
+	@echo "make test              everything CI runs: protos check, unit tests, integration tests"
+	@echo "make protos            regenerate the protoc-c code from Protos/"
+	@echo "make demo              start the driver on a temporary socket and talk to it as kubelet would"
+	@echo "make bench             unary RTT benchmark (NodeGetInfo over a unix socket)"
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -c 'import grpc, grpc_tools, pytest' 2>/dev/null || $(PY) -m pip install -q $(PY_PACKAGES)
+
+build:
+	$(SWIFT) build -c $(CONFIG)
+
+release:
+	$(SWIFT) build -c release
+
+protos:
+	./scripts/gen-protos.sh Sources/CProtobufC
+
+# Fails when the committed protoc-c output differs from what Protos/ generates.
+protos-check:
+	@tmp=$$(mktemp -d); ./scripts/gen-protos.sh $$tmp >/dev/null; \
+	for f in $$tmp/*.c $$tmp/include/*.h; do \
+	  rel=$${f#$$tmp/}; cmp -s $$f Sources/CProtobufC/$$rel || { echo "stale generated file: Sources/CProtobufC/$$rel (run make protos)"; rm -rf $$tmp; exit 1; }; \
+	done; rm -rf $$tmp; echo "protoc-c output is up to date"
+
+unit-test:
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+integration-test: build
+	DRIVER_BIN=$(abspath $(BIN)) $(PY) -m pytest -q Tests/integration
+
+test: deps protos-check unit-test integration-test
+
+demo: deps build
+	$(PY) scripts/demo.py --driver $(abspath $(BIN))
+
+bench: deps release
+	$(PY) Benchmarks/unary_rtt.py --driver $(abspath .build/release/secrets-store-csi-driver)
+
+clean:
+	rm -rf .build $(VENV)

@@ -1,0 +1,81 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+  .swiftLanguageMode(.v6),
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("InternalImportsByDefault"),
+  .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+  name: "secrets-store-csi-driver-swift",
+  products: [
+    .executable(name: "secrets-store-csi-driver", targets: ["secrets-store-csi-driver"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
+    .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+  ],
+  targets: [
+    // C shims: one per system library, plus Linux calls Glibc does not expose.
+    .target(name: "CUV", linkerSettings: [.linkedLibrary("uv")]),
+    .target(name: "CNGHTTP2", linkerSettings: [.linkedLibrary("nghttp2")]),
+    .target(name: "CProtobufC", linkerSettings: [.linkedLibrary("protobuf-c")]),
+    .target(name: "COpenSSL", linkerSettings: [.linkedLibrary("crypto")]),
+    .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
+    .target(name: "CLinux"),
+
+    // Runtime: the libuv loop as an executor, timers, signals, byte-stream transports.
+    .target(name: "UVRuntime", dependencies: ["CUV"], swiftSettings: strict),
+    // gRPC over HTTP/2 (nghttp2) as GRPCCore ServerTransport / ClientTransport.
+    .target(
+      name: "GRPCH2",
+      dependencies: ["UVRuntime", "CNGHTTP2", .product(name: "GRPCCore", package: "grpc-swift-2")],
+      swiftSettings: strict
+    ),
+    // CSI v1 and provider v1alpha1 messages: protoc-c underneath, Swift values on top.
+    .target(
+      name: "CSIMessages",
+      dependencies: ["CProtobufC", .product(name: "GRPCCore", package: "grpc-swift-2")],
+      swiftSettings: strict
+    ),
+    // The driver: CSI Identity and Node services, configuration, logging.
+    .target(
+      name: "DriverCore",
+      dependencies: [
+        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strict
+    ),
+    .executableTarget(
+      name: "secrets-store-csi-driver",
+      dependencies: [
+        "DriverCore", "UVRuntime", "GRPCH2",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strict
+    ),
+
+    .testTarget(name: "UVRuntimeTests", dependencies: ["UVRuntime"], swiftSettings: strict),
+    .testTarget(
+      name: "GRPCH2Tests",
+      dependencies: ["GRPCH2", "UVRuntime", .product(name: "GRPCCore", package: "grpc-swift-2")],
+      swiftSettings: strict
+    ),
+    .testTarget(name: "CSIMessagesTests", dependencies: ["CSIMessages"], swiftSettings: strict),
+    .testTarget(
+      name: "DriverCoreTests",
+      dependencies: [
+        "DriverCore", "CSIMessages",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+      ],
+      swiftSettings: strict
+    ),
+  ]
+)

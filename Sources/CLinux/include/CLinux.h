@@ -1,0 +1,17 @@
+#ifndef CLINUX_H
+#define CLINUX_H
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/stat.h>
+
+// Linux calls that Swift's Glibc module does not expose (needs _GNU_SOURCE).
+int clinux_unshare(int flags);
+int clinux_clone_newns(void);
+// Returns 1 if `path` is a mount point listed in /proc/self/mountinfo, 0 if not, -1 on error.
+int clinux_is_mountpoint(const char *path);
+// Fills `fstype` (size n) with the filesystem type of the mount at `path`; 0 on success.
+int clinux_mount_fstype(const char *path, char *fstype, size_t n);
+// openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS; -1 and errno on failure.
+int clinux_openat2_beneath(int dirfd, const char *path, int flags, mode_t mode);
+int clinux_is_socket(const char *path);
+#endif

@@ -1,0 +1,58 @@
+#define _GNU_SOURCE
+#include "CLinux.h"
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <errno.h>
+#include <mntent.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <linux/openat2.h>
+
+int clinux_unshare(int flags) { return unshare(flags); }
+int clinux_clone_newns(void) { return CLONE_NEWNS; }
+
+int clinux_is_mountpoint(const char *path) {
+    FILE *f = setmntent("/proc/self/mounts", "r");
+    if (!f) return -1;
+    struct mntent ent;
+    char buf[8192];
+    int found = 0;
+    while (getmntent_r(f, &ent, buf, sizeof buf)) {
+        if (strcmp(ent.mnt_dir, path) == 0) { found = 1; }
+    }
+    endmntent(f);
+    return found;
+}
+
+int clinux_mount_fstype(const char *path, char *fstype, size_t n) {
+    FILE *f = setmntent("/proc/self/mounts", "r");
+    if (!f) return -1;
+    struct mntent ent;
+    char buf[8192];
+    int found = -1;
+    while (getmntent_r(f, &ent, buf, sizeof buf)) {
+        if (strcmp(ent.mnt_dir, path) == 0) {
+            snprintf(fstype, n, "%s", ent.mnt_type);
+            found = 0; // keep the last: it is the one on top
+        }
+    }
+    endmntent(f);
+    return found;
+}
+
+int clinux_openat2_beneath(int dirfd, const char *path, int flags, mode_t mode) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (unsigned long long)flags;
+    how.mode = (flags & O_CREAT) ? mode : 0;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+int clinux_is_socket(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return -1;
+    return S_ISSOCK(st.st_mode) ? 1 : 0;
+}

@@ -1,0 +1,209 @@
+public import CUV
+import Glibc
+
+/// One libuv loop on its own thread, exposed to Swift concurrency as a serial
+/// executor (actors that own I/O state run on it) and as a task executor (tasks
+/// that prefer it stay on it instead of hopping to the global pool).
+///
+/// Threading contract: the loop is single-threaded. Every libuv call happens on
+/// the loop thread; the only way in from another thread is `enqueue`/`execute`,
+/// which go through one coalescing `uv_async_t`.
+public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable {
+  enum Work {
+    case job(UnownedJob)
+    case closure(() -> Void)
+  }
+
+  enum State {
+    case running
+    case draining  // shutdown asked: run what is queued, then close
+    case closed
+  }
+
+  public let name: String
+  /// The raw loop. Only touch it on the loop thread.
+  public let uvLoop: UnsafeMutablePointer<uv_loop_t>
+  private let wakeup: UnsafeMutablePointer<uv_async_t>
+  private let lock = Lock()
+  private var pending: [Work] = []  // guarded by lock
+  private var state = State.running  // guarded by lock
+  private var spare: [Work] = []  // loop thread only
+  private var thread = pthread_t()
+  private let finished = Locked<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+  /// Result of `uv_loop_close` once the loop has stopped: 0 means every handle was closed.
+  public private(set) var closeResult: Int32 = 0
+  /// Descriptions of handles that were still open at shutdown (a leak: each should be empty).
+  public private(set) var leakedHandles: [String] = []
+  /// Work that arrived after the loop closed and could not run.
+  public var droppedWork: Int { lock.withLock { droppedCount } }
+  private var droppedCount = 0
+
+  /// Starts a loop on a new thread.
+  public init(name: String = "uv-loop") {
+    self.name = name
+    uvLoop = .allocate(capacity: 1)
+    precondition(uv_loop_init(uvLoop) == 0, "uv_loop_init failed")
+    wakeup = .allocate(capacity: 1)
+    uv_async_init(uvLoop, wakeup) { handle in
+      let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
+      loop.drain()
+    }
+    // The loop keeps itself alive until its thread ends (released in `threadMain`).
+    wakeup.pointee.data = Unmanaged.passRetained(self).toOpaque()
+    let box = Unmanaged.passUnretained(self).toOpaque()
+    let rc = pthread_create(&thread, nil, { arg in
+      let loop = Unmanaged<EventLoop>.fromOpaque(arg!).takeUnretainedValue()
+      loop.threadMain()
+      return nil
+    }, box)
+    precondition(rc == 0, "pthread_create failed")
+  }
+
+  private func threadMain() {
+    cuv_set_thread_name(name)
+    uv_run(uvLoop, UV_RUN_DEFAULT)
+    closeResult = uv_loop_close(uvLoop)
+    if closeResult == 0 {
+      uvLoop.deallocate()
+    }
+    let waiters = finished.withLock { state -> [CheckedContinuation<Void, Never>] in
+      state.done = true
+      defer { state.waiters = [] }
+      return state.waiters
+    }
+    for w in waiters { w.resume() }
+    Unmanaged<EventLoop>.passUnretained(self).release()
+  }
+
+  /// True when called on this loop's thread.
+  public var inLoop: Bool {
+    cuv_pthread_equal_self(thread) != 0
+  }
+
+  @inline(__always)
+  public func preconditionInLoop(file: StaticString = #fileID, line: UInt = #line) {
+    precondition(inLoop, "must be called on the loop thread of \(name)", file: file, line: line)
+  }
+
+  // MARK: Executor
+
+  public func enqueue(_ job: consuming ExecutorJob) {
+    submit(.job(UnownedJob(job)))
+  }
+
+  /// Runs `body` on the loop thread, soon. Safe from any thread.
+  public func execute(_ body: @escaping @Sendable () -> Void) {
+    submit(.closure(body))
+  }
+
+  /// Runs `body` on the loop thread now if already there, else soon.
+  public func executeOrRun(_ body: @escaping @Sendable () -> Void) {
+    if inLoop { body() } else { submit(.closure(body)) }
+  }
+
+  private func submit(_ work: Work) {
+    let wake = lock.withLock { () -> Bool in
+      if case .closed = state {
+        droppedCount += 1
+        return false
+      }
+      pending.append(work)
+      return pending.count == 1
+    }
+    // uv_async_send coalesces; only the first item of a batch needs to wake the loop.
+    if wake { uv_async_send(wakeup) }
+  }
+
+  public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+    UnownedSerialExecutor(ordinary: self)
+  }
+
+  public func isIsolatingCurrentContext() -> Bool? {
+    inLoop
+  }
+
+  public func checkIsolated() {
+    preconditionInLoop()
+  }
+
+  private func drain() {
+    while true {
+      let (batch, closeNow) = lock.withLock { () -> ([Work], Bool) in
+        if pending.isEmpty {
+          if case .draining = state {
+            state = .closed
+            return ([], true)
+          }
+          return ([], false)
+        }
+        swap(&pending, &spare)
+        return (spare, false)
+      }
+      if closeNow {
+        closeRemainingHandles()
+        return
+      }
+      if batch.isEmpty { return }
+      for work in batch {
+        switch work {
+        case .job(let job):
+          job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+        case .closure(let body):
+          body()
+        }
+      }
+      spare.removeAll(keepingCapacity: true)
+    }
+  }
+
+  private func closeRemainingHandles() {
+    uv_close(cuv_handle(wakeup)) { handle in
+      handle!.deallocate()
+    }
+    // Anything still open is a leak by its owner; close it so the loop can end, and say so.
+    uv_walk(uvLoop, { handle, arg in
+      guard let handle, cuv_is_closing(handle) == 0 else { return }
+      let loop = Unmanaged<EventLoop>.fromOpaque(arg!).takeUnretainedValue()
+      let type = String(cString: uv_handle_type_name(handle.pointee.type))
+      loop.leakedHandles.append(type)
+      uv_close(handle, nil)
+    }, Unmanaged.passUnretained(self).toOpaque())
+  }
+
+  /// Asks the loop to stop once the work queued so far has run. Every component
+  /// should have closed its handles first; any still open are closed and
+  /// reported in `leakedHandles`.
+  public func shutdown() {
+    let wake = lock.withLock { () -> Bool in
+      guard case .running = state else { return false }
+      state = .draining
+      return true
+    }
+    if wake { uv_async_send(wakeup) }
+  }
+
+  /// Shuts down and waits until the loop thread has ended.
+  public func shutdownAndWait() async {
+    shutdown()
+    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+      let done = finished.withLock { state -> Bool in
+        if state.done { return true }
+        state.waiters.append(c)
+        return false
+      }
+      if done { c.resume() }
+    }
+    pthread_join(thread, nil)
+  }
+
+  /// Blocking variant for synchronous callers (never from the loop thread).
+  public func shutdownAndJoin() {
+    precondition(!inLoop, "cannot join the loop from its own thread")
+    shutdown()
+    pthread_join(thread, nil)
+  }
+
+  /// Milliseconds of the loop's clock (cached per iteration).
+  public var nowMs: UInt64 { uv_now(uvLoop) }
+}
