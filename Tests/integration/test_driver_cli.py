@@ -1,0 +1,133 @@
+"""The driver as a process: flags, startup checks on the endpoint, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+
+import pytest
+
+from support import free_tcp_port, is_socket, make_stale_socket, run_cmd
+
+
+def test_version_flag_prints_version_and_exits_zero(driver_path):
+    r = run_cmd([str(driver_path), "--version"])
+    assert r.returncode == 0, r.stderr
+    out = (r.stdout + r.stderr).strip()
+    assert out, "--version printed nothing"
+    assert any(c.isdigit() for c in out), f"--version output has no version number: {out!r}"
+
+
+def test_help_lists_the_flags_users_pass(driver_path):
+    r = run_cmd([str(driver_path), "--help"])
+    assert r.returncode == 0, r.stderr
+    text = r.stdout + r.stderr
+    for flag in ("--endpoint", "--nodeid", "--drivername", "--log-format-json", "--version",
+                 "--max-call-recv-msg-size"):
+        assert flag in text, f"--help does not mention {flag}:\n{text}"
+
+
+def test_missing_nodeid_exits_nonzero_naming_the_flag(driver_path, workdir):
+    sock = workdir / "csi.sock"
+    r = run_cmd([str(driver_path), "--endpoint", f"unix://{sock}"])
+    assert r.returncode != 0
+    assert "nodeid" in (r.stdout + r.stderr), f"message does not name --nodeid: {r.stderr!r}"
+    assert not is_socket(sock), "driver listened although it refused to start"
+
+
+def test_unknown_flag_exits_nonzero(driver_path, workdir):
+    r = run_cmd([str(driver_path), "--nodeid", "n", "--endpoint", f"unix://{workdir}/x.sock",
+                 "--no-such-flag-xyz"])
+    assert r.returncode != 0
+
+
+@pytest.mark.parametrize("kind", ["regular-file", "directory"])
+def test_refuses_endpoint_path_that_is_not_a_socket(driver_path, workdir, kind):
+    path = workdir / "csi.sock"
+    if kind == "regular-file":
+        path.write_bytes(b"precious data")
+    else:
+        path.mkdir()
+        (path / "inside").write_text("keep me")
+    r = run_cmd([str(driver_path), "--nodeid", "n", "--endpoint", f"unix://{path}"])
+    assert r.returncode != 0, "driver started on a path that is not a socket"
+    assert (r.stdout + r.stderr).strip(), "driver refused without a message"
+    # Whatever was there must be left alone.
+    if kind == "regular-file":
+        assert path.read_bytes() == b"precious data"
+    else:
+        assert (path / "inside").read_text() == "keep me"
+
+
+def test_removes_stale_socket_and_serves(start_driver, workdir, csi):
+    sock = workdir / "stale.sock"
+    make_stale_socket(sock)
+    assert is_socket(sock)
+    d = start_driver(endpoint=f"unix://{sock}")
+    info = csi.grpc.IdentityStub(d.channel()).GetPluginInfo(csi.pb2.GetPluginInfoRequest(),
+                                                             timeout=10)
+    assert info.name
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_shuts_down_cleanly_and_removes_socket(start_driver, csi, sig):
+    d = start_driver()
+    sock = d.socket_path
+    assert is_socket(sock)
+    rc = d.stop(sig)
+    assert rc == 0, f"exit code {rc} after {sig.name}\n{d.describe()}"
+    assert not os.path.lexists(sock), "socket file left behind after shutdown"
+
+
+def test_sigterm_with_idle_client_connected(start_driver, csi):
+    """An open, idle HTTP/2 connection (as kubelet keeps) must not hold up shutdown."""
+    d = start_driver()
+    stub = csi.grpc.IdentityStub(d.channel())
+    stub.Probe(csi.pb2.ProbeRequest(), timeout=10)  # connection established, now idle
+    rc = d.stop(signal.SIGTERM)
+    assert rc == 0, d.describe()
+    assert not os.path.lexists(d.socket_path)
+
+
+def test_sigterm_with_raw_half_open_connection(start_driver, csi):
+    """A client that connected and sent nothing must not hold up shutdown either."""
+    d = start_driver()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(str(d.socket_path))
+        rc = d.stop(signal.SIGTERM)
+        assert rc == 0, d.describe()
+    finally:
+        s.close()
+
+
+def test_tcp_endpoint(start_driver, csi):
+    port = free_tcp_port()
+    d = start_driver(endpoint=f"tcp://127.0.0.1:{port}")
+    stub = csi.grpc.NodeStub(d.channel())
+    assert stub.NodeGetInfo(csi.pb2.NodeGetInfoRequest(), timeout=10).node_id == "test-node"
+    assert d.stop(signal.SIGTERM) == 0, d.describe()
+
+
+def test_drivername_flag(start_driver, csi):
+    d = start_driver("--drivername", "other.csi.example.com")
+    info = csi.grpc.IdentityStub(d.channel()).GetPluginInfo(csi.pb2.GetPluginInfoRequest(),
+                                                             timeout=10)
+    assert info.name == "other.csi.example.com"
+
+
+def test_log_format_json_writes_json_lines(start_driver, csi):
+    d = start_driver("--log-format-json")
+    csi.grpc.IdentityStub(d.channel()).GetPluginInfo(csi.pb2.GetPluginInfoRequest(), timeout=10)
+    assert d.stop(signal.SIGTERM) == 0, d.describe()
+    lines = [l for l in d.stderr().splitlines() if l.strip()]
+    assert lines, "driver logged nothing at all (expected at least a startup line)"
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            pytest.fail(f"stderr line is not JSON with --log-format-json: {line!r}")
+        assert isinstance(obj, dict), f"log line is not a JSON object: {line!r}"
+
