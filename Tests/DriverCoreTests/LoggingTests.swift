@@ -1,0 +1,98 @@
+import CSIMessages
+import DriverCore
+import GRPCCore
+import Logging
+import Testing
+
+private let secretValue = "hunter2-VERY-SECRET"
+private let tokenValue = "eyJhbGciOiJSUzI1NiJ9.TOKEN-PAYLOAD"
+private let tokensKey = "csi.storage.k8s.io/serviceAccount.tokens"
+
+private var publishWithSecrets: CSI.NodePublishVolumeRequest {
+  var request = validPublish
+  request.secrets = ["password": secretValue, tokensKey: #"{"vault":{"token":"\#(tokenValue)"}}"#]
+  request.volumeContext[tokensKey] = #"{"vault":{"token":"\#(tokenValue)","expirationTimestamp":"2030-01-01T00:00:00Z"}}"#
+  request.volumeCapability = .init(
+    accessType: .mount(.init(fsType: "", mountFlags: ["password=\(secretValue)"])),
+    accessMode: .init(mode: .singleNodeWriter))
+  return request
+}
+
+@Suite struct SanitizerTests {
+  @Test func publishRequestLosesSecretsAndTokens() {
+    let rendered = Sanitizer.render(publishWithSecrets)
+    #expect(!rendered.contains(secretValue))
+    #expect(!rendered.contains(tokenValue))
+    #expect(!rendered.contains("TOKEN"))
+    #expect(rendered.contains("***stripped***"))
+    // What is not secret stays, so the log is still useful.
+    #expect(rendered.contains("csi-4f2a"))
+    #expect(rendered.contains("my-spc"))
+    #expect(rendered.contains("\"password\""))
+    #expect(rendered.contains("SINGLE_NODE_WRITER"))
+    #expect(rendered.hasPrefix("CSI.NodePublishVolumeRequest("))
+  }
+
+  @Test func tokensKeyIsStrippedFromAnyMap() {
+    let rendered = Sanitizer.render(CSI.Topology(segments: [tokensKey: tokenValue, "zone": "a"]))
+    #expect(!rendered.contains(tokenValue))
+    #expect(rendered.contains("\"zone\": \"a\""))
+  }
+
+  @Test func providerMessagesLoseSecretMaterial() {
+    let request = Provider.MountRequest(
+      attributes: #"{"objects":"x","\#(tokensKey)":"\#(tokenValue)"}"#,
+      secrets: #"{"password":"\#(secretValue)"}"#, targetPath: "/t", permission: "420")
+    let response = Provider.MountResponse(
+      objectVersion: [.init(id: "a", version: "1")], error: nil,
+      files: [.init(path: "a.txt", mode: 0o644, contents: Array(secretValue.utf8))])
+    for rendered in [Sanitizer.render(request), Sanitizer.render(response)] {
+      #expect(!rendered.contains(secretValue))
+      #expect(!rendered.contains(tokenValue))
+    }
+    #expect(Sanitizer.render(response).contains("a.txt"))
+    #expect(Sanitizer.render(request).contains("\"420\""))
+  }
+
+  @Test func rendersEveryShape() {
+    #expect(Sanitizer.render(CSI.ProbeResponse(ready: nil)) == "CSI.ProbeResponse(ready: nil)")
+    #expect(Sanitizer.render(CSI.NodeGetInfoRequest()).contains("NodeGetInfoRequest()"))
+    let capability = Sanitizer.render(CSI.NodeServiceCapability(type: .rpc(.init(type: .expandVolume))))
+    #expect(capability.contains(".rpc(") && capability.contains("EXPAND_VOLUME"))
+  }
+}
+
+@Suite struct LoggingInterceptorTests {
+  @Test func debugLogsShowTheCallButNoSecret() async throws {
+    let logs = CapturedLogs()
+    let interceptor = LoggingInterceptor(logger: logs.logger(level: .debug))
+    try await withDriver(publisher: RecordingPublisher(), interceptors: [interceptor]) { client in
+      _ = try await client.call(CSI.Node.nodePublishVolume, publishWithSecrets)
+      var bad = publishWithSecrets
+      bad.targetPath = ""
+      _ = await status(client, CSI.Node.nodePublishVolume, bad)
+    }
+    let lines = logs.all
+    #expect(lines.contains { $0.contains("rpc.request=CSI.NodePublishVolumeRequest(") })
+    #expect(lines.contains { $0.contains("rpc finished") && $0.contains("rpc.code=OK") && $0.contains("csi.v1.Node/NodePublishVolume") })
+    #expect(lines.contains { $0.contains("rpc.code=INVALID_ARGUMENT") && $0.contains("target_path") })
+    #expect(lines.allSatisfy { $0.contains("rpc.duration_ms=") || !$0.contains("rpc finished") })
+    for line in lines {
+      #expect(!line.contains(secretValue))
+      #expect(!line.contains(tokenValue))
+    }
+  }
+
+  @Test func infoLevelLogsNoRequests() async throws {
+    let logs = CapturedLogs()
+    let interceptor = LoggingInterceptor(logger: logs.logger(level: .info))
+    try await withDriver(interceptors: [interceptor]) { client in
+      _ = await status(client, CSI.Node.nodePublishVolume, publishWithSecrets)
+      _ = try await client.call(CSI.Identity.probe, .init())
+    }
+    let lines = logs.all
+    #expect(lines.count == 1)  // the publish; Probe finishing OK is debug-only
+    #expect(lines.first?.contains("rpc.code=UNIMPLEMENTED") == true)
+    #expect(!lines.contains { $0.contains("rpc.request") })
+  }
+}
