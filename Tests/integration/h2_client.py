@@ -10,9 +10,7 @@ import socket
 import time
 from typing import Optional
 
-import h2.config
-import h2.connection
-import h2.events
+from support import require_h2
 
 
 def grpc_frame(payload: bytes) -> bytes:
@@ -44,6 +42,7 @@ def raw_unary(socket_path: str, method: str, body: Optional[bytes], *,
 
     body None sends HEADERS only; end_stream False leaves the request open
     (a client still "uploading")."""
+    h2 = require_h2()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(wait)
     res = RawResult()

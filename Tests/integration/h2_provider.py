@@ -17,15 +17,12 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-import h2.config
-import h2.connection
-import h2.events
-
-from support import compile_proto
+from support import compile_proto, require_h2
 
 
 class H2RecordingProvider:
     def __init__(self, socket_path: Path):
+        require_h2()
         self.socket_path = Path(socket_path)
         self.proto = compile_proto("provider")
         self.requests: list[dict] = []  # {"headers": [(name, value)], "body": bytes}
@@ -85,6 +82,10 @@ class H2RecordingProvider:
             self._threads.append(t)
 
     def _serve(self, sock: socket.socket) -> None:
+        import h2.config
+        import h2.connection
+        import h2.events
+
         conn = h2.connection.H2Connection(
             config=h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
         conn.initiate_connection()

@@ -59,6 +59,21 @@ def provider_call_bin() -> Path:
     return driver_bin().parent / "csi-provider-call"
 
 
+def require_h2():
+    """Import the `h2` package (raw HTTP/2 peers), failing clearly without it."""
+    try:
+        import h2.config  # noqa: F401
+        import h2.connection  # noqa: F401
+        import h2.events  # noqa: F401
+        return h2
+    except ImportError:
+        import pytest
+
+        pytest.fail("the Python package h2 is missing from the test virtualenv "
+                    "(it belongs in the Makefile's PY_PACKAGES; make deps installs it)",
+                    pytrace=False)
+
+
 def require_executable(path: Path, what: str, env: str) -> Path:
     """Fail (never skip) with a clear message when a binary under test is missing."""
     import pytest
