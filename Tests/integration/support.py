@@ -267,6 +267,9 @@ class DriverProcess:
                     return self
                 except grpc.RpcError as e:
                     last_err = e
+                    # A fresh channel next time: grpcio would otherwise sit out
+                    # its reconnect backoff after a refused connection.
+                    self.close_channel()
             if time.monotonic() >= deadline:
                 raise AssertionError(
                     f"driver not ready after {timeout}s (last error: {last_err})\n{self.describe()}")
