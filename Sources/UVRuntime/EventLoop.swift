@@ -41,6 +41,8 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
   /// Starts a loop on a new thread.
   public init(name: String = "uv-loop") {
+    // A peer that goes away must be an error on the write, not a signal that kills us.
+    _ = EventLoop.ignoreSIGPIPE
     self.name = name
     uvLoop = .allocate(capacity: 1)
     precondition(uv_loop_init(uvLoop) == 0, "uv_loop_init failed")
@@ -59,6 +61,8 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     }, box)
     precondition(rc == 0, "pthread_create failed")
   }
+
+  private static let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN) }()
 
   private func threadMain() {
     cuv_set_thread_name(name)

@@ -1,0 +1,240 @@
+import CNGHTTP2
+import GRPCCore
+import UVRuntime
+
+/// The server side of one gRPC call on an HTTP/2 stream. Loop thread only,
+/// except `cancellation`, which is locked.
+final class GRPCServerStream: H2Stream, @unchecked Sendable {
+  typealias Inbound = AsyncThrowingStream<RPCRequestPart<[UInt8]>, any Error>
+
+  private let server: H2ServerTransport
+  private var deframer: GRPCMessageDeframer
+  private var inbound: Inbound.Continuation?
+  private var started = false
+  private var responseHeadersSent = false
+  private var statusSent = false
+  /// Lets an RST_STREAM from the client cancel the handler, whenever it is attached.
+  let cancellation = Locked<(handle: ServerContext.RPCCancellationHandle?, cancelled: Bool)>((nil, false))
+
+  init(connection: H2Connection, server: H2ServerTransport) {
+    self.server = server
+    deframer = GRPCMessageDeframer(limit: server.config.maxReceiveMessageBytes)
+    super.init(connection: connection)
+  }
+
+  // MARK: Inbound
+
+  override func didReceiveHeaders(_ headers: HeaderList, endStream: Bool) {
+    guard !started else {
+      // Request trailers carry nothing for gRPC; only the end of stream matters.
+      if endStream { didReceiveEndStream() }
+      return
+    }
+    started = true
+    var method = ""
+    var path = ""
+    var contentType = ""
+    var encoding = "identity"
+    var metadata = Metadata()
+    for (name, value) in headers {
+      switch name {
+      case ":method": method = value
+      case ":path": path = value
+      case ":authority", ":scheme", "te", "user-agent": continue
+      case "content-type": contentType = value
+      case "grpc-encoding": encoding = value
+      case "grpc-accept-encoding": continue
+      default:
+        if name.hasPrefix(":") { continue }
+        if name.hasSuffix("-bin") {
+          if let bytes = Base64.decode(value) { metadata.addBinary(bytes, forKey: name) }
+        } else {
+          metadata.addString(value, forKey: name)
+        }
+      }
+    }
+    guard method == "POST" else {
+      rejectHTTP(status: "405", code: .internalError, message: "gRPC requires POST, got \(method)")
+      return
+    }
+    guard contentType.hasPrefix("application/grpc") else {
+      rejectHTTP(status: "415", code: .internalError, message: "invalid content-type \(contentType.isEmpty ? "(none)" : contentType)")
+      return
+    }
+    guard encoding == "identity" else {
+      rejectHTTP(status: "200", code: .unimplemented, message: "message compression \(encoding) is not supported")
+      return
+    }
+    guard let descriptor = Self.descriptor(fromPath: path) else {
+      rejectHTTP(status: "200", code: .unimplemented, message: "malformed method path \(path)")
+      return
+    }
+    let (stream, continuation) = Inbound.makeStream()
+    inbound = continuation
+    continuation.yield(.metadata(metadata))
+    continuation.onTermination = { [weak self, loop = connection.loop] reason in
+      guard case .cancelled = reason, let self else { return }
+      loop.execute { self.handlerStoppedReading() }
+    }
+    if endStream { didReceiveEndStream() }
+    let rpc = RPCStream(
+      descriptor: descriptor,
+      inbound: RPCAsyncSequence<RPCRequestPart<[UInt8]>, any Error>(wrapping: stream),
+      outbound: RPCWriter<RPCResponsePart<[UInt8]>>.Closable(wrapping: ServerStreamWriter(stream: self))
+    )
+    server.accept(AcceptedStream(rpc: rpc, stream: self, remotePeer: connection.transport.remoteAddress, localPeer: connection.transport.localAddress))
+  }
+
+  static func descriptor(fromPath path: String) -> MethodDescriptor? {
+    let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+    guard parts.count == 3, parts[0].isEmpty, !parts[1].isEmpty, !parts[2].isEmpty else { return nil }
+    return MethodDescriptor(fullyQualifiedService: String(parts[1]), method: String(parts[2]))
+  }
+
+  override func didReceiveData(_ bytes: UnsafeRawBufferPointer) {
+    guard let inbound else { return }
+    deframer.append(bytes)
+    do {
+      while let message = try deframer.next() {
+        inbound.yield(.message(message))
+      }
+    } catch .tooLarge(let length, let limit) {
+      fail(.resourceExhausted, "request message of \(length) bytes exceeds the limit of \(limit) bytes")
+    } catch {
+      fail(.unimplemented, "compressed messages are not supported")
+    }
+  }
+
+  override func didReceiveEndStream() {
+    inbound?.finish()
+  }
+
+  override func didClose(errorCode: UInt32, connectionLost: Bool) {
+    let wasDone = statusSent
+    statusSent = true
+    if !wasDone {
+      let reason = connectionLost ? "connection closed" : "stream reset by client (HTTP/2 error \(errorCode))"
+      inbound?.finish(throwing: RPCError(code: .cancelled, message: reason))
+      cancel()
+    }
+    inbound = nil
+  }
+
+  private func handlerStoppedReading() {
+    inbound = nil
+  }
+
+  private func cancel() {
+    let handle = cancellation.withLock { state -> ServerContext.RPCCancellationHandle? in
+      state.cancelled = true
+      return state.handle
+    }
+    handle?.cancel()
+  }
+
+  func attach(_ handle: ServerContext.RPCCancellationHandle) {
+    let cancelled = cancellation.withLock { state -> Bool in
+      state.handle = handle
+      return state.cancelled
+    }
+    if cancelled { handle.cancel() }
+  }
+
+  /// Ends the call with `code` now: the status goes out, the handler is told.
+  private func fail(_ code: Status.Code, _ message: String) {
+    resetAfterEndStream = true
+    send(.status(Status(code: code, message: message), [:]))
+    inbound?.finish(throwing: RPCError(code: RPCError.Code(code) ?? .internalError, message: message))
+    inbound = nil
+    cancel()
+  }
+
+  private func rejectHTTP(status: String, code: Status.Code, message: String) {
+    responseHeadersSent = true
+    statusSent = true
+    connection.submitResponse(self, headers: [
+      (":status", status), ("content-type", "application/grpc"), ("grpc-accept-encoding", "identity"),
+      ("grpc-status", String(code.rawValue)), ("grpc-message", PercentEncoding.encode(message)),
+    ], endStream: true)
+  }
+
+  // MARK: Outbound
+
+  func send(_ part: RPCResponsePart<[UInt8]>) {
+    guard !isClosed, !statusSent else { return }
+    switch part {
+    case .metadata(let metadata):
+      guard !responseHeadersSent else { return }
+      responseHeadersSent = true
+      var headers: HeaderList = [(":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "identity")]
+      Self.append(metadata, to: &headers)
+      connection.submitResponse(self, headers: headers, endStream: false)
+    case .message(let bytes):
+      if !responseHeadersSent { send(.metadata([:])) }
+      var framed = [UInt8]()
+      GRPCFraming.frame(bytes, into: &framed)
+      queueOutbound(framed)
+    case .status(let status, let metadata):
+      statusSent = true
+      var trailers: HeaderList = [("grpc-status", String(status.code.rawValue))]
+      if !status.message.isEmpty { trailers.append(("grpc-message", PercentEncoding.encode(status.message))) }
+      Self.append(metadata, to: &trailers)
+      if responseHeadersSent {
+        finishOutbound(trailers: trailers)
+      } else {
+        // Trailers-only response: one HEADERS frame that ends the stream.
+        responseHeadersSent = true
+        connection.submitResponse(self, headers: [(":status", "200"), ("content-type", "application/grpc")] + trailers, endStream: true)
+      }
+    }
+  }
+
+  static func append(_ metadata: Metadata, to headers: inout HeaderList) {
+    for (key, value) in metadata {
+      let name = key.lowercased()
+      // Reserved names belong to the transport.
+      if name.hasPrefix(":") || name == "content-type" || name == "te" || name == "grpc-status" || name == "grpc-message" { continue }
+      headers.append((name, value.encoded()))
+    }
+  }
+}
+
+struct AcceptedStream: Sendable {
+  var rpc: RPCStream<H2ServerTransport.Inbound, H2ServerTransport.Outbound>
+  var stream: GRPCServerStream
+  var remotePeer: String
+  var localPeer: String
+}
+
+/// The handler's writer: runs on the loop thread, directly when already there.
+struct ServerStreamWriter: ClosableRPCWriterProtocol {
+  typealias Element = RPCResponsePart<[UInt8]>
+  let stream: GRPCServerStream
+
+  func write(_ element: Element) async throws {
+    let loop = stream.connection.loop
+    if loop.inLoop {
+      stream.send(element)
+    } else {
+      let stream = self.stream
+      try await loop.submit { stream.send(element) }
+    }
+  }
+
+  func write(contentsOf elements: some Sequence<Element>) async throws {
+    for element in elements { try await write(element) }
+  }
+
+  func finish() async {}
+
+  func finish(throwing error: any Error) async {
+    // GRPCCore always writes a status first; this is a last resort.
+    let status: Status
+    if let rpc = error as? RPCError {
+      status = Status(code: Status.Code(rpc.code), message: rpc.message)
+    } else {
+      status = Status(code: .unknown, message: "handler failed")
+    }
+    try? await write(.status(status, [:]))
+  }
+}
