@@ -312,7 +312,7 @@ def debug_log_flags(help_text: str) -> list[str]:
     """The flags that turn on the most verbose logging the driver offers, as
     far as its --help tells. Empty when it has none."""
     if "--log-level" in help_text:
-        return ["--log-level", "debug"]
+        return ["--log-level", "trace" if "trace" in help_text else "debug"]
     if "--verbosity" in help_text:
         return ["--verbosity", "5"]
     if "-v=" in help_text or "-v " in help_text or "-v," in help_text or "\n  -v" in help_text:
