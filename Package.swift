@@ -12,6 +12,8 @@ let package = Package(
   name: "secrets-store-csi-driver-swift",
   products: [
     .executable(name: "secrets-store-csi-driver", targets: ["secrets-store-csi-driver"]),
+    .executable(name: "csi-provider-call", targets: ["csi-provider-call"]),
+    .executable(name: "csi-bench", targets: ["csi-bench"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
@@ -58,6 +60,27 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
+      swiftSettings: strict
+    ),
+    // Developer tool: calls a provider plugin with JSON commands (integration tests use it).
+    .executableTarget(
+      name: "csi-provider-call",
+      dependencies: [
+        "DriverCore", "CSIMessages", "UVRuntime",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      swiftSettings: strict
+    ),
+    // Unary round-trip benchmark against a running driver (our client transport).
+    .executableTarget(
+      name: "csi-bench",
+      dependencies: [
+        "DriverCore", "CSIMessages", "GRPCH2", "UVRuntime",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "Benchmarks/csi-bench",
       swiftSettings: strict
     ),
 

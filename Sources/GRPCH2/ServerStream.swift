@@ -13,6 +13,9 @@ final class GRPCServerStream: H2Stream, @unchecked Sendable {
   private var started = false
   private var responseHeadersSent = false
   private var statusSent = false
+  /// Enforces `grpc-timeout` in the transport too, so a call whose request never
+  /// arrives still ends (GRPCCore's own timer only reaches handlers that look).
+  private var deadlineTimer: UVTimer?
   /// Lets an RST_STREAM from the client cancel the handler, whenever it is attached.
   let cancellation = Locked<(handle: ServerContext.RPCCancellationHandle?, cancelled: Bool)>((nil, false))
 
@@ -44,6 +47,9 @@ final class GRPCServerStream: H2Stream, @unchecked Sendable {
       case "content-type": contentType = value
       case "grpc-encoding": encoding = value
       case "grpc-accept-encoding": continue
+      case "grpc-timeout":
+        metadata.addString(value, forKey: name)
+        if let timeout = GRPCTimeout.decode(value) { startDeadline(timeout) }
       default:
         if name.hasPrefix(":") { continue }
         if name.hasSuffix("-bin") {
@@ -85,6 +91,25 @@ final class GRPCServerStream: H2Stream, @unchecked Sendable {
     server.accept(AcceptedStream(rpc: rpc, stream: self, remotePeer: connection.transport.remoteAddress, localPeer: connection.transport.localAddress))
   }
 
+  private func startDeadline(_ timeout: Duration) {
+    let (seconds, atto) = timeout.components
+    let ms = UInt64(max(0, seconds)) * 1000 + UInt64(max(0, atto)) / 1_000_000_000_000_000
+    let timer = UVTimer(on: connection.loop)
+    deadlineTimer = timer
+    timer.start(timeoutMs: ms) { [weak self] in
+      guard let self else { return }
+      self.stopDeadline()
+      if !self.statusSent {
+        self.fail(.deadlineExceeded, "deadline of \(timeout) exceeded")
+      }
+    }
+  }
+
+  private func stopDeadline() {
+    deadlineTimer?.close()
+    deadlineTimer = nil
+  }
+
   static func descriptor(fromPath path: String) -> MethodDescriptor? {
     let parts = path.split(separator: "/", omittingEmptySubsequences: false)
     guard parts.count == 3, parts[0].isEmpty, !parts[1].isEmpty, !parts[2].isEmpty else { return nil }
@@ -110,6 +135,7 @@ final class GRPCServerStream: H2Stream, @unchecked Sendable {
   }
 
   override func didClose(errorCode: UInt32, connectionLost: Bool) {
+    stopDeadline()
     let wasDone = statusSent
     statusSent = true
     if !wasDone {
@@ -176,6 +202,7 @@ final class GRPCServerStream: H2Stream, @unchecked Sendable {
       queueOutbound(framed)
     case .status(let status, let metadata):
       statusSent = true
+      stopDeadline()
       var trailers: HeaderList = [("grpc-status", String(status.code.rawValue))]
       if !status.message.isEmpty { trailers.append(("grpc-message", PercentEncoding.encode(status.message))) }
       Self.append(metadata, to: &trailers)

@@ -85,19 +85,7 @@ public struct LoggingInterceptor: ServerInterceptor {
     return ("UNKNOWN", "\(type(of: error))")
   }
 
-  /// The canonical gRPC name, as kubelet and grpcurl print it.
-  static func codeName(_ code: RPCError.Code) -> String {
-    Self.codeNames[code] ?? "\(code)"
-  }
-
-  static let codeNames: [RPCError.Code: String] = [
-    .cancelled: "CANCELLED", .unknown: "UNKNOWN", .invalidArgument: "INVALID_ARGUMENT",
-    .deadlineExceeded: "DEADLINE_EXCEEDED", .notFound: "NOT_FOUND", .alreadyExists: "ALREADY_EXISTS",
-    .permissionDenied: "PERMISSION_DENIED", .resourceExhausted: "RESOURCE_EXHAUSTED",
-    .failedPrecondition: "FAILED_PRECONDITION", .aborted: "ABORTED", .outOfRange: "OUT_OF_RANGE",
-    .unimplemented: "UNIMPLEMENTED", .internalError: "INTERNAL", .unavailable: "UNAVAILABLE",
-    .dataLoss: "DATA_LOSS", .unauthenticated: "UNAUTHENTICATED",
-  ]
+  static func codeName(_ code: RPCError.Code) -> String { code.canonicalName }
 
   /// Milliseconds with three decimals, e.g. "12.345".
   static func milliseconds(_ duration: Duration) -> String {
