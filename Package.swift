@@ -14,11 +14,13 @@ let package = Package(
     .executable(name: "secrets-store-csi-driver", targets: ["secrets-store-csi-driver"]),
     .executable(name: "csi-provider-call", targets: ["csi-provider-call"]),
     .executable(name: "csi-bench", targets: ["csi-bench"]),
+    .executable(name: "csi-reference-provider", targets: ["csi-reference-provider"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+    .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
   ],
   targets: [
     // C shims: one per system library, plus Linux calls Glibc does not expose.
@@ -43,11 +45,14 @@ let package = Package(
       dependencies: ["CProtobufC", .product(name: "GRPCCore", package: "grpc-swift-2")],
       swiftSettings: strict
     ),
-    // The driver: CSI Identity and Node services, configuration, logging.
+    // Volume contents on disk: path rules, the atomic `..data` writer, tmpfs mounts.
+    .target(name: "VolumeFiles", dependencies: ["CLinux"], swiftSettings: strict),
+    // The driver: CSI Identity and Node services, volumes, providers, configuration, logging.
     .target(
       name: "DriverCore",
       dependencies: [
-        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux",
+        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "VolumeFiles",
+        .product(name: "Yams", package: "Yams"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -83,6 +88,17 @@ let package = Package(
       path: "Benchmarks/csi-bench",
       swiftSettings: strict
     ),
+    // A provider plugin for demos, tests and the load harness: objects from files or
+    // parameters, content-hash versions, and a fault/latency mode.
+    .executableTarget(
+      name: "csi-reference-provider",
+      dependencies: [
+        "CSIMessages", "GRPCH2", "UVRuntime", "COpenSSL",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      swiftSettings: strict
+    ),
 
     .testTarget(name: "UVRuntimeTests", dependencies: ["UVRuntime"], swiftSettings: strict),
     .testTarget(
@@ -90,6 +106,7 @@ let package = Package(
       dependencies: ["GRPCH2", "UVRuntime", .product(name: "GRPCCore", package: "grpc-swift-2")],
       swiftSettings: strict
     ),
+    .testTarget(name: "VolumeFilesTests", dependencies: ["VolumeFiles", "CLinux"], swiftSettings: strict),
     .testTarget(name: "CSIMessagesTests", dependencies: ["CSIMessages"], swiftSettings: strict),
     .testTarget(
       name: "DriverCoreTests",

@@ -1,0 +1,1 @@
+// Volume contents on disk. (Being built: path rules, atomic writer, tmpfs.)

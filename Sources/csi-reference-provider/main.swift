@@ -1,0 +1,2 @@
+// Reference provider (being built).
+print("csi-reference-provider: not built yet")
