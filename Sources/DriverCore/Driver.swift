@@ -1,29 +1,61 @@
 import GRPCCore
+import CSIMessages
 import GRPCH2
 import Glibc
 public import Logging
 public import UVRuntime
 
-/// The running driver: one loop, the CSI gRPC server on it, signal handling.
-/// `run()` is its lifetime: it returns after a graceful shutdown, with every
-/// libuv handle closed.
+/// What the mount path needs beyond the CSI basics (from flags).
+public struct MountConfig: Sendable {
+  public var classes: any SecretProviderClassSource
+  public var providers: ProviderSettings
+  public var volumes: VolumeSettings
+  /// `--provider-health-check`: call every provider's Version this often.
+  public var healthCheckInterval: Duration?
+
+  public init(
+    classes: any SecretProviderClassSource = EmptySecretProviderClassSource(), providers: ProviderSettings = ProviderSettings(),
+    volumes: VolumeSettings = VolumeSettings(), healthCheckInterval: Duration? = nil
+  ) {
+    self.classes = classes
+    self.providers = providers
+    self.volumes = volumes
+    self.healthCheckInterval = healthCheckInterval
+  }
+}
+
+/// The running driver: one loop, the CSI gRPC server on it, provider
+/// connections, volumes, signal handling. `run()` is its lifetime: it returns
+/// after a graceful shutdown, with every libuv handle closed.
 public final class Driver: Sendable {
   public let config: DriverConfig
   public let endpoint: Endpoint
   public let loop: EventLoop
+  public let volumes: VolumeRegistry
+  public let providers: ProviderConnections
+  let mount: MountConfig
   let logger: Logger
   let server: GRPCServer<H2ServerTransport>
   let transport: H2ServerTransport
 
-  public init(config: DriverConfig, endpoint: Endpoint, maxReceiveMessageBytes: Int, logger: Logger, loop: EventLoop? = nil) {
+  public init(
+    config: DriverConfig, endpoint: Endpoint, maxReceiveMessageBytes: Int, logger: Logger, mount: MountConfig = MountConfig(),
+    loop: EventLoop? = nil
+  ) {
     self.config = config
     self.endpoint = endpoint
     self.logger = logger
-    self.loop = loop ?? EventLoop(name: "csi-loop")
-    transport = H2ServerTransport(config: .init(endpoint: endpoint, maxReceiveMessageBytes: maxReceiveMessageBytes), loop: self.loop)
+    self.mount = mount
+    let loop = loop ?? EventLoop(name: "csi-loop")
+    self.loop = loop
+    providers = ProviderConnections(loop: loop, settings: mount.providers)
+    volumes = VolumeRegistry(loop: loop)
+    let env = VolumeEnvironment(classes: mount.classes, providers: providers, settings: mount.volumes, logger: logger)
+    let publisher = MountingPublisher(registry: volumes, env: env)
+    transport = H2ServerTransport(config: .init(endpoint: endpoint, maxReceiveMessageBytes: maxReceiveMessageBytes), loop: loop)
     server = GRPCServer(
       transport: transport,
-      services: [IdentityService(config: config), NodeService(config: config)],
+      services: [IdentityService(config: config), NodeService(config: config, publisher: publisher)],
       interceptors: [LoggingInterceptor(logger: logger)])
   }
 
@@ -35,9 +67,19 @@ public final class Driver: Sendable {
       }
     }
     logger.info(
-      "serving CSI", metadata: ["endpoint": "\(endpoint)", "driver": "\(config.driverName)", "node": "\(config.nodeID)", "version": "\(config.version)"])
+      "serving CSI",
+      metadata: [
+        "endpoint": "\(endpoint)", "driver": "\(config.driverName)", "node": "\(config.nodeID)", "version": "\(config.version)",
+        "provider_dirs": "\(mount.providers.searchDirectories)", "rotation": "\(mount.volumes.rotationEnabled)",
+      ])
+    let health = mount.healthCheckInterval.map { interval in
+      Task(executorPreference: loop) { [self] in await healthChecks(every: interval) }
+    }
     let serving = Task(executorPreference: loop) { [server] in try await server.serve() }
     let result = await serving.result
+    health?.cancel()
+    await health?.value
+    await providers.closeAll()
     try await loop.submit { for s in signals { s.close() } }
     await loop.shutdownAndWait()
     if !loop.leakedHandles.isEmpty {
@@ -45,6 +87,28 @@ public final class Driver: Sendable {
     }
     try result.get()
     logger.info("stopped")
+  }
+
+  /// Calls Version on every provider with a socket, logging when one becomes
+  /// unhealthy or recovers (upstream's `--provider-health-check`).
+  private func healthChecks(every interval: Duration) async {
+    var unhealthy: Set<String> = []
+    let ms = UInt64(max(1, interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000))
+    while !Task.isCancelled {
+      for name in providers.discoverProviders() {
+        do {
+          let v = try await providers.connection(for: name).version(timeout: .seconds(5))
+          if unhealthy.remove(name) != nil {
+            logger.info("provider healthy again", metadata: ["provider": "\(name)", "runtime": "\(v.runtimeName) \(v.runtimeVersion)"])
+          }
+        } catch {
+          if unhealthy.insert(name).inserted {
+            logger.warning("provider health check failed", metadata: ["provider": "\(name)", "error": "\(error)"])
+          }
+        }
+      }
+      do { try await loop.sleep(milliseconds: ms) } catch { return }
+    }
   }
 
   private let signalCount = Locked(0)

@@ -1,5 +1,6 @@
 import CSIMessages
 import GRPCCore
+import GRPCH2
 
 extension RPCRouter {
   /// Registers a unary handler for a typed method. Errors thrown by the
@@ -16,6 +17,27 @@ extension RPCRouter {
     ) { request, context in
       let single = try await ServerRequest(stream: request)
       let response = try await handler(single.message, context)
+      return StreamingServerResponse(single: ServerResponse(message: response))
+    }
+  }
+
+  /// Like `registerUnary`, and hands the handler the caller's deadline (from
+  /// `grpc-timeout`) so it can budget the calls it makes downstream.
+  mutating func registerUnaryWithDeadline<Request, Response>(
+    _ method: UnaryMethod<Request, Response>,
+    handler: @escaping @Sendable (Request, ContinuousClock.Instant?) async throws -> Response
+  ) {
+    self.registerHandler(
+      forMethod: method.descriptor,
+      deserializer: method.deserializer,
+      serializer: method.serializer
+    ) { request, context in
+      let start = ContinuousClock.now
+      let single = try await ServerRequest(stream: request)
+      let deadline = single.metadata[stringValues: "grpc-timeout"].first(where: { _ in true })
+        .flatMap { GRPCTimeout.decode($0) }
+        .map { start + $0 }
+      let response = try await handler(single.message, deadline)
       return StreamingServerResponse(single: ServerResponse(message: response))
     }
   }

@@ -35,6 +35,39 @@ struct DriverCommand: AsyncParsableCommand {
     help: ArgumentHelp("Largest gRPC message accepted, in bytes (from kubelet and from providers).", valueName: "bytes"))
   var maxCallRecvMsgSize = 4 << 20
 
+  @Option(
+    name: .customLong("provider-volume"),
+    help: ArgumentHelp("Directory where provider plugins create their sockets (<dir>/<provider>.sock).", valueName: "dir"))
+  var providerVolume = ProviderSettings.defaultProviderVolume
+
+  @Option(
+    name: .customLong("additional-provider-volume-paths"),
+    help: ArgumentHelp("More provider socket directories, comma-separated; searched before --provider-volume.", valueName: "dirs"))
+  var additionalProviderVolumePaths = ProviderSettings.defaultAdditionalProviderVolumePaths.joined(separator: ",")
+
+  @Flag(name: .customLong("enable-secret-rotation"), help: "Refresh mounted content when kubelet republishes a volume that is due.")
+  var enableSecretRotation = false
+
+  @Option(
+    name: .customLong("rotation-poll-interval"),
+    help: ArgumentHelp("How long after its last successful fetch a volume is due for a refresh (Go duration).", valueName: "duration"))
+  var rotationPollInterval = "2m"
+
+  @Flag(name: .customLong("provider-health-check"), help: "Call every provider's Version periodically and log failures.")
+  var providerHealthCheck = false
+
+  @Option(
+    name: .customLong("provider-health-check-interval"),
+    help: ArgumentHelp("How often the provider health check runs (Go duration).", valueName: "duration"))
+  var providerHealthCheckInterval = "2m"
+
+  @Option(
+    name: .customLong("spc-dir"),
+    help: ArgumentHelp(
+      "Read SecretProviderClasses from YAML files in this directory instead of the Kubernetes API (standalone mode).",
+      valueName: "dir"))
+  var spcDir: String?
+
   @Flag(name: .customLong("log-format-json"), help: "Log one JSON object per line instead of text.")
   var logFormatJSON = false
 
@@ -45,6 +78,28 @@ struct DriverCommand: AsyncParsableCommand {
 
   @Flag(help: "Print the version and exit.")
   var version = false
+
+  /// Boolean flags existing manifests pass Go-style, as `--flag=true`.
+  static let goBoolFlags: Set<String> = ["--enable-secret-rotation", "--provider-health-check", "--log-format-json", "--version"]
+
+  /// Turns what upstream's Go flag parser accepts into what this parser does:
+  /// klog's `-v=N` becomes `--log-level`, `--bool-flag=true|false` becomes the
+  /// flag or nothing, and single-dash long flags (`-endpoint`) get two dashes.
+  static func rewriteGoFlags(_ arguments: [String]) -> [String] {
+    rewriteKlogVerbosity(arguments).compactMap { a -> String? in
+      var a = a
+      if a.hasPrefix("-"), !a.hasPrefix("--"), a.count > 2, a.dropFirst().first?.isLetter == true { a = "-" + a }
+      let parts = a.split(separator: "=", maxSplits: 1).map(String.init)
+      if parts.count == 2, goBoolFlags.contains(parts[0]) {
+        switch parts[1].lowercased() {
+        case "true", "1", "t": return parts[0]
+        case "false", "0", "f": return nil
+        default: return a
+        }
+      }
+      return a
+    }
+  }
 
   /// klog-style `-v=N` / `--v=N`, which existing manifests pass, becomes `--log-level`.
   static func rewriteKlogVerbosity(_ arguments: [String]) -> [String] {
@@ -70,7 +125,7 @@ struct DriverCommand: AsyncParsableCommand {
   }
 
   static func main() async {
-    await main(rewriteKlogVerbosity(Array(CommandLine.arguments.dropFirst())))
+    await main(rewriteGoFlags(Array(CommandLine.arguments.dropFirst())))
   }
 
   func validate() throws {
@@ -88,6 +143,19 @@ struct DriverCommand: AsyncParsableCommand {
       throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
     }
     guard !drivername.isEmpty else { throw ValidationError("--drivername must not be empty") }
+    for (flag, value) in [("--rotation-poll-interval", rotationPollInterval), ("--provider-health-check-interval", providerHealthCheckInterval)] {
+      do {
+        guard try GoDuration.parse(value) > .zero else { throw ValidationError("\(flag) must be positive") }
+      } catch let error as GoDuration.ParseError {
+        throw ValidationError("\(flag): \(error)")
+      }
+    }
+    if let spcDir {
+      var isDir = stat()
+      guard stat(spcDir, &isDir) == 0, (isDir.st_mode & S_IFMT) == S_IFDIR else {
+        throw ValidationError("--spc-dir \(spcDir) is not a directory")
+      }
+    }
   }
 
   func run() async throws {
@@ -101,7 +169,22 @@ struct DriverCommand: AsyncParsableCommand {
     let logger = Logger(label: "secrets-store-csi-driver")
     let config = DriverConfig(driverName: drivername, version: DriverVersion.current, nodeID: nodeid!)
     let endpoint = try Endpoint(parsing: endpoint)
-    let driver = Driver(config: config, endpoint: endpoint, maxReceiveMessageBytes: maxCallRecvMsgSize, logger: logger)
+    let dirs = additionalProviderVolumePaths.split(separator: ",").map { String($0) }.filter { !$0.isEmpty } + [providerVolume]
+    let classes: any SecretProviderClassSource =
+      if let spcDir { DirectorySecretProviderClassSource(directory: spcDir, logger: logger) } else { EmptySecretProviderClassSource() }
+    let mount = MountConfig(
+      classes: classes,
+      providers: ProviderSettings(searchDirectories: dirs, maxReceiveMessageBytes: maxCallRecvMsgSize),
+      volumes: VolumeSettings(
+        rotationEnabled: enableSecretRotation,
+        rotationPollInterval: try GoDuration.parse(rotationPollInterval),
+        // An update holds the old and the new content for a moment.
+        tmpfsSizeBytes: max(8 << 20, 2 * maxCallRecvMsgSize)),
+      healthCheckInterval: providerHealthCheck ? try GoDuration.parse(providerHealthCheckInterval) : nil)
+    if spcDir == nil {
+      logger.warning("no SecretProviderClass source: pass --spc-dir (the Kubernetes API source is not built yet)")
+    }
+    let driver = Driver(config: config, endpoint: endpoint, maxReceiveMessageBytes: maxCallRecvMsgSize, logger: logger, mount: mount)
     do {
       try await driver.run()
     } catch {

@@ -47,12 +47,12 @@ final class RecordingPublisher: VolumePublisher {
   let published = Mutex<[CSI.NodePublishVolumeRequest]>([])
   let unpublished = Mutex<[CSI.NodeUnpublishVolumeRequest]>([])
 
-  func publish(_ request: CSI.NodePublishVolumeRequest) async throws -> CSI.NodePublishVolumeResponse {
+  func publish(_ request: CSI.NodePublishVolumeRequest, deadline: ContinuousClock.Instant?) async throws -> CSI.NodePublishVolumeResponse {
     self.published.withLock { $0.append(request) }
     return CSI.NodePublishVolumeResponse()
   }
 
-  func unpublish(_ request: CSI.NodeUnpublishVolumeRequest) async throws -> CSI.NodeUnpublishVolumeResponse {
+  func unpublish(_ request: CSI.NodeUnpublishVolumeRequest, deadline: ContinuousClock.Instant?) async throws -> CSI.NodeUnpublishVolumeResponse {
     self.unpublished.withLock { $0.append(request) }
     return CSI.NodeUnpublishVolumeResponse()
   }

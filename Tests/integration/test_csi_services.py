@@ -4,18 +4,12 @@ liveness probe call them."""
 from __future__ import annotations
 
 import grpc
+from pathlib import Path
 import pytest
 
 from support import VOLUME_ID, target_path_for, valid_publish_request
 
 T = 10  # per-call deadline, seconds
-
-# ---------------------------------------------------------------------------
-# CHANGE WHEN MOUNTING LANDS: NodePublishVolume answers UNIMPLEMENTED until the
-# provider path is wired in. Set this to True then, and replace the assertion
-# in test_valid_publish_is_not_rejected_as_invalid with the real expectation.
-PUBLISH_IMPLEMENTED = False
-# ---------------------------------------------------------------------------
 
 
 def rpc_error(fn, *args, **kwargs) -> grpc.RpcError:
@@ -80,15 +74,15 @@ def test_publish_empty_request_is_invalid_argument(node, csi):
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_valid_publish_is_not_rejected_as_invalid(node, csi, workdir):
+def test_valid_publish_without_a_class_is_not_found(node, csi, workdir):
+    """A well-formed request reaches the mount path, which looks up the class
+    first: with no source configured, that is NOT_FOUND naming it, and nothing
+    is created at the target."""
     req = valid_publish_request(csi, workdir)
-    if PUBLISH_IMPLEMENTED:  # pragma: no cover - flip PUBLISH_IMPLEMENTED above
-        node.NodePublishVolume(req, timeout=T)
-        return
     e = rpc_error(node.NodePublishVolume, req, timeout=T)
-    assert e.code() != grpc.StatusCode.INVALID_ARGUMENT, f"valid request rejected: {e.details()}"
-    # CHANGE WHEN MOUNTING LANDS (see PUBLISH_IMPLEMENTED):
-    assert e.code() == grpc.StatusCode.UNIMPLEMENTED, e
+    assert e.code() == grpc.StatusCode.NOT_FOUND, e
+    assert "my-spc" in e.details() and "default" in e.details(), e.details()
+    assert not Path(req.target_path).exists()
 
 
 # ---- NodeUnpublishVolume validation

@@ -2,9 +2,11 @@ public import CSIMessages
 import GRPCCore
 
 extension NodeService {
-  public func nodePublishVolume(_ request: CSI.NodePublishVolumeRequest) async throws -> CSI.NodePublishVolumeResponse {
+  public func nodePublishVolume(
+    _ request: CSI.NodePublishVolumeRequest, deadline: ContinuousClock.Instant? = nil
+  ) async throws -> CSI.NodePublishVolumeResponse {
     try Self.validate(request)
-    return try await self.publisher.publish(request)
+    return try await self.publisher.publish(request, deadline: deadline)
   }
 
   /// The CSI spec's required fields, then this driver's own rule: the

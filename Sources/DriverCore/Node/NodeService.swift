@@ -17,8 +17,12 @@ public struct NodeService: RegistrableRPCService {
   public func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
     router.registerUnary(CSI.Node.nodeGetInfo) { request, _ in self.nodeGetInfo(request) }
     router.registerUnary(CSI.Node.nodeGetCapabilities) { request, _ in self.nodeGetCapabilities(request) }
-    router.registerUnary(CSI.Node.nodePublishVolume) { request, _ in try await self.nodePublishVolume(request) }
-    router.registerUnary(CSI.Node.nodeUnpublishVolume) { request, _ in try await self.nodeUnpublishVolume(request) }
+    router.registerUnaryWithDeadline(CSI.Node.nodePublishVolume) { request, deadline in
+      try await self.nodePublishVolume(request, deadline: deadline)
+    }
+    router.registerUnaryWithDeadline(CSI.Node.nodeUnpublishVolume) { request, deadline in
+      try await self.nodeUnpublishVolume(request, deadline: deadline)
+    }
     // Not advertised by NodeGetCapabilities, so a conforming CO never calls them.
     router.registerUnimplemented(CSI.Node.nodeStageVolume)
     router.registerUnimplemented(CSI.Node.nodeUnstageVolume)

@@ -2,9 +2,11 @@ public import CSIMessages
 import GRPCCore
 
 extension NodeService {
-  public func nodeUnpublishVolume(_ request: CSI.NodeUnpublishVolumeRequest) async throws -> CSI.NodeUnpublishVolumeResponse {
+  public func nodeUnpublishVolume(
+    _ request: CSI.NodeUnpublishVolumeRequest, deadline: ContinuousClock.Instant? = nil
+  ) async throws -> CSI.NodeUnpublishVolumeResponse {
     try Self.validate(request)
-    return try await self.publisher.unpublish(request)
+    return try await self.publisher.unpublish(request, deadline: deadline)
   }
 
   static func validate(_ request: CSI.NodeUnpublishVolumeRequest) throws {

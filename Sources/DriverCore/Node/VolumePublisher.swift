@@ -8,19 +8,20 @@ import GRPCCore
 /// being present and `readonly` being true. Throw `RPCError` to choose the
 /// status the CO sees; any other error reaches it as UNKNOWN.
 public protocol VolumePublisher: Sendable {
-  func publish(_ request: CSI.NodePublishVolumeRequest) async throws -> CSI.NodePublishVolumeResponse
-  func unpublish(_ request: CSI.NodeUnpublishVolumeRequest) async throws -> CSI.NodeUnpublishVolumeResponse
+  /// `deadline` is the caller's (kubelet's `grpc-timeout`), when it sent one.
+  func publish(_ request: CSI.NodePublishVolumeRequest, deadline: ContinuousClock.Instant?) async throws -> CSI.NodePublishVolumeResponse
+  func unpublish(_ request: CSI.NodeUnpublishVolumeRequest, deadline: ContinuousClock.Instant?) async throws -> CSI.NodeUnpublishVolumeResponse
 }
 
 /// The publisher until mounting exists: every call answers UNIMPLEMENTED.
 public struct UnimplementedVolumePublisher: VolumePublisher {
   public init() {}
 
-  public func publish(_ request: CSI.NodePublishVolumeRequest) async throws -> CSI.NodePublishVolumeResponse {
+  public func publish(_ request: CSI.NodePublishVolumeRequest, deadline: ContinuousClock.Instant?) async throws -> CSI.NodePublishVolumeResponse {
     throw RPCError(code: .unimplemented, message: "volume mounting is not implemented yet")
   }
 
-  public func unpublish(_ request: CSI.NodeUnpublishVolumeRequest) async throws -> CSI.NodeUnpublishVolumeResponse {
+  public func unpublish(_ request: CSI.NodeUnpublishVolumeRequest, deadline: ContinuousClock.Instant?) async throws -> CSI.NodeUnpublishVolumeResponse {
     throw RPCError(code: .unimplemented, message: "volume unmounting is not implemented yet")
   }
 }

@@ -1,0 +1,192 @@
+public import CSIMessages
+import CLinux
+public import GRPCCore
+public import UVRuntime
+
+/// Where provider sockets live and how calls to them are bounded.
+public struct ProviderSettings: Sendable, Hashable {
+  /// Searched in order for `<dir>/<provider>.sock`: the additional paths first,
+  /// then `--provider-volume`, as upstream does.
+  public var searchDirectories: [String]
+  /// The largest MountResponse accepted (`--max-call-recv-msg-size`).
+  public var maxReceiveMessageBytes: Int
+  /// The longest a single provider call may take, even when kubelet allows more.
+  public var callTimeout: Duration
+
+  public static let defaultProviderVolume = "/var/run/secrets-store-csi-providers"
+  public static let defaultAdditionalProviderVolumePaths = ["/etc/kubernetes/secrets-store-csi-providers"]
+
+  public init(
+    searchDirectories: [String] = Self.defaultAdditionalProviderVolumePaths + [Self.defaultProviderVolume],
+    maxReceiveMessageBytes: Int = 4 << 20,
+    callTimeout: Duration = .seconds(100)
+  ) {
+    self.searchDirectories = searchDirectories
+    self.maxReceiveMessageBytes = maxReceiveMessageBytes
+    self.callTimeout = callTimeout
+  }
+}
+
+/// Why a provider call failed, in terms the mount path maps to gRPC codes.
+public struct ProviderCallError: Error, Sendable, CustomStringConvertible {
+  public enum Kind: Sendable, Hashable {
+    /// No socket, connection refused or lost: UNAVAILABLE, kubelet retries.
+    case unreachable
+    /// The provider did not answer within the call's deadline.
+    case deadlineExceeded
+    /// The provider answered with a gRPC error status.
+    case status(RPCError.Code)
+  }
+
+  public var provider: String
+  public var kind: Kind
+  public var detail: String
+
+  public var description: String {
+    switch kind {
+    case .unreachable: "provider \"\(provider)\" is unreachable: \(detail)"
+    case .deadlineExceeded: "provider \"\(provider)\" did not answer in time: \(detail)"
+    case .status(let code): "provider \"\(provider)\" failed the call with \(code.canonicalName): \(detail)"
+    }
+  }
+
+  /// The upstream metric error type for this failure.
+  public var errorType: String { "GRPCProviderError" }
+}
+
+/// One provider plugin: finds its socket, connects lazily, multiplexes calls
+/// on one HTTP/2 connection (the transport redials after the provider
+/// restarts, so a dead connection is never reused) and follows the socket if
+/// the provider moves to another of the searched directories.
+public actor ProviderConnection {
+  public nonisolated let name: String
+  nonisolated let loop: EventLoop
+  nonisolated let settings: ProviderSettings
+
+  private var client: ProviderClient?
+  private var clientPath: String?
+  private var running: Task<Void, Never>?
+
+  public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+
+  public init(name: String, loop: EventLoop, settings: ProviderSettings) {
+    self.name = name
+    self.loop = loop
+    self.settings = settings
+  }
+
+  /// The first `<dir>/<name>.sock` that is a socket, or nil.
+  public nonisolated func socketPath() -> String? {
+    for dir in settings.searchDirectories {
+      let path = dir.hasSuffix("/") ? "\(dir)\(name).sock" : "\(dir)/\(name).sock"
+      if clinux_is_socket(path) == 1 { return path }
+    }
+    return nil
+  }
+
+  public func mount(_ request: Provider.MountRequest, timeout: Duration) async throws(ProviderCallError) -> Provider.MountResponse {
+    let client = try currentClient()
+    do {
+      return try await client.mount(request, timeout: min(timeout, settings.callTimeout))
+    } catch {
+      throw classify(error)
+    }
+  }
+
+  public func version(timeout: Duration) async throws(ProviderCallError) -> Provider.VersionResponse {
+    let client = try currentClient()
+    do {
+      return try await client.version(timeout: min(timeout, settings.callTimeout))
+    } catch {
+      throw classify(error)
+    }
+  }
+
+  /// Closes the connection; calls in flight finish first.
+  public func close() async {
+    client?.close()
+    client = nil
+    clientPath = nil
+    let task = running
+    running = nil
+    await task?.value
+  }
+
+  private func currentClient() throws(ProviderCallError) -> ProviderClient {
+    guard let path = socketPath() else {
+      let dirs = settings.searchDirectories.joined(separator: ", ")
+      throw ProviderCallError(provider: name, kind: .unreachable, detail: "no socket \(name).sock in \(dirs)")
+    }
+    if let client, clientPath == path { return client }
+    // First use, or the provider now listens elsewhere: start a fresh client.
+    client?.close()
+    let fresh = ProviderClient(endpoint: .unix(path: path), loop: loop, maxReceiveMessageBytes: settings.maxReceiveMessageBytes)
+    client = fresh
+    clientPath = path
+    let previous = running
+    running = Task(executorPreference: loop) {
+      await previous?.value
+      try? await fresh.run()
+    }
+    return fresh
+  }
+
+  private func classify(_ error: any Error) -> ProviderCallError {
+    guard let rpc = error as? RPCError else {
+      return ProviderCallError(provider: name, kind: .unreachable, detail: "\(error)")
+    }
+    let detail = Self.bounded(rpc.message)
+    switch rpc.code {
+    case .unavailable: return ProviderCallError(provider: name, kind: .unreachable, detail: detail)
+    case .deadlineExceeded: return ProviderCallError(provider: name, kind: .deadlineExceeded, detail: detail)
+    default: return ProviderCallError(provider: name, kind: .status(rpc.code), detail: detail)
+    }
+  }
+
+  /// Provider messages end up in kubelet events; keep them short.
+  static func bounded(_ message: String) -> String {
+    message.utf8.count <= 300 ? message : String(decoding: message.utf8.prefix(300), as: UTF8.self) + "…"
+  }
+}
+
+/// All provider connections, one per provider name, made on first use.
+public final class ProviderConnections: Sendable {
+  public let loop: EventLoop
+  public let settings: ProviderSettings
+  private let connections = Locked([String: ProviderConnection]())
+
+  public init(loop: EventLoop, settings: ProviderSettings) {
+    self.loop = loop
+    self.settings = settings
+  }
+
+  /// The connection for a provider name already checked by `SecretProviderClass.isValidProviderName`.
+  public func connection(for provider: String) -> ProviderConnection {
+    connections.withLock { all in
+      if let c = all[provider] { return c }
+      let c = ProviderConnection(name: provider, loop: loop, settings: settings)
+      all[provider] = c
+      return c
+    }
+  }
+
+  /// Names of providers with a socket in the search directories now.
+  public func discoverProviders() -> [String] {
+    var names: Set<String> = []
+    for dir in settings.searchDirectories {
+      for entry in FileIO.directoryEntries(dir) where entry.hasSuffix(".sock") {
+        let name = String(entry.dropLast(".sock".count))
+        if SecretProviderClass.isValidProviderName(name), !name.isEmpty { names.insert(name) }
+      }
+    }
+    return names.sorted()
+  }
+
+  public func closeAll() async {
+    let all = connections.withLock { all in
+      defer { all = [:] }
+      return Array(all.values)
+    }
+    for c in all { await c.close() }
+  }
+}

@@ -1,0 +1,108 @@
+import Glibc
+public import Logging
+import UVRuntime
+
+/// SecretProviderClasses from a directory of YAML/JSON files (`--spc-dir`):
+/// standalone mode for development, demos, benchmarks and nodes without API
+/// access. Each file may hold several documents; objects of other kinds are
+/// skipped. The directory is re-read when any file in it changes (checked by
+/// name, size, inode and mtime on lookup, so an edit is seen by the next publish).
+public final class DirectorySecretProviderClassSource: SecretProviderClassSource, Sendable {
+  public let directory: String
+  let logger: Logger
+
+  private struct Key: Hashable {
+    var namespace: String
+    var name: String
+  }
+
+  private struct Snapshot {
+    var stamp: [FileStamp] = []
+    var classes: [Key: SecretProviderClass] = [:]
+    /// Classes defined twice, or files that failed to parse, by the key or file involved.
+    var conflicts: [Key: String] = [:]
+    var brokenFiles: [String: String] = [:]
+  }
+
+  private struct FileStamp: Hashable {
+    var name: String
+    var size: Int
+    var inode: UInt
+    var mtimeNanos: Int
+  }
+
+  private let snapshot = Locked(Snapshot())
+
+  public init(directory: String, logger: Logger = Logger(label: "spc-dir")) {
+    self.directory = directory
+    self.logger = logger
+  }
+
+  public func secretProviderClass(name: String, namespace: String) async throws -> SecretProviderClass? {
+    let current = try refresh()
+    let key = Key(namespace: namespace, name: name)
+    if let conflict = current.conflicts[key] {
+      throw SecretProviderClassError(name: name, namespace: namespace, reason: conflict)
+    }
+    if let spc = current.classes[key] { return spc }
+    if !current.brokenFiles.isEmpty {
+      // The class may be in a file that does not parse: say so rather than only "not found".
+      let files = current.brokenFiles.keys.sorted().joined(separator: ", ")
+      logger.debug("lookup missed while some files are unreadable", metadata: ["files": "\(files)"])
+    }
+    return nil
+  }
+
+  /// Files that could not be used, with the reason (for error messages and tests).
+  public func problems() throws -> [String: String] {
+    try refresh().brokenFiles
+  }
+
+  private func refresh() throws -> Snapshot {
+    let stamp = try listing()
+    if let cached = snapshot.withLock({ $0.stamp == stamp ? $0 : nil }) { return cached }
+    var next = Snapshot(stamp: stamp)
+    var origin: [Key: String] = [:]
+    for file in stamp {
+      let path = directory + "/" + file.name
+      do {
+        let bytes = try FileIO.readAll(path, limit: 1 << 20)
+        let outcomes = try SPCDecoding.decodeAll(String(decoding: bytes, as: UTF8.self))
+        for case .spc(var spc) in outcomes {
+          spc.resourceVersion = "\(file.inode)-\(file.mtimeNanos)"
+          let key = Key(namespace: spc.namespace, name: spc.name)
+          if let first = origin[key] {
+            next.conflicts[key] = "defined in both \(first) and \(file.name)"
+          }
+          origin[key] = file.name
+          next.classes[key] = spc
+        }
+      } catch {
+        next.brokenFiles[file.name] = "\(error)"
+        logger.error("cannot use SecretProviderClass file", metadata: ["file": "\(path)", "error": "\(error)"])
+      }
+    }
+    snapshot.withLock { $0 = next }
+    return next
+  }
+
+  private func listing() throws -> [FileStamp] {
+    guard let dir = opendir(directory) else {
+      throw FileIO.Error(call: "opendir", path: directory, errno: errno)
+    }
+    defer { closedir(dir) }
+    var out: [FileStamp] = []
+    while let entry = readdir(dir) {
+      let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+        String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+      }
+      guard !name.hasPrefix("."), name.hasSuffix(".yaml") || name.hasSuffix(".yml") || name.hasSuffix(".json") else { continue }
+      var st = stat()
+      // stat, not lstat: a ConfigMap volume presents its files as symlinks.
+      guard stat(directory + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+      out.append(FileStamp(name: name, size: Int(st.st_size), inode: UInt(st.st_ino), mtimeNanos: st.st_mtim.tv_sec * 1_000_000_000 + st.st_mtim.tv_nsec))
+    }
+    out.sort { $0.name < $1.name }
+    return out
+  }
+}

@@ -1,0 +1,74 @@
+import Yams
+
+/// Decodes SecretProviderClass objects from YAML (or JSON, which is YAML).
+/// Strict where it matters: the kind and group must match, `spec.provider`
+/// must be a valid provider name, and `spec.parameters` must map strings to
+/// strings, as the CRD's schema requires.
+enum SPCDecoding {
+  static let group = "secrets-store.csi.x-k8s.io"
+  static let versions: Set<String> = ["v1", "v1alpha1"]
+
+  enum Outcome {
+    case spc(SecretProviderClass)
+    /// Some other kind of object: ignored, so a directory can hold whole manifests.
+    case otherKind
+  }
+
+  /// Every document in `text`; throws a message naming the document and field.
+  static func decodeAll(_ text: String, defaultNamespace: String = "default") throws -> [Outcome] {
+    var out: [Outcome] = []
+    var index = 0
+    for node in try compose_all(yaml: text) {
+      index += 1
+      do {
+        out.append(try decode(node, defaultNamespace: defaultNamespace))
+      } catch let e as FieldError {
+        throw FieldError("document \(index): \(e.message)")
+      }
+    }
+    return out
+  }
+
+  struct FieldError: Error, CustomStringConvertible {
+    var message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
+  }
+
+  static func decode(_ node: Node, defaultNamespace: String) throws(FieldError) -> Outcome {
+    guard node.mapping != nil else { throw FieldError("not a mapping") }
+    let kind = node["kind"]?.string
+    let apiVersion = node["apiVersion"]?.string ?? ""
+    guard kind == "SecretProviderClass" else { return .otherKind }
+    let parts = apiVersion.split(separator: "/", maxSplits: 1).map(String.init)
+    guard parts.count == 2, parts[0] == group, versions.contains(parts[1]) else {
+      throw FieldError("apiVersion \"\(apiVersion)\" is not \(group)/v1 or \(group)/v1alpha1")
+    }
+    guard let name = node["metadata"]?["name"]?.string, !name.isEmpty else {
+      throw FieldError("metadata.name is required")
+    }
+    let namespace = node["metadata"]?["namespace"]?.string ?? defaultNamespace
+    guard let provider = node["spec"]?["provider"]?.string, !provider.isEmpty else {
+      throw FieldError("\(name): spec.provider is required")
+    }
+    guard SecretProviderClass.isValidProviderName(provider) else {
+      throw FieldError("\(name): spec.provider \"\(provider)\" must match ^[a-zA-Z0-9_-]{0,30}$")
+    }
+    var parameters: [String: String] = [:]
+    if let params = node["spec"]?["parameters"], params.scalar?.string != "" || params.mapping != nil {
+      guard let mapping = params.mapping else {
+        throw FieldError("\(name): spec.parameters must be a map of strings")
+      }
+      for (key, value) in mapping {
+        guard let k = key.scalar?.string else { throw FieldError("\(name): spec.parameters has a non-string key") }
+        // Block scalars (`objects: |`) arrive as one string, as in the real CRD.
+        guard let v = value.scalar?.string else {
+          throw FieldError("\(name): spec.parameters.\(k) must be a string (quote it, or use a | block)")
+        }
+        parameters[k] = v
+      }
+    }
+    let resourceVersion = node["metadata"]?["resourceVersion"]?.string ?? ""
+    return .spc(SecretProviderClass(name: name, namespace: namespace, provider: provider, parameters: parameters, resourceVersion: resourceVersion))
+  }
+}

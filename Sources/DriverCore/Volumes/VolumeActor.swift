@@ -1,0 +1,351 @@
+public import CSIMessages
+import Glibc
+public import Logging
+public import UVRuntime
+import VolumeFiles
+
+/// How volumes are mounted and refreshed (from flags).
+public struct VolumeSettings: Sendable, Hashable {
+  /// `--enable-secret-rotation`: republishes refresh content once it is due.
+  public var rotationEnabled: Bool
+  /// `--rotation-poll-interval`: a volume is due this long after its last successful fetch.
+  public var rotationPollInterval: Duration
+  /// tmpfs `size=`; room for the old and the new content during an update.
+  public var tmpfsSizeBytes: Int
+  /// The provider-call budget when kubelet sends no deadline.
+  public var defaultCallTimeout: Duration
+
+  public init(
+    rotationEnabled: Bool = false,
+    rotationPollInterval: Duration = .seconds(120),
+    tmpfsSizeBytes: Int = 16 << 20,
+    defaultCallTimeout: Duration = .seconds(100)
+  ) {
+    self.rotationEnabled = rotationEnabled
+    self.rotationPollInterval = rotationPollInterval
+    self.tmpfsSizeBytes = tmpfsSizeBytes
+    self.defaultCallTimeout = defaultCallTimeout
+  }
+}
+
+/// Everything a volume needs from the rest of the driver.
+public struct VolumeEnvironment: Sendable {
+  public var classes: any SecretProviderClassSource
+  public var providers: ProviderConnections
+  public var settings: VolumeSettings
+  public var logger: Logger
+  public var now: @Sendable () -> ContinuousClock.Instant
+
+  public init(
+    classes: any SecretProviderClassSource, providers: ProviderConnections, settings: VolumeSettings, logger: Logger,
+    now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
+  ) {
+    self.classes = classes
+    self.providers = providers
+    self.settings = settings
+    self.logger = logger
+    self.now = now
+  }
+}
+
+/// What a successful NodePublishVolume did.
+public enum PublishOutcome: Sendable, Hashable {
+  /// First mount: tmpfs mounted and content written.
+  case mounted
+  /// Republish that fetched from the provider; `changed` says whether files moved.
+  case refreshed(changed: Bool)
+  /// Republish before the volume was due (or with rotation off): nothing done.
+  case upToDate
+  /// Republish whose refresh failed: the old content stays, the failure is recorded.
+  case refreshFailed(PublishError)
+}
+
+/// The only code that mounts, writes, refreshes or unmounts one target path.
+/// Requests for the target run one at a time, in arrival order; different
+/// targets have different actors and proceed in parallel.
+public actor VolumeActor {
+  public nonisolated let targetPath: String
+  nonisolated let loop: EventLoop
+
+  /// What this driver process mounted here, or recovered after a restart.
+  struct Record {
+    var className: String
+    var namespace: String
+    var provider: String
+    var versions: [Provider.ObjectVersion]
+    /// Last successful provider fetch; nil when recovered after a restart.
+    var lastFetch: ContinuousClock.Instant?
+    var lastRefreshError: PublishError?
+  }
+
+  private var record: Record?
+  private var busy = false
+  private var waiters: [CheckedContinuation<Void, Never>] = []
+
+  public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+
+  public init(targetPath: String, loop: EventLoop) {
+    self.targetPath = targetPath
+    self.loop = loop
+  }
+
+  /// True when nothing is mounted here as far as this actor knows.
+  var isIdle: Bool { record == nil && !busy && waiters.isEmpty }
+
+  /// Versions of the objects last written (empty when none).
+  public var objectVersions: [Provider.ObjectVersion] { record?.versions ?? [] }
+  public var lastRefreshError: PublishError? { record?.lastRefreshError }
+
+  // MARK: one request at a time
+
+  private func acquire() async {
+    if !busy {
+      busy = true
+      return
+    }
+    await withCheckedContinuation { waiters.append($0) }
+  }
+
+  private func release() {
+    if waiters.isEmpty {
+      busy = false
+    } else {
+      waiters.removeFirst().resume()  // hand over without clearing `busy`
+    }
+  }
+
+  // MARK: publish
+
+  public func publish(
+    _ request: CSI.NodePublishVolumeRequest, deadline: ContinuousClock.Instant?, env: VolumeEnvironment
+  ) async throws(PublishError) -> PublishOutcome {
+    await acquire()
+    defer { release() }
+    let pod = try PodVolume(volumeContext: request.volumeContext)
+    let mounted: Bool
+    do {
+      mounted = try Mounts.isMountPoint(targetPath)
+    } catch {
+      throw PublishError(.mountPoint, "cannot read the mount table for \(targetPath): \(error)")
+    }
+    if mounted, hasContent() {
+      if record == nil {
+        // Mounted by an earlier run of the driver: adopt it; its age is unknown, so it is due.
+        record = Record(className: pod.secretProviderClass, namespace: pod.podNamespace, provider: "", versions: [], lastFetch: nil)
+      }
+      return await republish(request, pod: pod, deadline: deadline, env: env)
+    }
+    if mounted {
+      // A tmpfs without content: an earlier run stopped mid-publish. Start over.
+      try unmountAll()
+    }
+    record = nil
+    try await firstMount(request, pod: pod, deadline: deadline, env: env)
+    return .mounted
+  }
+
+  private func hasContent() -> Bool {
+    var st = stat()
+    return lstat(targetPath + "/..data", &st) == 0
+  }
+
+  private func firstMount(
+    _ request: CSI.NodePublishVolumeRequest, pod: PodVolume, deadline: ContinuousClock.Instant?, env: VolumeEnvironment
+  ) async throws(PublishError) {
+    let spc = try await resolveClass(pod, env: env)
+    let created = try makeTargetDirectory()
+    do {
+      try Tmpfs.mount(at: targetPath, sizeBytes: env.settings.tmpfsSizeBytes, mode: 0o755)
+    } catch {
+      removeDirectories(created)
+      throw PublishError(.mountPoint, "cannot mount tmpfs at \(targetPath): \(error)")
+    }
+    do {
+      let (versions, _) = try await fetchAndWrite(request, spc: spc, currentVersions: [], deadline: deadline, env: env)
+      record = Record(
+        className: spc.name, namespace: spc.namespace, provider: spc.provider, versions: versions, lastFetch: env.now())
+    } catch {
+      // Fail closed: no tmpfs, no directory, so kubelet's retry starts clean
+      // and no pod starts on an empty or partial volume.
+      do {
+        try unmountAll()
+        removeDirectories(created)
+      } catch let cleanup {
+        env.logger.error("cannot clean up after a failed mount", metadata: ["target": "\(targetPath)", "error": "\(cleanup)"])
+      }
+      throw error
+    }
+  }
+
+  private func republish(
+    _ request: CSI.NodePublishVolumeRequest, pod: PodVolume, deadline: ContinuousClock.Instant?, env: VolumeEnvironment
+  ) async -> PublishOutcome {
+    guard var current = record else { return .upToDate }
+    if let last = current.lastFetch {
+      guard env.settings.rotationEnabled, env.now() - last >= env.settings.rotationPollInterval else { return .upToDate }
+    }
+    do {
+      let spc = try await resolveClass(pod, env: env)
+      let (versions, changed) = try await fetchAndWrite(
+        request, spc: spc, currentVersions: current.versions, deadline: deadline, env: env)
+      current.provider = spc.provider
+      current.versions = versions
+      current.lastFetch = env.now()
+      current.lastRefreshError = nil
+      record = current
+      return .refreshed(changed: changed)
+    } catch {
+      // kubelet may delete the mount directory after a failed republish: answer
+      // success, keep the old content, and record the failure.
+      current.lastRefreshError = error
+      record = current
+      env.logger.warning(
+        "refresh failed; keeping the mounted content",
+        metadata: ["target": "\(targetPath)", "class": "\(pod.podNamespace)/\(pod.secretProviderClass)", "error": "\(error)"])
+      return .refreshFailed(error)
+    }
+  }
+
+  private func resolveClass(_ pod: PodVolume, env: VolumeEnvironment) async throws(PublishError) -> SecretProviderClass {
+    let found: SecretProviderClass?
+    do {
+      found = try await env.classes.secretProviderClass(name: pod.secretProviderClass, namespace: pod.podNamespace)
+    } catch let error as SecretProviderClassError {
+      throw PublishError(.classInvalid, error.description)
+    } catch {
+      throw PublishError(
+        .classInvalid, "cannot read SecretProviderClass \(pod.podNamespace)/\(pod.secretProviderClass): \(error)")
+    }
+    guard let spc = found else {
+      throw PublishError(
+        .classNotFound,
+        "SecretProviderClass \"\(pod.secretProviderClass)\" not found in namespace \"\(pod.podNamespace)\"")
+    }
+    guard SecretProviderClass.isValidProviderName(spc.provider), !spc.provider.isEmpty else {
+      throw PublishError(.classInvalid, "SecretProviderClass \(spc.namespace)/\(spc.name) has an invalid spec.provider")
+    }
+    return spc
+  }
+
+  /// Asks the provider and writes what it returns. Returns the new versions
+  /// and whether any file changed on disk.
+  private func fetchAndWrite(
+    _ request: CSI.NodePublishVolumeRequest, spc: SecretProviderClass, currentVersions: [Provider.ObjectVersion],
+    deadline: ContinuousClock.Instant?, env: VolumeEnvironment
+  ) async throws(PublishError) -> ([Provider.ObjectVersion], Bool) {
+    let timeout = try Self.callBudget(deadline: deadline, now: env.now(), fallback: env.settings.defaultCallTimeout)
+    let mountRequest = MountRequestBuilder.build(spc: spc, publish: request, currentVersions: currentVersions)
+    let response: Provider.MountResponse
+    do {
+      response = try await env.providers.connection(for: spc.provider).mount(mountRequest, timeout: timeout)
+    } catch {
+      throw PublishError(error)
+    }
+    let files = try Self.check(response, provider: spc.provider)
+    if files.isEmpty { return (response.objectVersion, false) }  // a legacy provider wrote the files itself
+    do {
+      let outcome = try AtomicWriter(directory: targetPath).write(files, defaultMode: MountRequestBuilder.defaultFileMode)
+      return (response.objectVersion, outcome == .written)
+    } catch let error as VolumeFileError {
+      switch error.kind {
+      case .invalidPath: throw PublishError(.badProviderResponse, "provider \"\(spc.provider)\" returned a bad file: \(error)")
+      default: throw PublishError(.writeFailed, "cannot write secrets to \(targetPath): \(error)")
+      }
+    } catch {
+      throw PublishError(.writeFailed, "cannot write secrets to \(targetPath): \(error)")
+    }
+  }
+
+  /// The provider's rules: an error code or no object versions is a failure;
+  /// modes must be permission bits.
+  static func check(_ response: Provider.MountResponse, provider: String) throws(PublishError) -> [SecretFile] {
+    if let code = response.error?.code, !code.isEmpty {
+      throw PublishError(.providerError(code: code), "provider \"\(provider)\" failed to mount: error code \(code)")
+    }
+    guard !response.objectVersion.isEmpty else {
+      throw PublishError(.badProviderResponse, "provider \"\(provider)\" returned no object versions")
+    }
+    return try response.files.map { file throws(PublishError) in
+      guard file.mode >= 0, file.mode <= 0o7777 else {
+        throw PublishError(
+          .badProviderResponse, "provider \"\(provider)\" returned mode \(String(file.mode, radix: 8)) for \(file.path)")
+      }
+      return SecretFile(path: file.path, mode: UInt32(file.mode), contents: file.contents)
+    }
+  }
+
+  /// The provider gets kubelet's remaining time less a margin, so the driver
+  /// can still clean up and answer before kubelet gives up.
+  static func callBudget(deadline: ContinuousClock.Instant?, now: ContinuousClock.Instant, fallback: Duration) throws(PublishError) -> Duration {
+    guard let deadline else { return fallback }
+    let remaining = deadline - now
+    let margin = min(remaining / 10, .seconds(5))
+    let budget = min(remaining - margin, fallback)
+    guard budget > .milliseconds(1) else {
+      throw PublishError(.providerDeadline, "kubelet's deadline leaves no time to call the provider")
+    }
+    return budget
+  }
+
+  // MARK: unpublish
+
+  /// Unmounts and removes the target. Idempotent, never calls the provider,
+  /// and works for volumes mounted before the driver restarted.
+  public func unpublish() async throws(PublishError) {
+    await acquire()
+    defer { release() }
+    try unmountAll()
+    if rmdir(targetPath) != 0 {
+      switch errno {
+      case ENOENT: break
+      case ENOTEMPTY, EEXIST:
+        throw PublishError(.mountPoint, "\(targetPath) is not a mount point and not empty; left in place")
+      default:
+        throw PublishError(.mountPoint, "cannot remove \(targetPath): \(String(cString: strerror(errno)))")
+      }
+    }
+    record = nil
+  }
+
+  /// Unmounts every mount stacked on the target.
+  private func unmountAll() throws(PublishError) {
+    do {
+      var rounds = 0
+      while try Mounts.isMountPoint(targetPath) {
+        try Tmpfs.unmount(targetPath)
+        rounds += 1
+        if rounds > 16 { throw PublishError(.mountPoint, "\(targetPath) stays mounted after \(rounds) unmounts") }
+      }
+    } catch let error as PublishError {
+      throw error
+    } catch {
+      throw PublishError(.mountPoint, "cannot unmount \(targetPath): \(error)")
+    }
+  }
+
+  /// Creates the target and any missing parents; returns what it created, deepest last.
+  private func makeTargetDirectory() throws(PublishError) -> [String] {
+    var created: [String] = []
+    var path = ""
+    for element in targetPath.split(separator: "/") {
+      path += "/" + element
+      if mkdir(path, 0o750) == 0 {
+        created.append(path)
+      } else if errno != EEXIST {
+        let reason = String(cString: strerror(errno))
+        removeDirectories(created)
+        throw PublishError(.mountPoint, "cannot create \(path): \(reason)")
+      }
+    }
+    var st = stat()
+    guard lstat(targetPath, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+      removeDirectories(created)
+      throw PublishError(.mountPoint, "\(targetPath) exists and is not a directory")
+    }
+    return created
+  }
+
+  private func removeDirectories(_ created: [String]) {
+    for dir in created.reversed() { rmdir(dir) }
+  }
+}

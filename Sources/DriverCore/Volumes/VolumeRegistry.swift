@@ -1,0 +1,119 @@
+public import CSIMessages
+import Glibc
+import Logging
+public import UVRuntime
+
+/// One ``VolumeActor`` per target path, made on first use and forgotten when
+/// nothing is mounted there and no request is using it.
+public final class VolumeRegistry: Sendable {
+  public let loop: EventLoop
+
+  private struct Entry {
+    var actor: VolumeActor
+    var users: Int
+  }
+
+  private let entries = Locked([String: Entry]())
+
+  public init(loop: EventLoop) {
+    self.loop = loop
+  }
+
+  /// Volumes known to this process (mounted, or with a request in flight).
+  public var count: Int { entries.withLock { $0.count } }
+
+  public var targetPaths: [String] { entries.withLock { Array($0.keys) } }
+
+  /// Runs `body` on the target's actor; the entry lives at least until it returns.
+  public func withVolume<T: Sendable>(
+    _ targetPath: String, _ body: (VolumeActor) async throws(PublishError) -> T
+  ) async throws(PublishError) -> T {
+    let actor = entries.withLock { all -> VolumeActor in
+      if var entry = all[targetPath] {
+        entry.users += 1
+        all[targetPath] = entry
+        return entry.actor
+      }
+      let actor = VolumeActor(targetPath: targetPath, loop: loop)
+      all[targetPath] = Entry(actor: actor, users: 1)
+      return actor
+    }
+    let result: Result<T, PublishError>
+    do {
+      result = .success(try await body(actor))
+    } catch {
+      result = .failure(error)
+    }
+    let idle = await actor.isIdle
+    entries.withLock { all in
+      guard var entry = all[targetPath], entry.actor === actor else { return }
+      entry.users -= 1
+      if entry.users == 0 && idle {
+        all[targetPath] = nil
+      } else {
+        all[targetPath] = entry
+      }
+    }
+    return try result.get()
+  }
+
+  /// The actor for a target, if one exists (tests and status).
+  public func volume(at targetPath: String) -> VolumeActor? {
+    entries.withLock { $0[targetPath]?.actor }
+  }
+}
+
+/// NodePublishVolume / NodeUnpublishVolume backed by real tmpfs mounts and providers.
+public struct MountingPublisher: VolumePublisher {
+  public let registry: VolumeRegistry
+  public let env: VolumeEnvironment
+
+  public init(registry: VolumeRegistry, env: VolumeEnvironment) {
+    self.registry = registry
+    self.env = env
+  }
+
+  public func publish(
+    _ request: CSI.NodePublishVolumeRequest, deadline: ContinuousClock.Instant?
+  ) async throws -> CSI.NodePublishVolumeResponse {
+    let env = self.env
+    do {
+      try Self.checkTargetPath(request.targetPath)
+      let outcome = try await registry.withVolume(request.targetPath) { volume throws(PublishError) in
+        try await volume.publish(request, deadline: deadline, env: env)
+      }
+      env.logger.debug("published", metadata: ["target": "\(request.targetPath)", "outcome": "\(outcome)"])
+      return CSI.NodePublishVolumeResponse()
+    } catch {
+      env.logger.warning(
+        "publish failed",
+        metadata: ["target": "\(request.targetPath)", "code": "\(error.code.canonicalName)", "error_type": "\(error.errorType)", "error": "\(error.message)"])
+      throw error.rpcError
+    }
+  }
+
+  public func unpublish(
+    _ request: CSI.NodeUnpublishVolumeRequest, deadline: ContinuousClock.Instant?
+  ) async throws -> CSI.NodeUnpublishVolumeResponse {
+    do {
+      try Self.checkTargetPath(request.targetPath)
+      try await registry.withVolume(request.targetPath) { volume throws(PublishError) in
+        try await volume.unpublish()
+      }
+      return CSI.NodeUnpublishVolumeResponse()
+    } catch {
+      env.logger.warning("unpublish failed", metadata: ["target": "\(request.targetPath)", "error": "\(error.message)"])
+      throw error.rpcError
+    }
+  }
+
+  /// Target paths come from kubelet; still, mount and rmdir only absolute, clean paths.
+  static func checkTargetPath(_ path: String) throws(PublishError) {
+    let elements = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+    guard path.hasPrefix("/"), path.count > 1, !path.hasSuffix("/"),
+      !elements.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }), !path.utf8.contains(0)
+    else {
+      throw PublishError.invalidArgument("target_path \"\(path)\" must be an absolute, clean path")
+    }
+  }
+}
