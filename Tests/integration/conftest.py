@@ -137,3 +137,47 @@ def provider_call(provider_call_path, workdir):
     finally:
         for p in procs:
             p.close()
+
+
+class MountEnv:
+    """A driver in standalone mode (--spc-dir) with a grpcio provider named
+    "fake" in its provider directory, and a class "my-spc" using it."""
+
+    def __init__(self, workdir: Path, start_driver, csi):
+        from fake_provider import FakeProvider
+        from mounting import write_spc
+
+        self.root = workdir
+        self.csi = csi
+        self.providers = workdir / "providers"
+        self.spcs = workdir / "spcs"
+        self.providers.mkdir()
+        self.spcs.mkdir()
+        self.provider = FakeProvider(self.providers / "fake.sock").start()
+        self._start_driver = start_driver
+        self.driver = None
+        write_spc(self.spcs, "my-spc", parameters={"objects": "secret.txt", "region": "eu-west-1"})
+
+    def start(self, *args: str):
+        self.driver = self._start_driver(
+            "--provider-volume", str(self.providers), "--additional-provider-volume-paths", "",
+            "--spc-dir", str(self.spcs), *args)
+        return self.driver
+
+    def node(self):
+        return self.csi.grpc.NodeStub(self.driver.channel())
+
+    def close(self) -> None:
+        from mounting import unmount_everything_under
+
+        self.provider.stop()
+        unmount_everything_under(self.root)
+
+
+@pytest.fixture
+def mount_env(start_driver, workdir, csi, provider_proto):
+    env = MountEnv(workdir, start_driver, csi)
+    try:
+        yield env
+    finally:
+        env.close()

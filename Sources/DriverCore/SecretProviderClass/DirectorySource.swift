@@ -68,14 +68,24 @@ public final class DirectorySecretProviderClassSource: SecretProviderClassSource
       do {
         let bytes = try FileIO.readAll(path, limit: 1 << 20)
         let outcomes = try SPCDecoding.decodeAll(String(decoding: bytes, as: UTF8.self))
-        for case .spc(var spc) in outcomes {
-          spc.resourceVersion = "\(file.inode)-\(file.mtimeNanos)"
-          let key = Key(namespace: spc.namespace, name: spc.name)
-          if let first = origin[key] {
-            next.conflicts[key] = "defined in both \(first) and \(file.name)"
+        for outcome in outcomes {
+          switch outcome {
+          case .spc(var spc):
+            spc.resourceVersion = "\(file.inode)-\(file.mtimeNanos)"
+            let key = Key(namespace: spc.namespace, name: spc.name)
+            if let first = origin[key] {
+              next.conflicts[key] = "defined in both \(first) and \(file.name)"
+            }
+            origin[key] = file.name
+            next.classes[key] = spc
+          case .invalid(let name, let namespace, let reason):
+            let key = Key(namespace: namespace, name: name)
+            next.conflicts[key] = "\(reason) (in \(file.name))"
+            origin[key] = file.name
+            logger.error("invalid SecretProviderClass", metadata: ["file": "\(path)", "class": "\(namespace)/\(name)", "error": "\(reason)"])
+          case .otherKind:
+            continue
           }
-          origin[key] = file.name
-          next.classes[key] = spc
         }
       } catch {
         next.brokenFiles[file.name] = "\(error)"

@@ -10,6 +10,8 @@ enum SPCDecoding {
 
   enum Outcome {
     case spc(SecretProviderClass)
+    /// A SecretProviderClass with a name but an unusable field.
+    case invalid(name: String, namespace: String, reason: String)
     /// Some other kind of object: ignored, so a directory can hold whole manifests.
     case otherKind
   }
@@ -22,8 +24,12 @@ enum SPCDecoding {
       index += 1
       do {
         out.append(try decode(node, defaultNamespace: defaultNamespace))
-      } catch let e as FieldError {
-        throw FieldError("document \(index): \(e.message)")
+      } catch let e {
+        if let name = e.name {
+          out.append(.invalid(name: name, namespace: e.namespace ?? defaultNamespace, reason: e.message))
+        } else {
+          throw FieldError("document \(index): \(e.message)")
+        }
       }
     }
     return out
@@ -31,7 +37,14 @@ enum SPCDecoding {
 
   struct FieldError: Error, CustomStringConvertible {
     var message: String
-    init(_ message: String) { self.message = message }
+    /// Set once the object's name is known, so the error can be tied to that class.
+    var name: String?
+    var namespace: String?
+    init(_ message: String, name: String? = nil, namespace: String? = nil) {
+      self.message = message
+      self.name = name
+      self.namespace = namespace
+    }
     var description: String { message }
   }
 
@@ -48,22 +61,23 @@ enum SPCDecoding {
       throw FieldError("metadata.name is required")
     }
     let namespace = node["metadata"]?["namespace"]?.string ?? defaultNamespace
+    func invalid(_ reason: String) -> FieldError { FieldError(reason, name: name, namespace: namespace) }
     guard let provider = node["spec"]?["provider"]?.string, !provider.isEmpty else {
-      throw FieldError("\(name): spec.provider is required")
+      throw invalid("spec.provider is required")
     }
     guard SecretProviderClass.isValidProviderName(provider) else {
-      throw FieldError("\(name): spec.provider \"\(provider)\" must match ^[a-zA-Z0-9_-]{0,30}$")
+      throw invalid("spec.provider \"\(provider)\" must match ^[a-zA-Z0-9_-]{0,30}$")
     }
     var parameters: [String: String] = [:]
     if let params = node["spec"]?["parameters"], params.scalar?.string != "" || params.mapping != nil {
       guard let mapping = params.mapping else {
-        throw FieldError("\(name): spec.parameters must be a map of strings")
+        throw invalid("spec.parameters must be a map of strings")
       }
       for (key, value) in mapping {
-        guard let k = key.scalar?.string else { throw FieldError("\(name): spec.parameters has a non-string key") }
+        guard let k = key.scalar?.string else { throw invalid("spec.parameters has a non-string key") }
         // Block scalars (`objects: |`) arrive as one string, as in the real CRD.
         guard let v = value.scalar?.string else {
-          throw FieldError("\(name): spec.parameters.\(k) must be a string (quote it, or use a | block)")
+          throw invalid("spec.parameters.\(k) must be a string (quote it, or use a | block)")
         }
         parameters[k] = v
       }
