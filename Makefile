@@ -18,7 +18,7 @@ help:
 	@echo "make release           release build"
 	@echo "make test              everything CI runs: protos check, unit tests, integration tests"
 	@echo "make protos            regenerate the protoc-c code from Protos/"
-	@echo "make demo              start the driver on a temporary socket and talk to it as kubelet would"
+	@echo "make demo              publish, rotate and remove a secrets volume end to end (reference provider, no cluster)"
 	@echo "make bench             unary RTT benchmark (NodeGetInfo over a unix socket)"
 
 deps:
@@ -56,7 +56,7 @@ integration-test: build
 test: deps protos-check unit-test integration-test
 
 demo: deps build
-	$(PY) scripts/demo.py --driver $(abspath $(BIN))
+	$(PY) scripts/demo.py --driver $(abspath $(BIN)) --provider $(abspath .build/$(CONFIG)/csi-reference-provider)
 
 bench: deps release
 	$(PY) Benchmarks/unary_rtt.py --driver $(abspath .build/release/secrets-store-csi-driver)

@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
-"""Demo: start the driver on a temporary unix socket and talk to it the way
-kubelet, node-driver-registrar and the liveness probe do.
+"""Demo: one pod volume, end to end, without a Kubernetes cluster.
 
-    python scripts/demo.py --driver .build/debug/secrets-store-csi-driver
+Starts the reference provider and the driver (standalone mode: classes from a
+directory) on temporary unix sockets, then plays kubelet: registers the plugin,
+publishes a secrets volume, shows the mounted files, changes a secret in the
+"store", republishes (as kubelet does every minute or so) and shows the new
+content, unpublishes, and stops everything.
 
-Needs grpcio and grpcio-tools (make deps puts them in .venv).
+    python scripts/demo.py --driver .build/debug/secrets-store-csi-driver \
+                           --provider .build/debug/csi-reference-provider
+
+Needs root (tmpfs mounts) and grpcio + grpcio-tools (make deps puts them in .venv).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import shutil
 import signal
@@ -22,6 +29,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+POD_UID = "7d3c2b1a-0000-4000-8000-000000000001"
 
 
 def say(msg: str = "") -> None:
@@ -36,8 +44,7 @@ def load_csi(protos: Path, out: Path):
     """Compile csi.proto into `out` and import the generated modules."""
     from grpc_tools import protoc
 
-    args = ["protoc", f"-I{protos}", f"--python_out={out}", f"--grpc_python_out={out}",
-            str(protos / "csi.proto")]
+    args = ["protoc", f"-I{protos}", f"--python_out={out}", f"--grpc_python_out={out}", str(protos / "csi.proto")]
     if protoc.main(args) != 0:
         sys.exit(f"demo: protoc failed on {protos / 'csi.proto'}")
     sys.path.insert(0, str(out))
@@ -51,106 +58,176 @@ def is_socket(p: Path) -> bool:
         return False
 
 
+def wait_for(pred, timeout: float, what: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if proc.poll() is not None:
+            say(log.read_text(errors="replace"))
+            sys.exit(f"demo: {what}: the process exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            sys.exit(f"demo: {what}: not ready after {timeout}s")
+        time.sleep(0.05)
+
+
+def mount_line(target: str) -> str:
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, right = line.split(" - ", 1)
+            fields = left.split()
+            if fields[4] == target:
+                return f"{right.split()[0]} on {target} ({fields[5]},{right.split()[2]})"
+    return "(not mounted)"
+
+
+def show_volume(target: str) -> None:
+    say(f"mount:  {mount_line(target)}")
+    for name in sorted(os.listdir(target)):
+        p = os.path.join(target, name)
+        kind = f"-> {os.readlink(p)}" if os.path.islink(p) else ""
+        say(f"  {name:<40} {kind}")
+    for root, _dirs, files in os.walk(os.path.join(target, "..data")):
+        for f in sorted(files):
+            p = os.path.join(root, f)
+            rel = os.path.relpath(p, os.path.join(target, "..data"))
+            mode = stat.S_IMODE(os.stat(p).st_mode)
+            say(f"  {rel:<20} mode {mode:04o}  {Path(p).read_text()!r}   (demo values, not real secrets)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--driver", default=str(REPO / ".build/debug/secrets-store-csi-driver"),
-                    help="path to the driver binary")
-    ap.add_argument("--protos", default=str(REPO / "Protos"), help="directory with csi.proto")
-    ap.add_argument("--nodeid", default="demo-node")
-    ap.add_argument("--timeout", type=float, default=30.0,
-                    help="seconds to wait for startup and for shutdown")
+    ap.add_argument("--driver", default=str(REPO / ".build/debug/secrets-store-csi-driver"))
+    ap.add_argument("--provider", default=str(REPO / ".build/debug/csi-reference-provider"))
+    ap.add_argument("--protos", default=str(REPO / "Protos"))
+    ap.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for startup and shutdown")
     opts = ap.parse_args()
 
-    driver = Path(opts.driver).resolve()
-    if not os.access(driver, os.X_OK):
-        sys.exit(f"demo: no driver binary at {driver} (run make build)")
+    if os.geteuid() != 0:
+        sys.exit("demo: run as root: the driver mounts tmpfs volumes")
+    driver, provider = Path(opts.driver).resolve(), Path(opts.provider).resolve()
+    for b in (driver, provider):
+        if not os.access(b, os.X_OK):
+            sys.exit(f"demo: no binary at {b} (run make build)")
 
     import grpc
 
     tmp = Path(tempfile.mkdtemp(prefix="csi-demo-", dir="/tmp"))
-    proc = None
+    procs: list[subprocess.Popen] = []
     channel = None
+    target = str(tmp / "kubelet/pods" / POD_UID / "volumes/kubernetes.io~csi/app-secrets/mount")
     try:
         pb, pb_grpc = load_csi(Path(opts.protos).resolve(), tmp)
-        sock = tmp / "csi.sock"
-        endpoint = f"unix://{sock}"
-        log_path = tmp / "driver.log"
-        cmd = [str(driver), "--endpoint", endpoint, "--nodeid", opts.nodeid]
+        providers, data, spcs = tmp / "providers", tmp / "store", tmp / "classes"
+        for d in (providers, data, spcs):
+            d.mkdir()
 
-        step("Starting the driver")
-        say("$ " + " ".join(cmd))
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        step("A secret store (files the reference provider serves) and a SecretProviderClass")
+        (data / "db-password").write_text("correct-horse-battery-staple")
+        (data / "api-key").write_text("ak_live_0001")
+        objects = [
+            {"objectName": "db-password", "path": "db/password", "mode": "0400"},
+            {"objectName": "api-key"},
+            {"objectName": "app-config", "path": "config.json", "value": '{"debug": false}'},
+        ]
+        spc = (
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\n"
+            "kind: SecretProviderClass\n"
+            "metadata:\n  name: app-secrets\n  namespace: shop\n"
+            "spec:\n  provider: reference\n  parameters:\n"
+            f"    objects: {json.dumps(json.dumps(objects))}\n"
+        )
+        (spcs / "app-secrets.yaml").write_text(spc)
+        say(spc.rstrip())
 
-        channel = grpc.insecure_channel(f"unix:{sock}", options=[("grpc.enable_http_proxy", 0)])
-        identity = pb_grpc.IdentityStub(channel)
-        node = pb_grpc.NodeStub(channel)
+        step("Starting the reference provider and the driver")
+        plog, dlog = tmp / "provider.log", tmp / "driver.log"
+        psock, dsock = providers / "reference.sock", tmp / "csi.sock"
+        pcmd = [str(provider), "--endpoint", f"unix://{psock}", "--data-dir", str(data)]
+        dcmd = [str(driver), "--endpoint", f"unix://{dsock}", "--nodeid", "demo-node",
+                "--provider-volume", str(providers), "--additional-provider-volume-paths", "",
+                "--spc-dir", str(spcs), "--enable-secret-rotation", "--rotation-poll-interval", "2s"]
+        for cmd, log in ((pcmd, plog), (dcmd, dlog)):
+            say("$ " + " ".join(cmd))
+            with open(log, "wb") as f:
+                procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=f))
+        wait_for(lambda: is_socket(psock), opts.timeout, "reference provider", procs[0], plog)
+        channel = grpc.insecure_channel(f"unix:{dsock}", options=[("grpc.enable_http_proxy", 0)])
+        identity, node = pb_grpc.IdentityStub(channel), pb_grpc.NodeStub(channel)
 
-        deadline = time.monotonic() + opts.timeout
-        while True:
-            if proc.poll() is not None:
-                say(log_path.read_text(errors="replace"))
-                sys.exit(f"demo: the driver exited with {proc.returncode} during startup")
-            if is_socket(sock):
-                try:
-                    identity.Probe(pb.ProbeRequest(), timeout=1)
-                    break
-                except grpc.RpcError:
-                    pass
-            if time.monotonic() > deadline:
-                sys.exit(f"demo: the driver was not ready after {opts.timeout}s")
-            time.sleep(0.05)
-        say(f"listening on {endpoint} (pid {proc.pid})")
+        def probe_ok() -> bool:
+            if not is_socket(dsock):
+                return False
+            try:
+                identity.Probe(pb.ProbeRequest(), timeout=1)
+                return True
+            except grpc.RpcError:
+                return False
 
-        step("GetPluginInfo (node-driver-registrar registers the plugin)")
+        wait_for(probe_ok, opts.timeout, "driver", procs[1], dlog)
+
+        step("kubelet registers the plugin")
         info = identity.GetPluginInfo(pb.GetPluginInfoRequest(), timeout=10)
-        say(f"name:           {info.name}")
-        say(f"vendor_version: {info.vendor_version}")
-        for k, v in sorted(info.manifest.items()):
-            say(f"manifest:       {k}={v}")
+        say(f"GetPluginInfo: {info.name} {info.vendor_version}")
+        say(f"NodeGetInfo:   node_id={node.NodeGetInfo(pb.NodeGetInfoRequest(), timeout=10).node_id}")
 
-        step("NodeGetInfo (kubelet learns the node id)")
-        ninfo = node.NodeGetInfo(pb.NodeGetInfoRequest(), timeout=10)
-        say(f"node_id:        {ninfo.node_id}")
-        if ninfo.max_volumes_per_node:
-            say(f"max_volumes:    {ninfo.max_volumes_per_node}")
+        step("kubelet publishes the pod's volume (NodePublishVolume)")
+        Path(target).parent.mkdir(parents=True)  # kubelet creates the parent; the driver the target
+        tokens = {"demo-audience": {"token": "demo-service-account-token", "expirationTimestamp": "2030-01-01T00:00:00Z"}}
+        req = pb.NodePublishVolumeRequest(
+            volume_id="csi-" + "d" * 64, target_path=target, readonly=True,
+            volume_capability=pb.VolumeCapability(
+                mount=pb.VolumeCapability.MountVolume(),
+                access_mode=pb.VolumeCapability.AccessMode(mode=pb.VolumeCapability.AccessMode.SINGLE_NODE_WRITER)),
+            volume_context={
+                "secretProviderClass": "app-secrets",
+                "csi.storage.k8s.io/pod.name": "shop-api-0",
+                "csi.storage.k8s.io/pod.namespace": "shop",
+                "csi.storage.k8s.io/pod.uid": POD_UID,
+                "csi.storage.k8s.io/serviceAccount.name": "shop-api",
+                "csi.storage.k8s.io/ephemeral": "true",
+                "csi.storage.k8s.io/serviceAccount.tokens": json.dumps(tokens),
+            })
+        t0 = time.monotonic()
+        node.NodePublishVolume(req, timeout=120)
+        say(f"published in {(time.monotonic() - t0) * 1000:.1f} ms")
+        show_volume(target)
 
-        step("Probe (the liveness-probe sidecar)")
-        probe = identity.Probe(pb.ProbeRequest(), timeout=10)
-        say(f"ready:          {probe.ready.value if probe.HasField('ready') else '(unset)'}")
+        step("The secret changes in the store; kubelet republishes after the rotation interval")
+        (data / "db-password").write_text("rotated-password-2")
+        say("waiting 2.1 s (--rotation-poll-interval 2s) ...")
+        time.sleep(2.1)
+        node.NodePublishVolume(req, timeout=120)
+        show_volume(target)
 
-        step("NodeGetCapabilities (kubelet, before a mount)")
-        caps = node.NodeGetCapabilities(pb.NodeGetCapabilitiesRequest(), timeout=10)
-        if caps.capabilities:
-            for c in caps.capabilities:
-                say(f"capability:     {pb.NodeServiceCapability.RPC.Type.Name(c.rpc.type)}")
-        else:
-            say("capabilities:   none (no staging, no stats, no expansion)")
+        step("The pod goes away (NodeUnpublishVolume)")
+        node.NodeUnpublishVolume(pb.NodeUnpublishVolumeRequest(volume_id=req.volume_id, target_path=target), timeout=60)
+        say(f"mount:  {mount_line(target)}")
+        say(f"target: {'still there' if os.path.lexists(target) else 'removed'}")
 
         channel.close()
         channel = None
-
-        step("Stopping the driver with SIGTERM")
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=opts.timeout)
-        except subprocess.TimeoutExpired:
-            sys.exit(f"demo: the driver did not exit within {opts.timeout}s of SIGTERM")
-        say(f"exit code:      {rc}")
-        say(f"socket removed: {'yes' if not os.path.lexists(sock) else 'NO'}")
+        step("Stopping the driver and the provider with SIGTERM")
+        codes = []
+        for p, name in ((procs[1], "driver"), (procs[0], "provider")):
+            p.send_signal(signal.SIGTERM)
+            rc = p.wait(timeout=opts.timeout)
+            codes.append(rc)
+            say(f"{name} exit code: {rc}")
 
         step("Driver log")
-        say(log_path.read_text(errors="replace").rstrip() or "(empty)")
+        say(dlog.read_text(errors="replace").rstrip() or "(empty)")
 
-        clean = rc == 0 and not os.path.lexists(sock)
-        say("\n" + ("The driver exited cleanly." if clean else "The driver did NOT exit cleanly."))
-        return 0 if clean else 1
+        ok = all(c == 0 for c in codes) and not os.path.lexists(target)
+        say("\n" + ("Demo finished cleanly." if ok else "Demo did NOT finish cleanly."))
+        return 0 if ok else 1
     finally:
         if channel is not None:
             channel.close()
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+        if mount_line(target) != "(not mounted)":
+            subprocess.run(["umount", "-l", target], check=False)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

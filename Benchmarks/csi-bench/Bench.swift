@@ -5,13 +5,16 @@ import GRPCH2
 import Glibc
 import UVRuntime
 
-/// Unary round-trip benchmark: NodeGetInfo against a running driver over its
-/// socket, through our own client transport, at several concurrencies.
+/// Benchmarks a running driver over its socket, from outside its process,
+/// through our own client transport, at several concurrencies:
+/// `--workload rtt` times NodeGetInfo (unary round trip); `--workload publish`
+/// times NodePublishVolume and NodeUnpublishVolume cycles, each worker on its
+/// own pod volume under `--target-root`.
 @main
 struct Bench: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "csi-bench",
-    abstract: "Measure unary RTT (NodeGetInfo) against a running driver: p50/p90/p99 and calls/s.")
+    abstract: "Measure a running driver: unary RTT (NodeGetInfo) or publish/unpublish latency; p50/p90/p99 and calls/s.")
 
   @Option(help: "Driver endpoint (unix:///path/csi.sock or tcp://host:port).")
   var endpoint: String
@@ -25,6 +28,18 @@ struct Bench: AsyncParsableCommand {
   @Option(name: .customLong("warmup-calls"), help: "Calls before measuring.")
   var warmupCalls = 2000
 
+  @Option(help: "rtt (NodeGetInfo) or publish (NodePublishVolume + NodeUnpublishVolume cycles).")
+  var workload = "rtt"
+
+  @Option(name: .customLong("target-root"), help: "publish: kubelet root under which pod volumes are created.")
+  var targetRoot = "/tmp/csi-bench"
+
+  @Option(help: "publish: the SecretProviderClass the volumes use.")
+  var spc = "bench"
+
+  @Option(help: "publish: the pods' namespace.")
+  var namespace = "default"
+
   func run() async throws {
     let endpoint = try Endpoint(parsing: endpoint)
     let levels = concurrency.split(separator: ",").compactMap { Int($0) }
@@ -32,6 +47,19 @@ struct Bench: AsyncParsableCommand {
     let transport = H2ClientTransport(config: .init(endpoint: endpoint, authority: "localhost"), loop: loop)
     let duration = seconds
     let warmup = warmupCalls
+    if workload == "publish" {
+      let root = targetRoot
+      let spc = spc
+      let namespace = namespace
+      try await withGRPCClient(transport: transport) { client in
+        try await withTaskExecutorPreference(loop) {
+          try await Self.publishBenchmark(
+            client: client, levels: levels, seconds: duration, warmup: warmup, root: root, spc: spc, namespace: namespace)
+        }
+      }
+      await loop.shutdownAndWait()
+      return
+    }
     try await withGRPCClient(transport: transport) { client in
       try await withTaskExecutorPreference(loop) {
         for _ in 0..<warmup { _ = try await client.call(CSI.Node.nodeGetInfo, CSI.NodeGetInfoRequest()) }
@@ -94,5 +122,85 @@ struct Bench: AsyncParsableCommand {
     }
     all.sort()
     return Result(concurrency: concurrency, samples: all, elapsedNs: now() - start)
+  }
+
+  // MARK: publish workload
+
+  static func publishRequest(root: String, worker: Int, spc: String, namespace: String) -> CSI.NodePublishVolumeRequest {
+    let uid = "bench-pod-\(worker)"
+    let parent = "\(root)/pods/\(uid)/volumes/kubernetes.io~csi/secrets"
+    var path = ""
+    for element in parent.split(separator: "/") {  // kubelet creates the parent
+      path += "/" + element
+      mkdir(path, 0o750)
+    }
+    return CSI.NodePublishVolumeRequest(
+      volumeID: "csi-bench-\(worker)",
+      targetPath: parent + "/mount",
+      volumeCapability: CSI.VolumeCapability(
+        accessType: .mount(CSI.VolumeCapability.MountVolume()),
+        accessMode: CSI.VolumeCapability.AccessMode(mode: .singleNodeWriter)),
+      readonly: true,
+      volumeContext: [
+        "secretProviderClass": spc,
+        "csi.storage.k8s.io/pod.name": uid,
+        "csi.storage.k8s.io/pod.namespace": namespace,
+        "csi.storage.k8s.io/pod.uid": uid,
+        "csi.storage.k8s.io/serviceAccount.name": "default",
+        "csi.storage.k8s.io/ephemeral": "true",
+      ])
+  }
+
+  static func publishBenchmark(
+    client: GRPCClient<H2ClientTransport>, levels: [Int], seconds: Double, warmup: Int, root: String, spc: String, namespace: String
+  ) async throws {
+    let maxLevel = levels.max() ?? 1
+    let requests = (0..<maxLevel).map { publishRequest(root: root, worker: $0, spc: spc, namespace: namespace) }
+    for _ in 0..<min(warmup, 500) {
+      _ = try await client.call(CSI.Node.nodePublishVolume, requests[0])
+      _ = try await client.call(CSI.Node.nodeUnpublishVolume, unpublish(requests[0]))
+    }
+    print("concurrency  rpc          calls     calls/s    p50 µs    p90 µs    p99 µs    max µs")
+    for level in levels {
+      let start = now()
+      let end = start + UInt64(seconds * 1e9)
+      var pubs: [UInt64] = []
+      var unpubs: [UInt64] = []
+      try await withThrowingTaskGroup(of: ([UInt64], [UInt64]).self) { group in
+        for worker in 0..<level {
+          let request = requests[worker]
+          group.addTask {
+            var p: [UInt64] = []
+            var u: [UInt64] = []
+            while now() < end {
+              let t0 = now()
+              _ = try await client.call(CSI.Node.nodePublishVolume, request)
+              let t1 = now()
+              _ = try await client.call(CSI.Node.nodeUnpublishVolume, unpublish(request))
+              p.append(t1 - t0)
+              u.append(now() - t1)
+            }
+            return (p, u)
+          }
+        }
+        for try await (p, u) in group {
+          pubs += p
+          unpubs += u
+        }
+      }
+      let elapsed = now() - start
+      pubs.sort()
+      unpubs.sort()
+      let p = Result(concurrency: level, samples: pubs, elapsedNs: elapsed).description
+      let u = Result(concurrency: level, samples: unpubs, elapsedNs: elapsed).description
+      print(String(p.prefix(11)) + "  publish  " + String(p.dropFirst(11)))
+      print(String(u.prefix(11)) + "  unpublish" + String(u.dropFirst(11)))
+      let cycles = Double(pubs.count) / (Double(elapsed) / 1e9)
+      print("           cycles/s (publish+unpublish): \(Int(cycles.rounded()))")
+    }
+  }
+
+  static func unpublish(_ r: CSI.NodePublishVolumeRequest) -> CSI.NodeUnpublishVolumeRequest {
+    CSI.NodeUnpublishVolumeRequest(volumeID: r.volumeID, targetPath: r.targetPath)
   }
 }
