@@ -15,8 +15,10 @@ struct ProviderService: RegistrableRPCService {
   let loop: EventLoop
 
   func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
-    router.registerUnary(Provider.CSIDriverProvider.version) { _ in version() }
-    router.registerUnary(Provider.CSIDriverProvider.mount) { request in try await mount(request) }
+    router.registerUnary(Provider.CSIDriverProvider.version) { _, _ in version() }
+    router.registerUnary(Provider.CSIDriverProvider.mount) { request, metadata in
+      try await mount(request, deadlineMs: GRPCTimeoutHeader.deadlineMs(metadata))
+    }
   }
 
   func version() -> Provider.VersionResponse {
@@ -25,16 +27,34 @@ struct ProviderService: RegistrableRPCService {
     return Provider.VersionResponse(version: Self.apiVersion, runtimeName: runtimeName, runtimeVersion: runtimeVersion)
   }
 
-  func mount(_ request: Provider.MountRequest) async throws -> Provider.MountResponse {
+  /// `deadlineMs`: the call's deadline on `Mounter.monotonicMs()`'s clock, if it has one.
+  func mount(_ request: Provider.MountRequest, deadlineMs: Double? = nil) async throws -> Provider.MountResponse {
     stats.mountStarted()
     // Decoding JSON, reading files and hashing happen off the loop thread, which
     // stays free for the connections; only the wait is on the loop (a libuv timer).
     let mounter = self.mounter
     let outcome = await withTaskExecutorPreference(globalConcurrentExecutor) { mounter.evaluate(request) }
     if outcome.delayMs > 0 {
-      do {
-        try await loop.sleep(milliseconds: outcome.delayMs)
-      } catch {
+      // GRPCCore reports a deadline or a client's cancel through the RPC's
+      // cancellation handle, not by cancelling this task: watch both.
+      let delay = InjectedDelay(loop: loop)
+      let elapsed = await withTaskCancellationHandler {
+        await withRPCCancellationHandler {
+          await delay.wait(milliseconds: outcome.delayMs)
+        } onCancelRPC: {
+          delay.cancel()
+        }
+      } onCancel: {
+        delay.cancel()
+      }
+      guard elapsed else {
+        // Both the deadline and a client's cancel end the call the same way; name the
+        // right one. The transport starts its deadline timer a little before this
+        // handler runs, hence the slack.
+        if let deadlineMs, Mounter.monotonicMs() >= deadlineMs - 50 {
+          finish(outcome, errorLabel: "DEADLINE_EXCEEDED", reason: "deadline passed while waiting")
+          throw RPCError(code: .deadlineExceeded, message: "deadline exceeded during injected latency")
+        }
         finish(outcome, errorLabel: "CANCELLED", reason: "cancelled while waiting")
         throw RPCError(code: .cancelled, message: "call cancelled during injected latency")
       }
@@ -63,12 +83,75 @@ extension RPCRouter {
   /// handler reaches the client as that status.
   fileprivate mutating func registerUnary<Request, Response>(
     _ method: UnaryMethod<Request, Response>,
-    handler: @escaping @Sendable (Request) async throws -> Response
+    handler: @escaping @Sendable (Request, Metadata) async throws -> Response
   ) {
     registerHandler(forMethod: method.descriptor, deserializer: method.deserializer, serializer: method.serializer) {
       request, _ in
       let single = try await ServerRequest(stream: request)
-      return StreamingServerResponse(single: ServerResponse(message: try await handler(single.message)))
+      return StreamingServerResponse(single: ServerResponse(message: try await handler(single.message, single.metadata)))
     }
+  }
+}
+
+/// The `grpc-timeout` request header (e.g. `300m`, `5S`) as a deadline.
+enum GRPCTimeoutHeader {
+  static func deadlineMs(_ metadata: Metadata) -> Double? {
+    guard let text = metadata[stringValues: "grpc-timeout"].first(where: { _ in true }),
+      let unit = text.last, let value = Double(text.dropLast())
+    else { return nil }
+    let scale: Double
+    switch unit {
+    case "H": scale = 3_600_000
+    case "M": scale = 60_000
+    case "S": scale = 1000
+    case "m": scale = 1
+    case "u": scale = 0.001
+    case "n": scale = 0.000_001
+    default: return nil
+    }
+    return Mounter.monotonicMs() + value * scale
+  }
+}
+
+/// One injected wait on a libuv timer that can be called off from any thread.
+/// State is touched on the loop thread only.
+final class InjectedDelay: @unchecked Sendable {
+  private let loop: EventLoop
+  private var continuation: CheckedContinuation<Bool, Never>?
+  private var timer: UVTimer?
+  private var cancelled = false
+
+  init(loop: EventLoop) {
+    self.loop = loop
+  }
+
+  /// True when the time elapsed, false when cancelled first.
+  func wait(milliseconds: UInt64) async -> Bool {
+    await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+      loop.executeOrRun { [self] in
+        guard !cancelled else {
+          c.resume(returning: false)
+          return
+        }
+        continuation = c
+        let timer = UVTimer(on: loop)
+        self.timer = timer
+        timer.start(timeoutMs: milliseconds) { [self] in finish(true) }
+      }
+    }
+  }
+
+  func cancel() {
+    loop.executeOrRun { [self] in
+      cancelled = true
+      finish(false)
+    }
+  }
+
+  private func finish(_ elapsed: Bool) {
+    timer?.close()
+    timer = nil
+    continuation?.resume(returning: elapsed)
+    continuation = nil
   }
 }
