@@ -489,6 +489,8 @@ def _in_flight(p: ReferenceProvider) -> int:
     (["--hostile", "friendly"], "--hostile"),
     (["--throttle-every", "1s", "--throttle-for", "2s"], "throttle"),
     (["--endpoint", "http://x"], "--endpoint"),
+    (["--log-level", "loud"], "--log-level"),
+    (["--data-dir", "/nonexistent/reference-provider-data"], "--data-dir"),
 ])
 def test_bad_flags_exit_nonzero_naming_the_flag(ref_bin, flags, named):
     r = run_cmd([str(ref_bin), *flags])
