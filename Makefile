@@ -51,7 +51,7 @@ unit-test:
 	$(SWIFT) test --skip-build
 
 integration-test: build
-	DRIVER_BIN=$(abspath $(BIN)) $(PY) -m pytest -q Tests/integration
+	DRIVER_BIN=$(abspath $(BIN)) REFERENCE_PROVIDER_BIN=$(abspath .build/$(CONFIG)/csi-reference-provider) $(PY) -m pytest -q Tests/integration
 
 test: deps protos-check unit-test integration-test
 

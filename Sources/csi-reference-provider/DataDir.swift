@@ -1,0 +1,104 @@
+import COpenSSL
+import Glibc
+
+/// Object contents from files under --data-dir, read afresh on every call so a
+/// test or demo rotates a secret by rewriting its file.
+///
+/// Confinement: the name is already a clean relative path (PathRules); symlinks
+/// are followed (a Kubernetes Secret or ConfigMap volume is made of `..data`
+/// links) but the resolved file must lie under the resolved data directory.
+/// The check and the open are not atomic; only someone who can already write
+/// the data directory could race them.
+struct DataDir: Sendable {
+  /// The data directory with symlinks resolved, without a trailing slash.
+  let root: String
+
+  /// Largest object read, so a stray huge file cannot exhaust memory.
+  static let maxObjectBytes = 16 << 20
+
+  init(path: String) throws(MountFailure) {
+    guard let resolved = Self.realPath(path) else {
+      throw MountFailure(code: "DataDirMissing", reason: "--data-dir does not exist: \(String(cString: strerror(errno)))")
+    }
+    var st = stat()
+    guard stat(resolved, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+      throw MountFailure(code: "DataDirMissing", reason: "--data-dir is not a directory")
+    }
+    root = resolved == "/" ? "" : resolved
+  }
+
+  static func realPath(_ path: String) -> String? {
+    guard let p = realpath(path, nil) else { return nil }
+    defer { free(p) }
+    return String(cString: p)
+  }
+
+  /// Contents of `<root>/<name>`; `name` must satisfy PathRules.
+  func contents(of name: String) throws(MountFailure) -> [UInt8] {
+    guard let resolved = Self.realPath(root + "/" + name) else {
+      let e = errno
+      if e == ENOENT || e == ENOTDIR {
+        throw MountFailure(code: "ObjectNotFound", reason: "no file for an object under --data-dir")
+      }
+      throw MountFailure(code: "ObjectReadFailed", reason: "resolving an object file: \(String(cString: strerror(e)))")
+    }
+    // Bytes, not Characters: a combining mark after "/" must not change the answer.
+    guard resolved.utf8.starts(with: (root + "/").utf8) else {
+      throw MountFailure(code: "InvalidParameters", reason: "an object file resolves outside --data-dir")
+    }
+    // O_NONBLOCK: a FIFO planted in the directory must not hang the call.
+    let fd = open(resolved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+    guard fd >= 0 else {
+      let e = errno
+      if e == ENOENT { throw MountFailure(code: "ObjectNotFound", reason: "object file vanished while opening") }
+      throw MountFailure(code: "ObjectReadFailed", reason: "open: \(String(cString: strerror(e)))")
+    }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+      throw MountFailure(code: "ObjectReadFailed", reason: "an object file is not a regular file")
+    }
+    guard Int(st.st_size) <= Self.maxObjectBytes else {
+      throw MountFailure(code: "ObjectTooLarge", reason: "an object file is larger than \(Self.maxObjectBytes) bytes")
+    }
+    // Read to EOF rather than trusting st_size: the file may be rewritten meanwhile.
+    var contents: [UInt8] = []
+    contents.reserveCapacity(Int(st.st_size) + 1)
+    var chunk = [UInt8](repeating: 0, count: max(4096, min(Int(st.st_size) + 1, 1 << 20)))
+    while true {
+      let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+      if n < 0 {
+        if errno == EINTR { continue }
+        throw MountFailure(code: "ObjectReadFailed", reason: "read: \(String(cString: strerror(errno)))")
+      }
+      if n == 0 { break }
+      contents.append(contentsOf: chunk[..<n])
+      if contents.count > Self.maxObjectBytes {
+        throw MountFailure(code: "ObjectTooLarge", reason: "an object file is larger than \(Self.maxObjectBytes) bytes")
+      }
+    }
+    return contents
+  }
+}
+
+enum ContentVersion {
+  /// The first 16 hex digits of the SHA-256 of `contents`: changes exactly when the contents do.
+  static func of(_ contents: [UInt8]) -> String {
+    var digest = [UInt8](repeating: 0, count: 32)
+    var length: UInt32 = 0
+    let ok = contents.withUnsafeBytes { input in
+      digest.withUnsafeMutableBufferPointer { out in
+        EVP_Digest(input.baseAddress, input.count, out.baseAddress, &length, EVP_sha256(), nil)
+      }
+    }
+    precondition(ok == 1 && length == 32, "EVP_Digest(sha256) failed")
+    let hex = Array("0123456789abcdef".utf8)
+    var text = [UInt8]()
+    text.reserveCapacity(16)
+    for byte in digest.prefix(8) {
+      text.append(hex[Int(byte >> 4)])
+      text.append(hex[Int(byte & 0x0f)])
+    }
+    return String(decoding: text, as: UTF8.self)
+  }
+}

@@ -1,0 +1,148 @@
+import CSIMessages
+import FoundationEssentials
+import GRPCCore
+import Glibc
+
+/// What a Mount call answers, decided before any waiting so the loop only sleeps.
+struct MountOutcome: Sendable {
+  enum Answer: Sendable {
+    case response(Provider.MountResponse)
+    case status(RPCError)
+  }
+
+  var answer: Answer
+  /// The injected latency to wait before answering.
+  var delayMs: UInt64
+  /// nil on success; else the MountResponse error code or the gRPC status name.
+  var errorLabel: String?
+  /// Why it failed, for the log: never a value taken from the request.
+  var reason: String?
+  var hostile: HostileMode?
+  var objectCount: Int
+}
+
+/// The Mount logic without I/O on the loop: attributes in, an outcome out.
+/// Reads object files and draws random numbers, so it runs off the loop thread.
+struct Mounter: Sendable {
+  let defaults: FaultSettings
+  let dataDir: DataDir?
+  /// Monotonic start of the process, the origin of throttle windows.
+  let startedMs: Double
+
+  static func monotonicMs() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) * 1000 + Double(ts.tv_nsec) / 1_000_000
+  }
+
+  func evaluate(_ request: Provider.MountRequest) -> MountOutcome {
+    var rng = SystemRandomNumberGenerator()
+    let attributes: [String: String]
+    let faults: FaultSettings
+    do {
+      attributes = try JSONDecoder().decode([String: String].self, from: Data(request.attributes.utf8))
+    } catch {
+      return failure(.invalid("attributes must be a JSON object of strings"), delay: defaults.latency, &rng)
+    }
+    do {
+      faults = try defaults.overlaid(with: attributes)
+    } catch {
+      return failure(.invalid(error.description), delay: defaults.latency, &rng)
+    }
+
+    if faults.throttle.isThrottled(elapsedMs: Self.monotonicMs() - startedMs) {
+      return failure(MountFailure(code: "Throttled", reason: "inside a throttle window"), delay: faults.latency, &rng)
+    }
+    if faults.errorRate > 0 && Double.random(in: 0..<1, using: &rng) < faults.errorRate {
+      let delay = faults.latency.sampleMilliseconds(using: &rng)
+      switch faults.errorKind {
+      case .response:
+        return failure(MountFailure(code: "InjectedError", reason: "injected error"), delayMs: delay)
+      case .unavailable:
+        return MountOutcome(
+          answer: .status(RPCError(code: .unavailable, message: "injected fault: unavailable")),
+          delayMs: delay, errorLabel: "UNAVAILABLE", reason: "injected error", objectCount: 0)
+      case .internal:
+        return MountOutcome(
+          answer: .status(RPCError(code: .internalError, message: "injected fault: internal")),
+          delayMs: delay, errorLabel: "INTERNAL", reason: "injected error", objectCount: 0)
+      }
+    }
+
+    var response: Provider.MountResponse
+    do {
+      guard let objectsText = attributes[ObjectsParameter.key] else {
+        throw MountFailure.invalid("the objects parameter is missing")
+      }
+      let specs = try ObjectsParameter.parse(objectsText)
+      response = try build(specs)
+    } catch let failure as MountFailure {
+      return self.failure(failure, delay: faults.latency, &rng)
+    } catch {
+      return self.failure(MountFailure(code: "Internal", reason: "\(type(of: error))"), delay: faults.latency, &rng)
+    }
+    let objectCount = response.objectVersion.count
+    if let hostile = faults.hostile {
+      Self.corrupt(&response, hostile)
+    }
+    return MountOutcome(
+      answer: .response(response), delayMs: faults.latency.sampleMilliseconds(using: &rng),
+      errorLabel: nil, reason: nil, hostile: faults.hostile, objectCount: objectCount)
+  }
+
+  private func failure(_ f: MountFailure, delay: Latency, _ rng: inout SystemRandomNumberGenerator) -> MountOutcome {
+    failure(f, delayMs: delay.sampleMilliseconds(using: &rng))
+  }
+
+  private func failure(_ f: MountFailure, delayMs: UInt64) -> MountOutcome {
+    // A failed mount carries no files, as the API expects.
+    MountOutcome(
+      answer: .response(Provider.MountResponse(error: Provider.MountError(code: f.code))),
+      delayMs: delayMs, errorLabel: f.code, reason: f.reason, objectCount: 0)
+  }
+
+  func build(_ specs: [ObjectSpec]) throws(MountFailure) -> Provider.MountResponse {
+    var response = Provider.MountResponse()
+    response.files.reserveCapacity(specs.count)
+    response.objectVersion.reserveCapacity(specs.count)
+    for spec in specs {
+      let contents: [UInt8]
+      if let value = spec.value {
+        contents = Array(value.utf8)
+      } else if let dataDir {
+        contents = try dataDir.contents(of: spec.name)
+      } else {
+        throw MountFailure(code: "ObjectNotFound", reason: "an object has no value and no --data-dir is set")
+      }
+      response.files.append(Provider.File(path: spec.path, mode: spec.mode, contents: contents))
+      response.objectVersion.append(Provider.ObjectVersion(id: spec.name, version: ContentVersion.of(contents)))
+    }
+    return response
+  }
+
+  /// 8 MiB: twice the driver's default receive limit.
+  static let oversizedContents = [UInt8](repeating: UInt8(ascii: "x"), count: 8 << 20)
+  static let oversizedVersion = ContentVersion.of(oversizedContents)
+
+  /// Turns a good response into one the driver must reject, in the way `mode` names.
+  static func corrupt(_ response: inout Provider.MountResponse, _ mode: HostileMode) {
+    func add(_ path: String, mode: Int32 = 0o644, _ contents: [UInt8] = Array("hostile".utf8), version: String? = nil, id: String) {
+      response.files.append(Provider.File(path: path, mode: mode, contents: contents))
+      response.objectVersion.append(Provider.ObjectVersion(id: id, version: version ?? ContentVersion.of(contents)))
+    }
+    switch mode {
+    case .dotdot: add("../escape", id: "escape")
+    case .absolute: add("/etc/evil", id: "evil")
+    case .reserved: add("..data", id: "reserved")
+    case .oversized: add("oversized", oversizedContents, version: oversizedVersion, id: "oversized")
+    case .badMode: add("bad-mode", mode: 0o170000, id: "bad-mode")
+    case .emptyVersions:
+      if response.files.isEmpty { add("unversioned", id: "unversioned") }
+      response.objectVersion = []
+    case .duplicate:
+      if response.files.isEmpty { add("duplicate", id: "duplicate") }
+      let first = response.files[0]
+      response.files.append(Provider.File(path: first.path, mode: first.mode, contents: Array("duplicate".utf8)))
+    }
+  }
+}

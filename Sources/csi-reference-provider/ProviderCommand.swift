@@ -1,0 +1,173 @@
+import ArgumentParser
+import Glibc
+import UVRuntime
+
+/// Turns flags into a validated configuration and runs the provider; nothing else.
+@main
+struct ProviderCommand: AsyncParsableCommand {
+  static let runtimeVersion = "0.1.0"
+
+  static let configuration = CommandConfiguration(
+    commandName: "csi-reference-provider",
+    abstract: "A Secrets Store CSI provider plugin for demos, tests and load runs: secrets from files or parameters, with optional faults.",
+    discussion: """
+      Serves v1alpha1.CSIDriverProvider (Version, Mount) on --endpoint. The driver finds a provider at <dir>/<provider>.sock: name the socket after the SecretProviderClass's spec.provider.
+
+      Parameter objects (SecretProviderClass spec.parameters): a JSON array of {"objectName": "db-password", "path": "db/password", "mode": 256 or "0400", "value": "inline contents"}. path defaults to objectName; mode 0 or absent lets the driver use its permission; without value, the contents are read from <data-dir>/<objectName> on every call. An object's version is the first 16 hex digits of the SHA-256 of its contents.
+
+      Parameters fault.latency, fault.errorRate, fault.errorKind, fault.throttleEvery, fault.throttleFor and fault.hostile override the flags of the same names for one class.
+
+      Latency: 0, 50ms, normal:MEAN,STDDEV or longtail:MEDIAN,P99 (log-normal). Durations: 250ms, 1.5s, 2m. Hostile modes: dotdot, absolute, oversized, reserved, empty-versions, bad-mode, duplicate.
+
+      Example: csi-reference-provider --endpoint unix:///var/run/secrets-store-csi-providers/reference.sock --data-dir /srv/secrets
+
+      SIGTERM or SIGINT: calls in flight finish, the socket file is removed and the stats file is written a last time.
+      """
+  )
+
+  @Option(help: ArgumentHelp("Where to listen: unix:///dir/<provider>.sock (or tcp://host:port).", valueName: "url"))
+  var endpoint = "unix:///var/run/secrets-store-csi-providers/reference.sock"
+
+  @Option(name: .customLong("data-dir"), help: ArgumentHelp("Directory holding one file per object without an inline value.", valueName: "dir"))
+  var dataDir: String?
+
+  @Option(name: .customLong("runtime-name"), help: ArgumentHelp("runtime_name answered by Version.", valueName: "name"))
+  var runtimeName = "csi-reference-provider"
+
+  @Option(name: .customLong("max-recv-bytes"), help: ArgumentHelp("Largest request message accepted, in bytes.", valueName: "bytes"))
+  var maxRecvBytes = 4 << 20
+
+  @Option(help: ArgumentHelp("Wait before answering each Mount: 0, 50ms, normal:50ms,10ms or longtail:5ms,200ms.", valueName: "spec"))
+  var latency = "0"
+
+  @Option(name: .customLong("error-rate"), help: ArgumentHelp("Fraction of Mounts that fail, 0.0 to 1.0.", valueName: "fraction"))
+  var errorRate = "0"
+
+  @Option(
+    name: .customLong("error-kind"),
+    help: ArgumentHelp("How an injected failure looks: response (error code InjectedError), unavailable or internal (gRPC status).", valueName: "kind"))
+  var errorKind = "response"
+
+  @Option(name: .customLong("throttle-every"), help: ArgumentHelp("Length of a throttle period, e.g. 60s (0: never throttle).", valueName: "duration"))
+  var throttleEvery = "0"
+
+  @Option(
+    name: .customLong("throttle-for"),
+    help: ArgumentHelp("How long the end of each period answers error code Throttled, e.g. 10s.", valueName: "duration"))
+  var throttleFor = "0"
+
+  @Option(help: ArgumentHelp("Answer every Mount with a response the driver must reject (see above); none to disable.", valueName: "mode"))
+  var hostile = "none"
+
+  @Option(name: .customLong("stats-file"), help: ArgumentHelp("Write call counters here as JSON, each second while they change and at exit.", valueName: "path"))
+  var statsFile: String?
+
+  @Option(
+    name: .customLong("log-level"),
+    help: ArgumentHelp("trace, debug (one line per call), info, warning or error.", valueName: "level"))
+  var logLevel = "info"
+
+  @Flag(help: "Print the version and exit.")
+  var version = false
+
+  func validate() throws {
+    if version { return }
+    do { _ = try Endpoint(parsing: endpoint) } catch { throw ValidationError("--endpoint: \(error)") }
+    guard maxRecvBytes > 0 else { throw ValidationError("--max-recv-bytes must be positive") }
+    guard Log.Level(name: logLevel) != nil else {
+      throw ValidationError("--log-level must be one of trace, debug, info, warning, error")
+    }
+    guard !runtimeName.isEmpty else { throw ValidationError("--runtime-name must not be empty") }
+    if let dataDir { guard !dataDir.isEmpty else { throw ValidationError("--data-dir must not be empty") } }
+    if let statsFile { guard !statsFile.isEmpty else { throw ValidationError("--stats-file must not be empty") } }
+    _ = try faults()
+  }
+
+  /// The process-wide fault settings from the flags.
+  func faults() throws(ValidationError) -> FaultSettings {
+    var f = FaultSettings()
+    do {
+      f.latency = try Latency(parsing: latency)
+    } catch { throw ValidationError("--latency: \(error)") }
+    do {
+      f.errorRate = try FaultSettings.parseRate(errorRate)
+    } catch { throw ValidationError("--error-rate: \(error)") }
+    do {
+      f.errorKind = try InjectedErrorKind(parsing: errorKind)
+    } catch { throw ValidationError("--error-kind: \(error)") }
+    do {
+      f.throttle = try Throttle.validate(
+        everyMs: FaultSettings.parseDuration(throttleEvery, "--throttle-every"),
+        forMs: FaultSettings.parseDuration(throttleFor, "--throttle-for"))
+    } catch { throw ValidationError("\(error)") }
+    do {
+      f.hostile = try HostileMode.parse(hostile)
+    } catch { throw ValidationError("--hostile: \(error)") }
+    return f
+  }
+
+  func run() async throws {
+    if version {
+      print("csi-reference-provider \(Self.runtimeVersion)")
+      return
+    }
+    let log = Log(label: "csi-reference-provider", level: Log.Level(name: logLevel)!)
+    let endpoint = try Endpoint(parsing: endpoint)
+    let faults = try faults()
+    var dir: DataDir?
+    if let dataDir {
+      do { dir = try DataDir(path: dataDir) } catch {
+        log.error("cannot use --data-dir", ["path": dataDir, "error": error.reason])
+        throw ExitCode.failure
+      }
+    }
+    if case .unix(let path) = endpoint {
+      Self.checkSocketPath(path, log)
+    }
+    let stats = Stats()
+    let mounter = Mounter(defaults: faults, dataDir: dir, startedMs: Mounter.monotonicMs())
+    let server = ProviderServer(
+      endpoint: endpoint, maxReceiveMessageBytes: maxRecvBytes,
+      service: { [runtimeName] loop in
+        ProviderService(
+          runtimeName: runtimeName, runtimeVersion: Self.runtimeVersion, mounter: mounter, stats: stats, log: log, loop: loop)
+      },
+      stats: stats, statsPath: statsFile, log: log)
+    if faults != FaultSettings() {
+      log.info("fault injection on", [
+        "latency": "\(faults.latency)", "error_rate": "\(faults.errorRate)", "error_kind": faults.errorKind.rawValue,
+        "throttle_every_ms": "\(faults.throttle.everyMs)", "throttle_for_ms": "\(faults.throttle.forMs)",
+        "hostile": faults.hostile?.rawValue ?? "none",
+      ])
+    }
+    do {
+      try await server.run()
+    } catch {
+      log.error("provider stopped: \(error)")
+      throw ExitCode.failure
+    }
+  }
+
+  /// The driver looks for `<dir>/<provider>.sock` with a provider name of at most
+  /// 30 of [A-Za-z0-9_-]; say so early if this socket could never be found.
+  /// Also creates the directory, as provider DaemonSets expect.
+  static func checkSocketPath(_ path: String, _ log: Log) {
+    let slash = path.lastIndex(of: "/")
+    let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
+    let name = base.hasSuffix(".sock") ? String(base.dropLast(5)) : nil
+    let valid = name.map { n in
+      n.utf8.count <= 30 && n.utf8.allSatisfy { c in
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2d || c == 0x5f
+      }
+    } ?? false
+    if !valid {
+      log.warning("the driver only finds sockets named <provider>.sock with a provider name of up to 30 letters, digits, '-' or '_'", ["socket": path])
+    }
+    if let slash, slash != path.startIndex {
+      let dir = String(path[..<slash])
+      if mkdir(dir, 0o755) != 0 && errno != EEXIST {
+        log.warning("cannot create the socket directory", ["dir": dir, "error": String(cString: strerror(errno))])
+      }
+    }
+  }
+}

@@ -1,0 +1,133 @@
+import FoundationEssentials
+import Glibc
+import UVRuntime
+
+/// Call counters, shared by every handler (any thread), written as JSON for the
+/// load harness.
+final class Stats: Sendable {
+  struct Snapshot: Encodable, Equatable {
+    var pid: Int32 = getpid()
+    var version_calls = 0
+    var mount_calls = 0
+    /// Mounts answered without an error code (hostile responses included).
+    var mount_ok = 0
+    /// By MountResponse error code ("InvalidParameters", "InjectedError", ...) or,
+    /// for failures sent as a gRPC status, the status name ("UNAVAILABLE", ...).
+    var mount_errors: [String: Int] = [:]
+    var hostile_responses: [String: Int] = [:]
+    var objects_served = 0
+    var in_flight = 0
+    var in_flight_max = 0
+  }
+
+  private let state = Locked((snapshot: Snapshot(), generation: UInt64(1)))
+
+  func versionCalled() {
+    state.withLock {
+      $0.snapshot.version_calls += 1
+      $0.generation &+= 1
+    }
+  }
+
+  func mountStarted() {
+    state.withLock {
+      $0.snapshot.mount_calls += 1
+      $0.snapshot.in_flight += 1
+      $0.snapshot.in_flight_max = max($0.snapshot.in_flight_max, $0.snapshot.in_flight)
+      $0.generation &+= 1
+    }
+  }
+
+  /// `error` is nil for a successful answer.
+  func mountFinished(error: String?, hostile: HostileMode?, objects: Int) {
+    state.withLock {
+      $0.snapshot.in_flight -= 1
+      if let error {
+        $0.snapshot.mount_errors[error, default: 0] += 1
+      } else {
+        $0.snapshot.mount_ok += 1
+        $0.snapshot.objects_served += objects
+        if let hostile { $0.snapshot.hostile_responses[hostile.rawValue, default: 0] += 1 }
+      }
+      $0.generation &+= 1
+    }
+  }
+
+  func read() -> (snapshot: Snapshot, generation: UInt64) {
+    state.withLock { ($0.snapshot, $0.generation) }
+  }
+}
+
+/// Writes `Stats` to a file atomically (temporary file, then rename), once per
+/// second while something changed, and once more at shutdown. Loop thread only.
+final class StatsWriter {
+  let path: String
+  let stats: Stats
+  let log: Log
+  private var timer: UVTimer?
+  private var written: UInt64 = 0
+  private var failing = false
+
+  init(path: String, stats: Stats, log: Log) {
+    self.path = path
+    self.stats = stats
+    self.log = log
+  }
+
+  func start(on loop: EventLoop) {
+    writeIfChanged()
+    let timer = UVTimer(on: loop)
+    timer.start(timeoutMs: 1000, repeatMs: 1000) { [self] in writeIfChanged() }
+    self.timer = timer
+  }
+
+  /// Stops the timer and writes the final counters.
+  func stop() {
+    timer?.close()
+    timer = nil
+    writeIfChanged()
+  }
+
+  func writeIfChanged() {
+    let (snapshot, generation) = stats.read()
+    guard generation != written else { return }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    guard var bytes = try? Array(encoder.encode(snapshot)) else { return }
+    bytes.append(UInt8(ascii: "\n"))
+    if let problem = Self.writeAtomically(bytes, to: path) {
+      // Once per failing stretch: a full disk must not flood the log every second.
+      if !failing { log.warning("cannot write the stats file", ["path": path, "error": problem]) }
+      failing = true
+      return
+    }
+    failing = false
+    written = generation
+  }
+
+  /// nil on success, else what failed.
+  static func writeAtomically(_ bytes: [UInt8], to path: String) -> String? {
+    let tmp = "\(path).tmp.\(getpid())"
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { return "open \(tmp): \(String(cString: strerror(errno)))" }
+    var offset = 0
+    while offset < bytes.count {
+      let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+      if n < 0 {
+        if errno == EINTR { continue }
+        let problem = "write \(tmp): \(String(cString: strerror(errno)))"
+        close(fd)
+        unlink(tmp)
+        return problem
+      }
+      offset += n
+    }
+    close(fd)
+    guard rename(tmp, path) == 0 else {
+      let problem = "rename to \(path): \(String(cString: strerror(errno)))"
+      unlink(tmp)
+      return problem
+    }
+    return nil
+  }
+}

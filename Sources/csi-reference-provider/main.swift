@@ -1,2 +1,0 @@
-// Reference provider (being built).
-print("csi-reference-provider: not built yet")
