@@ -1,1 +1,0 @@
-// Volume contents on disk. (Being built: path rules, atomic writer, tmpfs.)
