@@ -56,3 +56,7 @@ int clinux_is_socket(const char *path) {
     if (lstat(path, &st) != 0) return -1;
     return S_ISSOCK(st.st_mode) ? 1 : 0;
 }
+
+ssize_t clinux_getdents64(int fd, void *buf, size_t n) {
+    return (ssize_t)syscall(SYS_getdents64, fd, buf, n);
+}

@@ -1,0 +1,79 @@
+import CLinux
+import Glibc
+
+/// The tmpfs that holds a volume's files: secrets stay in memory and never reach a disk.
+public enum Tmpfs {
+  /// Mounts a tmpfs of `sizeBytes` at `target` with nosuid, nodev and noexec
+  /// (`size=<sizeBytes>,mode=<octal mode>`). Does not check what is mounted there already.
+  public static func mount(at target: String, sizeBytes: Int, mode: UInt32 = 0o755) throws {
+    // size=0 would mean "unlimited" to tmpfs: never allow that by accident.
+    guard sizeBytes > 0 else {
+      throw VolumeFileError(.invalidArgument(name: "tmpfs size", reason: "\(sizeBytes) bytes; must be positive"))
+    }
+    guard mode <= 0o7777 else {
+      throw VolumeFileError(.invalidArgument(name: "tmpfs mode", reason: "0o\(String(mode, radix: 8)) is above 0o7777"))
+    }
+    let options = "size=\(sizeBytes),mode=0\(String(mode, radix: 8))"
+    let flags = UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _ = try sys("mount", target) { Glibc.mount("tmpfs", target, "tmpfs", flags, options) }
+  }
+
+  /// Unmounts `target`. Nothing mounted there (EINVAL) or no such path (ENOENT) counts as
+  /// success, so a retried unmount is idempotent; a busy mount (EBUSY) is detached instead.
+  public static func unmount(_ target: String) throws {
+    do {
+      _ = try sys("umount2", target) { umount2(target, 0) }
+    } catch let error as VolumeFileError {
+      switch error.errno {
+      case EINVAL, ENOENT:
+        return
+      case EBUSY:
+        do {
+          _ = try sys("umount2(MNT_DETACH)", target) { umount2(target, Int32(MNT_DETACH)) }
+        } catch let error as VolumeFileError where error.errno == EINVAL || error.errno == ENOENT {
+          return  // someone else unmounted it in between
+        }
+      default:
+        throw error
+      }
+    }
+  }
+}
+
+/// Questions about the mount table (/proc/self/mounts).
+public enum Mounts {
+  /// Whether `path` (symlinks resolved) is the mount point of some mount.
+  /// A path that does not exist is not a mount point.
+  public static func isMountPoint(_ path: String) throws -> Bool {
+    guard let resolved = try resolve(path) else { return false }
+    switch clinux_is_mountpoint(resolved) {
+    case 1: return true
+    case 0: return false
+    default: throw VolumeFileError(.system(call: "setmntent(/proc/self/mounts)", path: path, errno: errno))
+    }
+  }
+
+  /// The filesystem type of the topmost mount at `path`, or nil if nothing is mounted there
+  /// (or the path does not exist).
+  public static func fsType(_ path: String) throws -> String? {
+    guard let resolved = try resolve(path) else { return nil }
+    var buffer = [CChar](repeating: 0, count: 256)
+    if clinux_mount_fstype(resolved, &buffer, buffer.count) == 0 {
+      return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+    // -1 means "not found" or "cannot read the table": isMountPoint throws in the second case.
+    _ = try isMountPoint(resolved)
+    return nil
+  }
+
+  /// The canonical path the mount table uses, or nil if it does not exist.
+  private static func resolve(_ path: String) throws -> String? {
+    guard let resolved = realpath(path, nil) else {
+      let code = errno
+      if code == ENOENT || code == ENOTDIR { return nil }
+      throw VolumeFileError(.system(call: "realpath", path: path, errno: code))
+    }
+    defer { free(resolved) }
+    return String(cString: resolved)
+  }
+}
