@@ -248,7 +248,7 @@ public actor VolumeActor {
       return (response.objectVersion, outcome == .written)
     } catch let error as VolumeFileError {
       switch error.kind {
-      case .invalidPath: throw PublishError(.badProviderResponse, "provider \"\(spc.provider)\" returned a bad file: \(error)")
+      case .invalidPath, .invalidMode: throw PublishError(.badProviderResponse, "provider \"\(spc.provider)\" returned a bad file: \(error)")
       default: throw PublishError(.writeFailed, "cannot write secrets to \(targetPath): \(error)")
       }
     } catch {
