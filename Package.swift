@@ -15,12 +15,14 @@ let package = Package(
     .executable(name: "csi-provider-call", targets: ["csi-provider-call"]),
     .executable(name: "csi-bench", targets: ["csi-bench"]),
     .executable(name: "csi-reference-provider", targets: ["csi-reference-provider"]),
+    .executable(name: "csi-load", targets: ["csi-load"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
     .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", exact: "0.2.0"),
   ],
   targets: [
     // C shims: one per system library, plus Linux calls Glibc does not expose.
@@ -86,6 +88,18 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "Benchmarks/csi-bench",
+      swiftSettings: strict
+    ),
+    // Load harness: simulates kubelet on one busy node against a driver and the reference provider.
+    .executableTarget(
+      name: "csi-load",
+      dependencies: [
+        "CSIMessages", "GRPCH2", "UVRuntime",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+      ],
+      path: "Benchmarks/csi-load",
       swiftSettings: strict
     ),
     // A provider plugin for demos, tests and the load harness: objects from files or

@@ -1,0 +1,2 @@
+// csi-load: being built.
+print("csi-load: not built yet")
