@@ -125,7 +125,7 @@ let package = Package(
     .testTarget(
       name: "DriverCoreTests",
       dependencies: [
-        "DriverCore", "CSIMessages",
+        "DriverCore", "CSIMessages", "VolumeFiles",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
       ],

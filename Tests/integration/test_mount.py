@@ -387,3 +387,65 @@ def test_driver_restart_adopts_mounted_volumes_and_refreshes_them(mount_env, csi
     assert read_volume(target) == {"secret.txt": (0o644, b"after-restart")}
     env.node().NodeUnpublishVolume(unpublish_request(csi, target, "uid-21"), timeout=T)
     assert residue(target) == []
+
+
+def test_readers_never_see_a_mix_of_old_and_new_files(mount_env, csi):
+    """Two files always change together; a reader that resolves ..data once (as
+    a consistent reader must) never sees one file from one version and one from another."""
+    env = mount_env
+    env.start("--enable-secret-rotation", "--rotation-poll-interval", "1ms")
+    node = env.node()
+    target = target_path(env.root, "uid-22")
+    req = publish_request(csi, target, pod_uid="uid-22")
+
+    def set_version(n: int) -> None:
+        v = f"version-{n}".encode() * 50
+        env.provider.files = [("one", 0, v), ("dir/two", 0, v)]
+        env.provider.object_versions = [("one", str(n)), ("two", str(n))]
+
+    set_version(0)
+    node.NodePublishVolume(req, timeout=T)
+    stop = threading.Event()
+    seen: set[bytes] = set()
+    mixes: list[tuple[bytes, bytes]] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                d = os.open(f"{target}/..data", os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                continue
+            try:
+                a = os.read(fd := os.open("one", os.O_RDONLY, dir_fd=d), 1 << 16); os.close(fd)
+                b = os.read(fd := os.open("dir/two", os.O_RDONLY, dir_fd=d), 1 << 16); os.close(fd)
+            except FileNotFoundError:
+                continue  # that version was replaced and removed meanwhile: not a mix
+            finally:
+                os.close(d)
+            seen.add(a)
+            if a != b:
+                mixes.append((a[:20], b[:20]))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for n in range(1, 150):
+            set_version(n)
+            node.NodePublishVolume(req, timeout=T)
+    finally:
+        stop.set()
+        t.join()
+    assert mixes == []
+    assert len(seen) > 1, "the reader never ran alongside an update"
+    assert read_volume(target)["one"][1] == b"version-149" * 50
+
+
+def test_provider_health_check_calls_version_and_logs_failures(mount_env, csi):
+    env = mount_env
+    d = env.start("--provider-health-check", "--provider-health-check-interval", "100ms")
+    wait_until(lambda: len(env.provider.calls("Version")) >= 2, 15, "periodic Version calls")
+    assert env.provider.calls("Version")[0].version == "v1alpha1"
+    env.provider.error_code = grpc.StatusCode.INTERNAL
+    wait_until(lambda: "provider health check failed" in d.stderr(), 15, "a logged health-check failure")
+    env.provider.error_code = None
+    wait_until(lambda: "provider healthy again" in d.stderr(), 15, "a logged recovery")

@@ -1,0 +1,233 @@
+import CSIMessages
+@testable import DriverCore
+import FoundationEssentials
+import GRPCCore
+import Glibc
+import Testing
+import VolumeFiles
+
+@Suite struct SecretProviderClassDecodingTests {
+  static func decode(_ yaml: String) throws -> [SPCDecoding.Outcome] {
+    try SPCDecoding.decodeAll(yaml)
+  }
+
+  @Test func decodesV1AndV1alpha1WithBlockScalarParameters() throws {
+    let yaml = """
+      apiVersion: secrets-store.csi.x-k8s.io/v1
+      kind: SecretProviderClass
+      metadata: {name: a, namespace: team}
+      spec:
+        provider: vault
+        parameters:
+          roleName: app
+          objects: |
+            - objectName: db
+      ---
+      apiVersion: secrets-store.csi.x-k8s.io/v1alpha1
+      kind: SecretProviderClass
+      metadata: {name: b}
+      spec: {provider: aws}
+      ---
+      apiVersion: v1
+      kind: ConfigMap
+      metadata: {name: c}
+      """
+    let outcomes = try Self.decode(yaml)
+    #expect(outcomes.count == 3)
+    guard case .spc(let a) = outcomes[0], case .spc(let b) = outcomes[1], case .otherKind = outcomes[2] else {
+      Issue.record("unexpected outcomes \(outcomes)")
+      return
+    }
+    #expect(a == SecretProviderClass(name: "a", namespace: "team", provider: "vault", parameters: ["roleName": "app", "objects": "- objectName: db\n"]))
+    #expect(b.namespace == "default" && b.provider == "aws" && b.parameters.isEmpty)
+  }
+
+  @Test(arguments: [
+    ("spec: {parameters: {a: b}}", "spec.provider is required"),
+    ("spec: {provider: 'bad/name'}", "spec.provider"),
+    ("spec: {provider: x, parameters: {objects: [1, 2]}}", "spec.parameters.objects must be a string"),
+    ("spec: {provider: x, parameters: [a]}", "spec.parameters must be a map"),
+  ])
+  func invalidFieldsAreTiedToTheClass(spec: String, reason: String) throws {
+    let yaml = "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: broken, namespace: ns}\n\(spec)\n"
+    let outcomes = try Self.decode(yaml)
+    guard case .invalid(let name, let namespace, let message) = outcomes.first else {
+      Issue.record("expected .invalid, got \(outcomes)")
+      return
+    }
+    #expect(name == "broken" && namespace == "ns")
+    #expect(message.contains(reason), "\(message)")
+  }
+
+  @Test func wrongGroupOrMissingNameFailsTheFile() {
+    #expect(throws: SPCDecoding.FieldError.self) {
+      try Self.decode("apiVersion: example.com/v1\nkind: SecretProviderClass\nmetadata: {name: x}\nspec: {provider: p}\n")
+    }
+    #expect(throws: SPCDecoding.FieldError.self) {
+      try Self.decode("apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec: {provider: p}\n")
+    }
+  }
+
+  @Test(arguments: [("aws", true), ("azure_kv-2", true), ("", true), ("a.b", false), ("../x", false), (String(repeating: "a", count: 31), false)])
+  func providerNameRule(name: String, valid: Bool) {
+    #expect(SecretProviderClass.isValidProviderName(name) == valid)
+  }
+}
+
+@Suite struct DirectorySourceTests {
+  static func withDirectory(_ body: (String) async throws -> Void) async throws {
+    var template = Array("/tmp/spcdir-XXXXXX".utf8CString)
+    let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    defer {
+      for name in FileIO.directoryEntries(dir) { unlink(dir + "/" + name) }
+      rmdir(dir)
+    }
+    try await body(dir)
+  }
+
+  static func write(_ path: String, _ text: String) {
+    let tmp = path + ".tmp"
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    _ = text.utf8CString.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count - 1) }
+    close(fd)
+    rename(tmp, path)
+  }
+
+  static func spc(_ name: String, provider: String) -> String {
+    "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: \(name)}\nspec: {provider: \(provider)}\n"
+  }
+
+  @Test func findsClassesAndSeesChanges() async throws {
+    try await Self.withDirectory { (dir: String) async throws in
+      let source = DirectorySecretProviderClassSource(directory: dir)
+      #expect(try await source.secretProviderClass(name: "a", namespace: "default") == nil)
+      Self.write(dir + "/a.yaml", Self.spc("a", provider: "one"))
+      #expect(try await source.secretProviderClass(name: "a", namespace: "default")?.provider == "one")
+      #expect(try await source.secretProviderClass(name: "a", namespace: "other") == nil)
+      Self.write(dir + "/a.yaml", Self.spc("a", provider: "two"))
+      #expect(try await source.secretProviderClass(name: "a", namespace: "default")?.provider == "two")
+      unlink(dir + "/a.yaml")
+      #expect(try await source.secretProviderClass(name: "a", namespace: "default") == nil)
+    }
+  }
+
+  @Test func duplicatesAndBrokenFilesAreReported() async throws {
+    try await Self.withDirectory { (dir: String) async throws in
+      Self.write(dir + "/1.yaml", Self.spc("dup", provider: "p"))
+      Self.write(dir + "/2.yml", Self.spc("dup", provider: "q"))
+      Self.write(dir + "/3.yaml", "{{{ not yaml")
+      Self.write(dir + "/notes.txt", "ignored")
+      let source = DirectorySecretProviderClassSource(directory: dir)
+      await #expect(throws: SecretProviderClassError.self) {
+        try await source.secretProviderClass(name: "dup", namespace: "default")
+      }
+      let problems = try source.problems()
+      #expect(problems.keys.sorted() == ["3.yaml"], "\(problems)")
+    }
+  }
+}
+
+@Suite struct MountRequestTests {
+  static func publish(context: [String: String], secrets: [String: String] = [:]) -> CSI.NodePublishVolumeRequest {
+    CSI.NodePublishVolumeRequest(volumeID: "v", targetPath: "/t", readonly: true, secrets: secrets, volumeContext: context)
+  }
+
+  static func object(_ json: String) throws -> [String: String] {
+    try JSONDecoder().decode([String: String].self, from: Data(json.utf8))
+  }
+
+  @Test func attributesOverlayContextOnParameters() throws {
+    let spc = SecretProviderClass(name: "s", namespace: "n", provider: "p", parameters: ["region": "eu", "objects": "x"])
+    let request = MountRequestBuilder.build(
+      spc: spc, publish: Self.publish(context: ["region": "us", PodVolume.tokensKey: "{\"a\":{}}"]),
+      currentVersions: [Provider.ObjectVersion(id: "x", version: "1")])
+    #expect(try Self.object(request.attributes) == ["region": "us", "objects": "x", PodVolume.tokensKey: "{\"a\":{}}"])
+    #expect(request.secrets == "null")
+    #expect(request.permission == "420")
+    #expect(request.targetPath == "/t")
+    #expect(request.currentObjectVersion == [Provider.ObjectVersion(id: "x", version: "1")])
+  }
+
+  @Test func tokensFromTheSecretsMapMoveToAttributes() throws {
+    let spc = SecretProviderClass(name: "s", namespace: "n", provider: "p")
+    let request = MountRequestBuilder.build(
+      spc: spc, publish: Self.publish(context: [:], secrets: [PodVolume.tokensKey: "T", "user": "u"]), currentVersions: [])
+    #expect(try Self.object(request.attributes) == [PodVolume.tokensKey: "T"])
+    #expect(try Self.object(request.secrets) == ["user": "u"])
+  }
+
+  @Test func jsonEscapingRoundTrips() throws {
+    let tricky = ["q\"uote": "back\\slash", "ctl": "\u{01}\n\t\r", "html": "<a&b>", "uni": "ü🔑\u{2028}"]
+    let text = JSONText.object(tricky)
+    #expect(try Self.object(text) == tricky)
+    #expect(text.contains("\\u003ca\\u0026b\\u003e"))
+    #expect(JSONText.object(["b": "1", "a": "2"]) == "{\"a\":\"2\",\"b\":\"1\"}")
+  }
+
+  @Test func podVolumeNeedsClassAndNamespace() {
+    #expect(throws: PublishError.self) { try PodVolume(volumeContext: [:]) }
+    #expect(throws: PublishError.self) { try PodVolume(volumeContext: ["secretProviderClass": "s"]) }
+    let pod = try? PodVolume(volumeContext: ["secretProviderClass": "s", PodVolume.podNamespaceKey: "n", PodVolume.podUIDKey: "u"])
+    #expect(pod?.podUID == "u")
+  }
+}
+
+@Suite struct ProviderResponseTests {
+  @Test func errorCodeAndMissingVersionsFail() {
+    let withCode = Provider.MountResponse(objectVersion: [.init(id: "a", version: "1")], error: .init(code: "Throttled"))
+    #expect(throws: PublishError(.providerError(code: "Throttled"), "provider \"p\" failed to mount: error code Throttled")) {
+      try VolumeActor.check(withCode, provider: "p")
+    }
+    #expect(throws: PublishError.self) { try VolumeActor.check(Provider.MountResponse(), provider: "p") }
+  }
+
+  @Test func modesMustBePermissionBits() throws {
+    var response = Provider.MountResponse(objectVersion: [.init(id: "a", version: "1")], files: [.init(path: "a", mode: 0o400, contents: [1])])
+    #expect(try VolumeActor.check(response, provider: "p").map(\.mode) == [0o400])
+    response.files[0].mode = 0o100644
+    #expect(throws: PublishError.self) { try VolumeActor.check(response, provider: "p") }
+    response.files[0].mode = -1
+    #expect(throws: PublishError.self) { try VolumeActor.check(response, provider: "p") }
+  }
+
+  @Test func zeroFilesAreAllowedForLegacyProviders() throws {
+    #expect(try VolumeActor.check(Provider.MountResponse(objectVersion: [.init(id: "a", version: "1")]), provider: "p") == [])
+  }
+
+  @Test func errorCodesMapToGRPCCodes() {
+    #expect(PublishError(.classNotFound, "").code == .notFound)
+    #expect(PublishError(.classInvalid, "").code == .failedPrecondition)
+    #expect(PublishError(.providerUnreachable, "").code == .unavailable)
+    #expect(PublishError(.providerError(code: "X"), "").code == .internalError)
+    #expect(PublishError(.providerError(code: "X"), "").errorType == "X")
+    #expect(PublishError(.writeFailed, "").errorType == "FileWriteError")
+  }
+}
+
+@Suite struct BudgetAndDurationTests {
+  @Test func providerBudgetLeavesAMarginInsideKubeletsDeadline() throws {
+    let now = ContinuousClock.now
+    #expect(try VolumeActor.callBudget(deadline: nil, now: now, fallback: .seconds(100)) == .seconds(100))
+    #expect(try VolumeActor.callBudget(deadline: now + .seconds(120), now: now, fallback: .seconds(100)) == .seconds(100))
+    #expect(try VolumeActor.callBudget(deadline: now + .seconds(10), now: now, fallback: .seconds(100)) == .seconds(9))
+    #expect(try VolumeActor.callBudget(deadline: now + .seconds(60), now: now, fallback: .seconds(100)) == .seconds(55))
+    #expect(throws: PublishError.self) { try VolumeActor.callBudget(deadline: now, now: now, fallback: .seconds(1)) }
+  }
+
+  @Test(arguments: [("2m", Duration.seconds(120)), ("90s", .seconds(90)), ("1h30m", .seconds(5400)), ("500ms", .milliseconds(500)), ("1.5s", .milliseconds(1500)), ("0", .zero)])
+  func goDurations(text: String, expected: Duration) throws {
+    #expect(try GoDuration.parse(text) == expected)
+  }
+
+  @Test(arguments: ["", "5", "m", "5x", "-1s", "1s2"])
+  func badGoDurations(text: String) {
+    #expect(throws: GoDuration.ParseError.self) { try GoDuration.parse(text) }
+  }
+
+  @Test func targetPathsMustBeAbsoluteAndClean() {
+    #expect(throws: Never.self) { try MountingPublisher.checkTargetPath("/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/v/mount") }
+    for bad in ["relative/path", "/a/../b", "/a/./b", "/a//b", "/a/", "/"] {
+      #expect(throws: PublishError.self, "\(bad)") { try MountingPublisher.checkTargetPath(bad) }
+    }
+  }
+}
