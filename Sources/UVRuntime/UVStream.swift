@@ -138,7 +138,7 @@ final class UVStream: UVHandle<cuv_stream_storage>, ByteStream, @unchecked Senda
 
 /// A listening unix or TCP socket.
 final class UVListener: UVHandle<cuv_stream_storage>, StreamListener, @unchecked Sendable {
-  let address: String
+  var address: String
   private let unlinkOnClose: String?
   let onAccept: (any ByteStream) -> Void
   let accept: (UVListener) throws(UVError) -> any ByteStream
