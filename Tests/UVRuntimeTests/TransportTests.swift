@@ -239,6 +239,54 @@ struct TransportTests {
     #expect(fileType(path) == nil)
   }
 
+  /// A write that fails (the peer is gone) ends the stream with the error, but tells
+  /// the delegate only after `write` has returned: a delegate in the middle of a
+  /// flush must not be closed under its feet.
+  @Test func failedWriteReportsTheEndAfterWriteReturns() async throws {
+    let dir = makeTempDirectory()
+    defer { removeDirectory(dir) }
+    let path = "\(dir)/gone.sock"
+    let (insideWrite, error, openAfterWrite) = try await withLoop { loop in
+      try await onLoop(loop) { (done: Done<(Bool, UVError?, Bool)>) in
+        let streams = LoopBox<(client: (any ByteStream)?, server: (any ByteStream)?)>((nil, nil))
+        let listener = LoopBox<(any StreamListener)?>(nil)
+        let clientSide = Recorder()
+        let writing = LoopBox(false)
+        func writeOnceBothExist() {
+          guard let client = streams.value.client, let server = streams.value.server else { return }
+          listener.value?.close()
+          server.close()  // the peer's descriptor is closed at once: the next write gets EPIPE
+          client.delegate = clientSide
+          clientSide.onClose = { side in
+            let outcome = (writing.value, side.closeError, client.isOpen)
+            // Break the reference cycles through the boxes before finishing.
+            side.onClose = nil
+            listener.value = nil
+            streams.value = (nil, nil)
+            done(outcome)
+          }
+          writing.value = true
+          Array("anyone there?".utf8).withUnsafeBytes { client.write($0) }
+          writing.value = false
+          #expect(!client.isOpen)
+        }
+        listener.value = try Transports.listen(.unix(path: path), on: loop) { stream in
+          streams.value.server = stream
+          writeOnceBothExist()
+        }
+        Transports.connect(.unix(path: path), on: loop) { result in
+          guard case .success(let stream) = result else { return done.fail(TransportError("connect failed")) }
+          streams.value.client = stream
+          writeOnceBothExist()
+        }
+      }
+    }
+    #expect(!insideWrite)
+    #expect(error?.call == "write")
+    #expect(error?.name == "EPIPE")
+    #expect(!openAfterWrite)
+  }
+
   @Test func connectingToAMissingSocketFailsClearly() async throws {
     let dir = makeTempDirectory()
     defer { removeDirectory(dir) }
