@@ -19,7 +19,7 @@ help:
 	@echo "make test              everything CI runs: protos check, unit tests, integration tests"
 	@echo "make protos            regenerate the protoc-c code from Protos/"
 	@echo "make demo              publish, rotate and remove a secrets volume end to end (reference provider, no cluster)"
-	@echo "make bench             unary RTT benchmark (NodeGetInfo over a unix socket)"
+	@echo "make bench             unary RTT benchmark (NodeGetInfo over a unix socket; results in out/unary_rtt.json)"
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -58,8 +58,12 @@ test: deps protos-check unit-test integration-test
 demo: deps build
 	$(PY) scripts/demo.py --driver $(abspath $(BIN)) --provider $(abspath .build/$(CONFIG)/csi-reference-provider)
 
+# Extra flags for the benchmark, e.g. make bench BENCH_ARGS="--seconds 10 --concurrency 1,64".
+BENCH_ARGS ?= --json out/unary_rtt.json
+
 bench: deps release
-	$(PY) Benchmarks/unary_rtt.py --driver $(abspath .build/release/secrets-store-csi-driver)
+	$(PY) Benchmarks/unary_rtt.py --driver $(abspath .build/release/secrets-store-csi-driver) \
+	  --bench-bin $(abspath .build/release/csi-bench) $(BENCH_ARGS)
 
 clean:
 	rm -rf .build $(VENV)

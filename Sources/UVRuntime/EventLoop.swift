@@ -107,16 +107,17 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
   }
 
   private func submit(_ work: Work) {
-    let wake = lock.withLock { () -> Bool in
+    lock.withLock {
       if case .closed = state {
         droppedCount += 1
-        return false
+        return
       }
       pending.append(work)
-      return pending.count == 1
+      // uv_async_send coalesces; only the first item of a batch needs to wake the loop.
+      // It is sent under the lock: once the loop has seen `.closed` it frees the async
+      // handle, so a send after unlocking could touch freed memory.
+      if pending.count == 1 { uv_async_send(wakeup) }
     }
-    // uv_async_send coalesces; only the first item of a batch needs to wake the loop.
-    if wake { uv_async_send(wakeup) }
   }
 
   public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
@@ -179,12 +180,11 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
   /// should have closed its handles first; any still open are closed and
   /// reported in `leakedHandles`.
   public func shutdown() {
-    let wake = lock.withLock { () -> Bool in
-      guard case .running = state else { return false }
+    lock.withLock {
+      guard case .running = state else { return }
       state = .draining
-      return true
+      uv_async_send(wakeup)  // under the lock, as in `submit`
     }
-    if wake { uv_async_send(wakeup) }
   }
 
   /// Shuts down and waits until the loop thread has ended.

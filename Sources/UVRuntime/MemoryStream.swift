@@ -13,6 +13,10 @@ public final class MemoryStream: ByteStream, @unchecked Sendable {
   private var inbox: [[UInt8]] = []
   private var peerEnded = false
   private var reported = false
+  /// Keeps this end alive until it is closed or has ended, as libuv keeps a socket
+  /// handle; the peer holds it only weakly, so an end nobody else kept would vanish
+  /// and its peer would never see the end of the stream.
+  private var keepAlive: MemoryStream?
 
   init(loop: EventLoop, name: String, side: String) {
     self.loop = loop
@@ -26,6 +30,8 @@ public final class MemoryStream: ByteStream, @unchecked Sendable {
     let s = MemoryStream(loop: serverLoop, name: name, side: "server")
     c.peer = s
     s.peer = c
+    c.keepAlive = c
+    s.keepAlive = s
     return (c, s)
   }
 
@@ -68,6 +74,7 @@ public final class MemoryStream: ByteStream, @unchecked Sendable {
     isOpen = false
     if let peer { peer.loop.execute { peer.peerClosed() } }
     loop.execute { self.report(nil) }
+    keepAlive = nil
   }
 
   public func closeAfterFlush() { close() }
@@ -75,6 +82,7 @@ public final class MemoryStream: ByteStream, @unchecked Sendable {
   private func end(_ error: UVError?) {
     isOpen = false
     report(error)
+    keepAlive = nil
   }
 
   private func report(_ error: UVError?) {

@@ -1,3 +1,4 @@
+import CUV
 import Glibc
 
 /// A pthread mutex. Used instead of `Synchronization.Mutex` because

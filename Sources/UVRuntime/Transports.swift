@@ -67,6 +67,8 @@ public enum Transports {
         listener.close()
         throw TransportError("cannot listen on \(endpoint): \(error)")
       }
+      // Port 0 asks the kernel for a free port: report the one it chose.
+      if let bound = boundPort(listener) { listener.address = Endpoint.tcp(host: host, port: bound).description }
       return listener
     case .memory(let name):
       return try MemoryListener(name: name, loop: loop, onAccept: onAccept)
@@ -135,6 +137,17 @@ public enum Transports {
     guard unlink(path) == 0 else {
       throw TransportError("cannot remove stale socket \(path): \(String(cString: strerror(errno)))")
     }
+  }
+
+  private static func boundPort(_ listener: UVListener) -> Int? {
+    var storage = sockaddr_storage()
+    var length = Int32(MemoryLayout<sockaddr_storage>.size)
+    let rc = withUnsafeMutablePointer(to: &storage) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_getsockname(cuv_as_tcp(listener.handle), $0, &length) }
+    }
+    guard rc == 0 else { return nil }
+    // sin_port and sin6_port sit at the same offset, in network byte order.
+    return withUnsafeBytes(of: &storage) { Int(UInt16(bigEndian: $0.load(fromByteOffset: 2, as: UInt16.self))) }
   }
 
   static func socketAddress(host: String, port: Int) throws(TransportError) -> sockaddr_storage {

@@ -10,6 +10,8 @@ final class UVStream: UVHandle<cuv_stream_storage>, ByteStream, @unchecked Senda
   private var reading = false
   private var closeWhenDrained = false
   private var reported = false
+  /// Why the stream ended, for the report queued when it closed (nil: end of file or a local close).
+  private var endError: UVError?
   private var readBuffer: UnsafeMutableRawBufferPointer?
 
   /// `initialize` must init the handle on the loop (uv_pipe_init / uv_tcp_init).
@@ -110,9 +112,11 @@ final class UVStream: UVHandle<cuv_stream_storage>, ByteStream, @unchecked Senda
     if pendingWriteBytes == 0 { close() } else { closeWhenDrained = true }
   }
 
+  /// Ends the stream; the delegate hears of it once the current call has returned (see `willClose`).
   private func finish(error: UVError?) {
+    guard !isClosed else { return }
+    endError = error
     close()
-    report(error)
   }
 
   private func report(_ error: UVError?) {
@@ -131,14 +135,15 @@ final class UVStream: UVHandle<cuv_stream_storage>, ByteStream, @unchecked Senda
       readBuffer = nil
     }
     // Tell the delegate after this call returns, so a delegate that closes from
-    // inside a callback does not re-enter itself.
-    loop.execute { [self] in report(nil) }
+    // inside a callback does not re-enter itself, and a failed `write` does not call
+    // back into a delegate that is still in the middle of calling it.
+    loop.execute { [self] in report(endError) }
   }
 }
 
 /// A listening unix or TCP socket.
 final class UVListener: UVHandle<cuv_stream_storage>, StreamListener, @unchecked Sendable {
-  let address: String
+  var address: String
   private let unlinkOnClose: String?
   let onAccept: (any ByteStream) -> Void
   let accept: (UVListener) throws(UVError) -> any ByteStream
