@@ -1,4 +1,5 @@
 import Glibc
+import CUV
 
 /// A pthread mutex. Used instead of `Synchronization.Mutex` because
 /// ThreadSanitizer reports false races on the latter on Linux.
