@@ -363,7 +363,7 @@ def charts(run: dict, base: dict | None) -> list[str]:
         total = [sum(x) for x in zip(*[ts(r, f"calls_{k}") for k, _ in KINDS])] if ts(r, "t_s") else []
         series.append({"label": f"driver calls/s{suffix}", "xs": ts(r, "t_s"), "ys": total, "color": COLORS["calls"],
                        "dashed": dashed})
-        series.append({"label": f"provider mounts/s{suffix}", "xs": ts(r, "t_s"), "ys": ts(r, "provider_mount_calls"),
+        series.append({"label": f"provider mounts/s{suffix}", "xs": ts(r, "t_s"), "ys": ts(r, "provider_mounts_per_s"),
                        "color": COLORS["provider"], "dashed": dashed})
     out.append(svg_chart(series, "Calls per second", "seconds", "calls/s"))
     return out

@@ -7,7 +7,7 @@ import UVRuntime
 
 /// One simulated pod with one CSI inline volume.
 struct Pod {
-  enum State { case pending, publishing, live, republishing, unpublishing }
+  enum State { case scheduled, pending, publishing, live, republishing, unpublishing }
 
   let id: Int
   let uid: String
@@ -18,9 +18,12 @@ struct Pod {
   /// Index into the groups; `Kubelet.churnGroup` for replacements.
   let group: Int
   var state = State.pending
+  var directoriesMade = false
   var attempts = 0
   var unpublishAttempts = 0
   var unpublishRequested = false
+  /// A republish has been scheduled before (the first one may be spread differently).
+  var republished = false
   /// After a secret change: this volume still shows the old value.
   var stale = false
 
@@ -158,6 +161,9 @@ actor Kubelet {
   var live = LiveSet()
   var peakLive = 0
   var heap = EventHeap()
+  /// Per group, the pods made ahead of their arrival (next to arrive first).
+  var scheduled: [[Int]] = []
+  var scheduledCount = 0
   var inFlight = 0
   var stopping = false
   var aborted: String?
@@ -216,6 +222,7 @@ actor Kubelet {
 
   /// Runs the workload, then unpublishes every remaining volume.
   func run() async -> RunRecord {
+    if plan.workload == .kubelet { preparePods() }
     startNs = monotonicNs()
     switch plan.workload {
     case .kubelet:
@@ -237,6 +244,22 @@ actor Kubelet {
     await stopSampler()
     if progressIsTerminal && plan.progress { printError("") }
     return record()
+  }
+
+  /// Makes every scheduled pod and its directories before the clock starts:
+  /// on the node's disk that takes a few hundred microseconds a pod, which
+  /// would otherwise smear a burst of pods over tens of milliseconds.
+  private func preparePods() {
+    scheduled = plan.groups.enumerated().map { g, group in
+      Array(
+        (0..<group.count).map { _ in
+          let id = newPod(group: g)
+          pods[id]!.state = .scheduled
+          pods[id]!.directoriesMade = Files.makeDirectories(pods[id]!.parent)
+          return id
+        }.reversed())
+    }
+    scheduledCount = scheduled.reduce(0) { $0 + $1.count }
   }
 
   private func runKubelet() async {
@@ -271,6 +294,13 @@ actor Kubelet {
     }
     await waitIdle(seconds: plan.callTimeoutSeconds * 3 + 5)
     teardownEndNs = monotonicNs()
+    // Pods that never arrived (a run stopped early).
+    for id in scheduled.joined() {
+      removeDirectories(of: pods[id]!)
+      pods[id] = nil
+    }
+    scheduled = []
+    scheduledCount = 0
   }
 
   private func waitIdle(seconds: Double) async {
@@ -284,7 +314,10 @@ actor Kubelet {
     switch event {
     case .arrive(let g):
       groups[g].arrived += 1
-      startFirstPublish(newPod(group: g))
+      let id = scheduled[g].removeLast()
+      scheduledCount -= 1
+      pods[id]!.state = .pending
+      startFirstPublish(id)
     case .retryPublish(let id):
       if pods[id]?.state == .pending { startFirstPublish(id) }
     case .republish(let id):
@@ -395,7 +428,7 @@ actor Kubelet {
 
   private func startFirstPublish(_ id: Int) {
     guard !stopping, var pod = pods[id] else { return }
-    if pod.attempts == 0 { Files.makeDirectories(pod.parent) }  // kubelet creates the parent
+    if !pod.directoriesMade { pod.directoriesMade = Files.makeDirectories(pod.parent) }  // kubelet creates the parent
     pod.attempts += 1
     pod.state = .publishing
     pods[id] = pod
@@ -447,7 +480,12 @@ actor Kubelet {
       return
     }
     if let range = plan.republish, !stopping {
-      heap.push(now + ns(Double.random(in: range, using: &rng)), .republish(pod: id))
+      var wait = Double.random(in: range, using: &rng)
+      if plan.spreadFirstRepublish && pod.group == 0 && pod.state == .live && !pod.republished {
+        wait = Double.random(in: 0...range.upperBound, using: &rng)
+      }
+      pods[id]!.republished = true
+      heap.push(now + ns(wait), .republish(pod: id))
     }
   }
 
@@ -606,7 +644,7 @@ actor Kubelet {
   private func tick(second: Double) {
     series.t.append(second)
     series.live.append(live.count)
-    series.pending.append(pods.count - live.count)
+    series.pending.append(pods.count - live.count - scheduledCount)
     var errors = 0
     var callsThisSecond = 0
     for kind in CallKind.allCases {
@@ -644,7 +682,7 @@ actor Kubelet {
     series.providerCPU.append(p?.cpuPercent)
     providerHWMKiB = Swift.max(providerHWMKiB, p?.hwmKiB ?? 0)
     let mounts = providerStats?.mount_calls
-    series.providerMounts.append(mounts.map { $0 - (lastProviderMounts ?? 0) })
+    series.providerMountsPerSecond.append(mounts.map { $0 - (lastProviderMounts ?? 0) })
     if mounts != nil { lastProviderMounts = mounts }
     series.providerInFlight.append(providerStats?.in_flight)
     series.harnessCPU.append(selfSampler.sample().cpuPercent)
@@ -662,7 +700,8 @@ actor Kubelet {
     var line = "csi-load \(Int(second))s"
     if teardownStartNs != nil { line += " (teardown)" }
     line += "  live \(live.count)"
-    if pods.count > live.count { line += " (+\(pods.count - live.count) starting)" }
+    let starting = pods.count - live.count - scheduledCount
+    if starting > 0 { line += " (+\(starting) not mounted)" }
     line += "  calls/s \(callsPerSecond)"
     if first.total.totalCount > 0 {
       line += "  publish p99 " + Self.ms(Double(first.total.valueAtPercentile(99)))

@@ -107,6 +107,11 @@ struct LoadCommand: AsyncParsableCommand {
   @Option(help: ArgumentHelp("Seconds between republishes of a pod, uniformly random: MIN-MAX, or off.", valueName: "range"))
   var republish = "60s-90s"
 
+  @Flag(
+    name: .customLong("spread-first-republish"),
+    help: "The initial pods' first republish comes at a uniformly random time from 0 to the --republish maximum, as on a node whose pods have been running for a while (default: like new pods).")
+  var spreadFirstRepublish = false
+
   @Option(help: ArgumentHelp("Pods per second unpublished and replaced by new ones.", valueName: "rate"))
   var churn = 0.0
 
@@ -214,7 +219,7 @@ struct LoadCommand: AsyncParsableCommand {
     }
     let audiences = tokenAudiences == "none" ? [] : tokenAudiences.split(separator: ",").map(String.init)
     return Plan(
-      workload: kind, groups: groups, republish: range, churnPerSecond: churn, durationSeconds: durationS,
+      workload: kind, groups: groups, republish: range, spreadFirstRepublish: spreadFirstRepublish, churnPerSecond: churn, durationSeconds: durationS,
       warmupSeconds: try seconds(warmup, "--warmup"), change: change, kubeletRoot: kubeletRoot, spc: spc,
       namespace: namespace, volumeName: "secrets-store-inline", serviceAccount: "csi-load", tokenAudiences: audiences,
       callTimeoutSeconds: try seconds(callTimeout, "--call-timeout"),
@@ -225,7 +230,8 @@ struct LoadCommand: AsyncParsableCommand {
   var configJSON: JSON {
     .object([
       ("workload", .string(workload)), ("pods", .int(pods)), ("arrival", .string(arrival)),
-      ("waves", .array(wave.map { .string($0) })), ("republish", .string(republish)), ("churn_per_s", .number(churn)),
+      ("waves", .array(wave.map { .string($0) })), ("republish", .string(republish)),
+      ("spread_first_republish", .bool(spreadFirstRepublish)), ("churn_per_s", .number(churn)),
       ("objects", .int(objects)), ("object_size", .int(objectSize)), ("duration", .string(duration)),
       ("warmup", .string(warmup)), ("concurrency", .int(concurrency)),
       ("change_secret_at", changeSecretAt.map { .string($0) } ?? .null), ("token_audiences", .string(tokenAudiences)),

@@ -127,6 +127,8 @@ struct Plan: Sendable {
   var groups: [PodGroup]
   /// Seconds between republishes of one pod; nil: never.
   var republish: ClosedRange<Double>?
+  /// The initial pods' first republish comes within 0...max, as on a node whose pods have run for a while.
+  var spreadFirstRepublish: Bool
   var churnPerSecond: Double
   var durationSeconds: Double
   var warmupSeconds: Double

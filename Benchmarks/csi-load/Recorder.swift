@@ -147,7 +147,7 @@ struct TimeSeries {
   var providerRSS: [Double?] = []
   var providerCPU: [Double?] = []
   var harnessCPU: [Double?] = []
-  var providerMounts: [Int?] = []
+  var providerMountsPerSecond: [Int?] = []
   var providerInFlight: [Int?] = []
   var staleVolumes: [Int?] = []
 
@@ -168,7 +168,7 @@ struct TimeSeries {
       ("driver_rss_mib", .nums(driverRSS)), ("driver_hwm_mib", .nums(driverHWM)), ("driver_cpu_pct", .nums(driverCPU)),
       ("provider_rss_mib", .nums(providerRSS)), ("provider_cpu_pct", .nums(providerCPU)),
       ("harness_cpu_pct", .nums(harnessCPU)),
-      ("provider_mount_calls", .array(providerMounts.map { $0.map { .int($0) } ?? .null })),
+      ("provider_mounts_per_s", .array(providerMountsPerSecond.map { $0.map { .int($0) } ?? .null })),
       ("provider_in_flight", .array(providerInFlight.map { $0.map { .int($0) } ?? .null })),
       ("stale_volumes", .array(staleVolumes.map { $0.map { .int($0) } ?? .null })),
     ]
