@@ -738,7 +738,8 @@ actor Kubelet {
       kinds: kinds, groups: groups, propagation: propagation, cycles: cycles, peakLive: peakLive,
       liveAtEnd: live.count, leftoverTargets: leftoverTargets, errorSamples: errorSamples, series: series,
       providerStats: providerStats, driverRSSMaxKiB: driverRSSMaxKiB, driverHWMKiB: driverHWMKiB,
-      providerHWMKiB: providerHWMKiB, aborted: aborted, podsCreated: nextPodID)
+      providerHWMKiB: providerHWMKiB, aborted: aborted, stoppedEarly: stopRequested.withLock { $0 },
+      podsCreated: nextPodID - scheduledCount)
   }
 }
 
@@ -765,5 +766,7 @@ struct RunRecord: Sendable {
   var driverHWMKiB: Int
   var providerHWMKiB: Int
   var aborted: String?
+  /// SIGINT or SIGTERM ended the measured part before --duration.
+  var stoppedEarly: Bool
   var podsCreated: Int
 }

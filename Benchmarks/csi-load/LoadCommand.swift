@@ -15,10 +15,10 @@ struct LoadCommand: AsyncParsableCommand {
     discussion: """
       Either starts the driver and the reference provider itself (--driver-bin, --provider-bin: a temporary directory with generated data files and a SecretProviderClass, standalone mode), or drives a running driver (--endpoint, optionally --driver-pid and --provider-stats).
 
-      Workloads: kubelet (default): --pods arrive by --arrival, later waves with --wave, each mounted pod republished every --republish seconds with fresh service-account tokens, --churn pods per second unpublished and replaced, for --duration; then every remaining volume is unpublished (teardown). cycles: --concurrency workers publish and unpublish fresh pods back to back.
+      Workloads: kubelet (default): --pods arrive by --arrival, later waves with --wave, each mounted pod republished every --republish seconds with fresh service-account tokens, --churn pods per second unpublished and replaced, for --duration; then every remaining volume is unpublished (teardown). cycles: --concurrency workers each publish and unpublish one pod's volume back to back (a microbenchmark of the RPC path).
 
       Example, "what happens on a node with 500 pods when 100 start at once?":
-        csi-load --driver-bin .build/release/secrets-store-csi-driver --pods 500 --arrival rate:100 --wave 100@30s --duration 60s --provider-latency normal:50ms,10ms --out results.json
+        csi-load --driver-bin .build/release/secrets-store-csi-driver --pods 500 --arrival rate:100 --spread-first-republish --wave 100@40s --duration 60s --provider-latency normal:50ms,10ms --enable-secret-rotation --out results.json
 
       Results: a summary on stdout, a progress line on stderr, JSON with --out (render it with Benchmarks/report.py). Exit status 0; 3 when a --target is missed; 1 when the run could not be made or the driver died.
       """

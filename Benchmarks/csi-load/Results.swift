@@ -171,6 +171,7 @@ struct Results {
       ),
       ("passed", targets.isEmpty ? .null : .bool(verdicts.allSatisfy { $0.2 } && record.aborted == nil)),
       ("aborted", record.aborted.map { .string($0) } ?? .null),
+      ("stopped_early", .bool(record.stoppedEarly)),
       ("calls", calls),
       ("latency", latency),
       ("groups", groupsJSON),
@@ -276,7 +277,7 @@ struct Results {
       return JSON.format((x * scale).rounded() / scale)
     }
     out.append("== \(scenario)\(title.isEmpty ? "" : ": \(title)")")
-    out.append("measured \(f(measuredSeconds)) s, driver \(driverMode), peak \(record.peakLive) volumes, \(record.podsCreated) pods created")
+    out.append("measured \(f(measuredSeconds)) s\(record.stoppedEarly ? " (stopped early)" : ""), driver \(driverMode), peak \(record.peakLive) volumes, \(record.podsCreated) pods created")
     func pad(_ s: String, _ w: Int, left: Bool = false) -> String {
       let fill = String(repeating: " ", count: Swift.max(0, w - s.count))
       return left ? s + fill : fill + s
