@@ -191,7 +191,6 @@ actor Kubelet {
   var selfSampler = ProcessSampler(pid: getpid())
   var providerStats: ProviderStats?
   var lastProviderMounts: Int?
-  var driverRSSMaxKiB = 0
   var driverHWMKiB = 0
   var providerHWMKiB = 0
   let progressIsTerminal = isatty(2) != 0
@@ -667,7 +666,6 @@ actor Kubelet {
     series.driverRSS.append(d?.rssKiB.map { Double($0) / 1024 })
     series.driverHWM.append(d?.hwmKiB.map { Double($0) / 1024 })
     series.driverCPU.append(d?.cpuPercent)
-    driverRSSMaxKiB = Swift.max(driverRSSMaxKiB, d?.rssKiB ?? 0)
     driverHWMKiB = Swift.max(driverHWMKiB, d?.hwmKiB ?? 0)
 
     if let path = watched.providerStatsPath, let stats = ProviderStats.read(path) {
@@ -737,7 +735,7 @@ actor Kubelet {
       teardownStartNs: teardownStartNs, teardownEndNs: teardownEndNs,
       kinds: kinds, groups: groups, propagation: propagation, cycles: cycles, peakLive: peakLive,
       liveAtEnd: live.count, leftoverTargets: leftoverTargets, errorSamples: errorSamples, series: series,
-      providerStats: providerStats, driverRSSMaxKiB: driverRSSMaxKiB, driverHWMKiB: driverHWMKiB,
+      providerStats: providerStats, driverHWMKiB: driverHWMKiB,
       providerHWMKiB: providerHWMKiB, aborted: aborted, stoppedEarly: stopRequested.withLock { $0 },
       podsCreated: nextPodID - scheduledCount)
   }
@@ -762,7 +760,6 @@ struct RunRecord: Sendable {
   var errorSamples: [String]
   var series: TimeSeries
   var providerStats: ProviderStats?
-  var driverRSSMaxKiB: Int
   var driverHWMKiB: Int
   var providerHWMKiB: Int
   var aborted: String?

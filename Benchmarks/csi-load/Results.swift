@@ -100,7 +100,10 @@ struct Results {
     let to = measuredEndSeconds
     let steady = steadyWindow
     m += [
-      ("driver.rss_max_mib", record.driverRSSMaxKiB > 0 ? Double(record.driverRSSMaxKiB) / 1024 : nil),
+      // The measured part only: a drain of every volume at the end is reported apart.
+      ("driver.rss_max_mib", maximum(series.driverRSS, from: from, to: to)),
+      ("driver.rss_max_teardown_mib", record.teardownStartNs.flatMap { _ in maximum(series.driverRSS, from: to, to: .infinity) }),
+      // VmHWM: the process's lifetime peak, teardown included.
       ("driver.hwm_mib", record.driverHWMKiB > 0 ? Double(record.driverHWMKiB) / 1024 : nil),
       ("driver.rss_end_mib", series.driverRSS.last(where: { $0 != nil }) ?? nil),
       ("driver.cpu_avg_pct", mean(series.driverCPU, from: from, to: to)),
@@ -302,7 +305,9 @@ struct Results {
     if case .cycles = plan.workload {
       out.append("cycles (publish + unpublish): \(record.cycles), \(f(v("cycles_per_s"))) per second")
     }
-    var driver = "driver: RSS max \(f(v("driver.rss_max_mib"))) MiB (VmHWM \(f(v("driver.hwm_mib"))) MiB)"
+    var driver = "driver: RSS max \(f(v("driver.rss_max_mib"))) MiB"
+    if let t = v("driver.rss_max_teardown_mib") { driver += " (teardown \(f(t)) MiB)" }
+    driver += ", VmHWM \(f(v("driver.hwm_mib"))) MiB"
     driver += ", CPU avg \(f(v("driver.cpu_avg_pct")))%"
     if let w = steadyWindow {
       driver += ", steady \(f(v("driver.cpu_steady_pct"), 2))% (\(f(w.from, 0))-\(f(w.to, 0)) s)"
