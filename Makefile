@@ -10,7 +10,7 @@ APT_PACKAGES := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler 
   libssl-dev libcurl4-openssl-dev python3-venv nghttp2-client pkg-config util-linux
 PY_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1 protobuf h2 pytest
 
-.PHONY: help deps build release test unit-test integration-test protos protos-check demo bench clean
+.PHONY: help deps build release test unit-test integration-test protos protos-check demo bench bench-rtt bench-rtt-run clean
 
 help:
 	@echo "make deps              install Debian packages and the Python test virtualenv (idempotent)"
@@ -19,7 +19,9 @@ help:
 	@echo "make test              everything CI runs: protos check, unit tests, integration tests"
 	@echo "make protos            regenerate the protoc-c code from Protos/"
 	@echo "make demo              publish, rotate and remove a secrets volume end to end (reference provider, no cluster)"
-	@echo "make bench             unary RTT benchmark (NodeGetInfo over a unix socket; results in out/unary_rtt.json)"
+	@echo "make bench             the standard load scenarios (csi-load, release build) and unary RTT: pass/fail, .build/bench/report.html"
+	@echo "                       BENCH_BASELINE=dir compares with an earlier run, BENCH_ONLY=a-c1,b-burst250 picks scenarios"
+	@echo "make bench-rtt         unary RTT only (NodeGetInfo over a unix socket, csi-bench and h2load)"
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -51,19 +53,29 @@ unit-test:
 	$(SWIFT) test --skip-build
 
 integration-test: build
-	DRIVER_BIN=$(abspath $(BIN)) REFERENCE_PROVIDER_BIN=$(abspath .build/$(CONFIG)/csi-reference-provider) $(PY) -m pytest -q Tests/integration
+	DRIVER_BIN=$(abspath $(BIN)) REFERENCE_PROVIDER_BIN=$(abspath .build/$(CONFIG)/csi-reference-provider) \
+	  LOAD_BIN=$(abspath .build/$(CONFIG)/csi-load) $(PY) -m pytest -q Tests/integration
 
 test: deps protos-check unit-test integration-test
 
 demo: deps build
 	$(PY) scripts/demo.py --driver $(abspath $(BIN)) --provider $(abspath .build/$(CONFIG)/csi-reference-provider)
 
-# Extra flags for the benchmark, e.g. make bench BENCH_ARGS="--seconds 10 --concurrency 1,64".
-BENCH_ARGS ?= --json out/unary_rtt.json
+BENCH_OUT ?= .build/bench
+BENCH_BASELINE ?=
+BENCH_ONLY ?=
 
+# Standard scenarios (Benchmarks/bench.py) then unary RTT; target misses are reported, not fatal.
 bench: deps release
+	$(PY) Benchmarks/bench.py --bin-dir $(abspath .build/release) --out-dir $(abspath $(BENCH_OUT)) \
+	  $(if $(BENCH_BASELINE),--baseline $(abspath $(BENCH_BASELINE))) $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
+	$(MAKE) --no-print-directory bench-rtt-run
+
+bench-rtt: deps release bench-rtt-run
+
+bench-rtt-run:
 	$(PY) Benchmarks/unary_rtt.py --driver $(abspath .build/release/secrets-store-csi-driver) \
-	  --bench-bin $(abspath .build/release/csi-bench) $(BENCH_ARGS)
+	  --bench-bin $(abspath .build/release/csi-bench) --json $(abspath $(BENCH_OUT))/unary_rtt.json
 
 clean:
 	rm -rf .build $(VENV)

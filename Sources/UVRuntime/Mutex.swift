@@ -1,5 +1,6 @@
 import CUV
 import Glibc
+import CUV
 
 /// A pthread mutex. Used instead of `Synchronization.Mutex` because
 /// ThreadSanitizer reports false races on the latter on Linux.

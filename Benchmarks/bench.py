@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""The standard load scenarios (`make bench`): runs csi-load for each, checks
+each against its targets, writes the JSON results and one HTML report.
+
+    python Benchmarks/bench.py [--bin-dir .build/release] [--out-dir .build/bench]
+                               [--only a-c1,b-burst250] [--baseline DIR] [--strict]
+
+Scenarios (each starts its own driver and reference provider, release build):
+  a-c1         publish/unpublish cycles, concurrency 1, zero-latency provider, 3 objects x 256 B
+  a-c8         the same at concurrency 8
+  b-burst250   250 pods published at once, provider latency 50 ms
+  c-live1000   1 000 live volumes, kubelet republishing every 60-90 s, rotation every 2 min,
+               a secret changed at 30 s, about 3.5 minutes
+  d-500plus100 500 pods live and republishing (as if running for a while), then 100 start at once
+               at 40 s (the issue's question), rotation every 2 min, provider latency ~50 ms
+
+A missed target is reported, not hidden; the exit status is 0 unless --strict
+(then 3 when a target was missed) or a run could not be made (1). Needs root.
+Python 3 standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+COMMON = ["--objects", "3", "--object-size", "256"]
+
+SCENARIOS = [
+    {
+        "name": "a-c1",
+        "title": "publish/unpublish cycles at concurrency 1, zero-latency provider, 3 objects x 256 B",
+        "args": ["--workload", "cycles", "--concurrency", "1", "--duration", "10s", "--warmup", "2s",
+                 "--provider-latency", "0"],
+        "targets": ["first_publish.p50_ms<=0.5", "first_publish.p99_ms<=2",
+                    "unpublish.p50_ms<=0.5", "unpublish.p99_ms<=2"],
+    },
+    {
+        "name": "a-c8",
+        "title": "publish/unpublish cycles at concurrency 8, zero-latency provider, 3 objects x 256 B",
+        "args": ["--workload", "cycles", "--concurrency", "8", "--duration", "10s", "--warmup", "2s",
+                 "--provider-latency", "0"],
+        "targets": ["cycles_per_s>=2000"],
+    },
+    {
+        "name": "b-burst250",
+        "title": "250 pods published at once, provider latency 50 ms",
+        "args": ["--pods", "250", "--arrival", "burst", "--duration", "15s", "--provider-latency", "50ms"],
+        "targets": ["first_publish.p99_ms<=80"],
+    },
+    {
+        "name": "c-live1000",
+        "title": "1 000 live volumes, republish every 60-90 s, rotation every 2 min, secret changed at 30 s",
+        "args": ["--pods", "1000", "--arrival", "rate:100", "--republish", "60s-90s", "--duration", "210s",
+                 "--enable-secret-rotation", "--rotation-poll-interval", "2m", "--change-secret-at", "30s",
+                 "--provider-latency", "normal:50ms,10ms"],
+        "targets": ["driver.rss_max_mib<=30", "driver.cpu_steady_pct<=2"],
+    },
+    {
+        "name": "d-500plus100",
+        "title": "500 pods live and republishing, then 100 start at once at 40 s",
+        "args": ["--pods", "500", "--arrival", "rate:100", "--spread-first-republish", "--wave", "100@40s",
+                 "--duration", "60s",
+                 "--enable-secret-rotation", "--rotation-poll-interval", "2m", "--provider-latency", "normal:50ms,10ms"],
+        "targets": [],
+    },
+]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bin-dir", default=str(REPO / ".build/release"))
+    ap.add_argument("--out-dir", default=str(REPO / ".build/bench"))
+    ap.add_argument("--only", default="", help="comma-separated scenario names")
+    ap.add_argument("--baseline", default="", help="a directory (or file) of earlier results to compare with")
+    ap.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
+    opts = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: run as root (the driver mounts tmpfs)")
+    bins = Path(opts.bin_dir).resolve()
+    for b in ("csi-load", "secrets-store-csi-driver", "csi-reference-provider"):
+        if not (bins / b).is_file():
+            sys.exit(f"bench: {bins / b} is missing (swift build -c release)")
+    out = Path(opts.out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    only = {s for s in opts.only.split(",") if s}
+    unknown = only - {s["name"] for s in SCENARIOS}
+    if unknown:
+        sys.exit(f"bench: unknown scenario {', '.join(sorted(unknown))}")
+
+    verdicts: list[tuple[str, str]] = []
+    files: list[str] = []
+    started = time.monotonic()
+    for s in SCENARIOS:
+        if only and s["name"] not in only:
+            continue
+        result = out / f"{s['name']}.json"
+        result.unlink(missing_ok=True)
+        cmd = [str(bins / "csi-load"), "--driver-bin", str(bins / "secrets-store-csi-driver"),
+               "--provider-bin", str(bins / "csi-reference-provider"), "--scenario", s["name"], "--title", s["title"],
+               "--out", str(result), *COMMON, *s["args"]]
+        for t in s["targets"]:
+            cmd += ["--target", t]
+        print(f"\n### {s['name']}: {s['title']}", flush=True)
+        rc = subprocess.run(cmd).returncode
+        if rc in (0, 3) and result.exists():
+            files.append(str(result))
+            verdicts.append((s["name"], "PASS" if rc == 0 and s["targets"] else "FAIL" if rc == 3 else "informational"))
+        else:
+            verdicts.append((s["name"], f"NOT RUN (csi-load exit {rc})"))
+
+    print(f"\n### summary ({time.monotonic() - started:.0f} s)")
+    for name, v in verdicts:
+        print(f"  {v:24} {name}")
+    if files:
+        report = [sys.executable, str(REPO / "Benchmarks/report.py"), *files, "-o", str(out / "report.html")]
+        if opts.baseline:
+            report += ["--baseline", opts.baseline]
+        print()
+        subprocess.run(report, check=False)
+    if any(v.startswith("NOT RUN") for _, v in verdicts):
+        return 1
+    if opts.strict and any(v == "FAIL" for _, v in verdicts):
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

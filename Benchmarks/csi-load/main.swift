@@ -1,2 +1,0 @@
-// csi-load: being built.
-print("csi-load: not built yet")
