@@ -85,20 +85,34 @@ public actor ProviderConnection {
   }
 
   public func mount(_ request: Provider.MountRequest, timeout: Duration) async throws(ProviderCallError) -> Provider.MountResponse {
-    let client = try currentClient()
-    do {
-      return try await client.mount(request, timeout: min(timeout, settings.callTimeout))
-    } catch {
-      throw classify(error)
-    }
+    try await call(timeout: timeout) { client, budget in try await client.mount(request, timeout: budget) }
   }
 
   public func version(timeout: Duration) async throws(ProviderCallError) -> Provider.VersionResponse {
-    let client = try currentClient()
-    do {
-      return try await client.version(timeout: min(timeout, settings.callTimeout))
-    } catch {
-      throw classify(error)
+    try await call(timeout: timeout) { client, budget in try await client.version(timeout: budget) }
+  }
+
+  /// One call, retried once when the connection turns out to be dead: after a
+  /// provider restart the first call can still go out on the old connection
+  /// before its end has been read. Mount and Version are idempotent, so the
+  /// retry is safe; it gets what is left of the same budget.
+  private func call<R: Sendable>(
+    timeout: Duration, _ body: (ProviderClient, Duration) async throws -> R
+  ) async throws(ProviderCallError) -> R {
+    let budget = min(timeout, settings.callTimeout)
+    let start = ContinuousClock.now
+    var attempt = 0
+    while true {
+      let client = try currentClient()
+      do {
+        return try await body(client, budget - (ContinuousClock.now - start))
+      } catch {
+        let failure = classify(error)
+        attempt += 1
+        guard failure.kind == .unreachable, attempt < 2, budget - (ContinuousClock.now - start) > .milliseconds(10) else {
+          throw failure
+        }
+      }
     }
   }
 

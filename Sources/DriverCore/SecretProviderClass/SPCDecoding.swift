@@ -20,7 +20,9 @@ enum SPCDecoding {
   static func decodeAll(_ text: String, defaultNamespace: String = "default") throws -> [Outcome] {
     var out: [Outcome] = []
     var index = 0
-    for node in try compose_all(yaml: text) {
+    // Parser.nextRoot, not compose_all: the latter's sequence stops silently at a syntax error.
+    let parser = try Parser(yaml: text)
+    while let node = try parser.nextRoot() {
       index += 1
       do {
         out.append(try decode(node, defaultNamespace: defaultNamespace))
