@@ -28,7 +28,10 @@ struct Bench: AsyncParsableCommand {
   @Option(name: .customLong("warmup-calls"), help: "Calls before measuring.")
   var warmupCalls = 2000
 
-  @Option(help: "rtt (NodeGetInfo) or publish (NodePublishVolume + NodeUnpublishVolume cycles).")
+  @Option(name: .customLong("timeout-ms"), help: "rtt: per-call deadline sent as grpc-timeout (0: none).")
+  var timeoutMs = 0
+
+  @Option(help: "rtt (NodeGetInfo), publish (NodePublishVolume + NodeUnpublishVolume cycles) or republish (repeated NodePublishVolume of mounted volumes).")
   var workload = "rtt"
 
   @Option(name: .customLong("target-root"), help: "publish: kubelet root under which pod volumes are created.")
@@ -47,14 +50,16 @@ struct Bench: AsyncParsableCommand {
     let transport = H2ClientTransport(config: .init(endpoint: endpoint, authority: "localhost"), loop: loop)
     let duration = seconds
     let warmup = warmupCalls
-    if workload == "publish" {
+    let timeout = timeoutMs
+    if workload == "publish" || workload == "republish" {
       let root = targetRoot
       let spc = spc
       let namespace = namespace
       try await withGRPCClient(transport: transport) { client in
         try await withTaskExecutorPreference(loop) {
           try await Self.publishBenchmark(
-            client: client, levels: levels, seconds: duration, warmup: warmup, root: root, spc: spc, namespace: namespace)
+            client: client, levels: levels, seconds: duration, warmup: warmup, root: root, spc: spc, namespace: namespace,
+            republishOnly: workload == "republish")
         }
       }
       await loop.shutdownAndWait()
@@ -65,7 +70,7 @@ struct Bench: AsyncParsableCommand {
         for _ in 0..<warmup { _ = try await client.call(CSI.Node.nodeGetInfo, CSI.NodeGetInfoRequest()) }
         print("concurrency    calls     calls/s    p50 µs    p90 µs    p99 µs    max µs")
         for level in levels {
-          let r = try await Self.measure(client: client, concurrency: level, seconds: duration)
+          let r = try await Self.measure(client: client, concurrency: level, seconds: duration, timeoutMs: timeout)
           print(r)
         }
       }
@@ -100,7 +105,8 @@ struct Bench: AsyncParsableCommand {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
   }
 
-  static func measure(client: GRPCClient<H2ClientTransport>, concurrency: Int, seconds: Double) async throws -> Result {
+  static func measure(client: GRPCClient<H2ClientTransport>, concurrency: Int, seconds: Double, timeoutMs: Int = 0) async throws -> Result {
+    let metadata: Metadata = timeoutMs > 0 ? GRPCTimeout.metadata(.milliseconds(timeoutMs)) : [:]
     let start = now()
     let end = start + UInt64(seconds * 1e9)
     var all: [UInt64] = []
@@ -112,7 +118,7 @@ struct Bench: AsyncParsableCommand {
           while true {
             let t0 = now()
             if t0 >= end { break }
-            _ = try await client.call(CSI.Node.nodeGetInfo, CSI.NodeGetInfoRequest())
+            _ = try await client.call(CSI.Node.nodeGetInfo, CSI.NodeGetInfoRequest(), metadata: metadata)
             samples.append(now() - t0)
           }
           return samples
@@ -152,7 +158,8 @@ struct Bench: AsyncParsableCommand {
   }
 
   static func publishBenchmark(
-    client: GRPCClient<H2ClientTransport>, levels: [Int], seconds: Double, warmup: Int, root: String, spc: String, namespace: String
+    client: GRPCClient<H2ClientTransport>, levels: [Int], seconds: Double, warmup: Int, root: String, spc: String, namespace: String,
+    republishOnly: Bool = false
   ) async throws {
     let maxLevel = levels.max() ?? 1
     let requests = (0..<maxLevel).map { publishRequest(root: root, worker: $0, spc: spc, namespace: namespace) }
@@ -172,6 +179,19 @@ struct Bench: AsyncParsableCommand {
           group.addTask {
             var p: [UInt64] = []
             var u: [UInt64] = []
+            if republishOnly {
+              // kubelet's periodic republish of a mounted volume; unpublished at the end.
+              _ = try await client.call(CSI.Node.nodePublishVolume, request)
+              while now() < end {
+                let t0 = now()
+                _ = try await client.call(CSI.Node.nodePublishVolume, request)
+                p.append(now() - t0)
+              }
+              let t1 = now()
+              _ = try await client.call(CSI.Node.nodeUnpublishVolume, unpublish(request))
+              u.append(now() - t1)
+              return (p, u)
+            }
             while now() < end {
               let t0 = now()
               _ = try await client.call(CSI.Node.nodePublishVolume, request)

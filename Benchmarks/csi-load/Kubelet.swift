@@ -153,7 +153,8 @@ actor Kubelet {
   let watched: Watched
   /// Set from the signal handler: end the measured part now.
   let stopRequested: Locked<Bool>
-  let callOptions: CallOptions
+  /// kubelet's deadline, as `grpc-timeout`, enforced by our client transport's loop timer.
+  let callMetadata: Metadata
 
   var rng: SeededRandom
   var pods: [Int: Pod] = [:]
@@ -209,9 +210,7 @@ actor Kubelet {
       JSON.quote(a, into: &q)
       return q
     }
-    var options = CallOptions.defaults
-    if plan.callTimeoutSeconds > 0 { options.timeout = .milliseconds(Int64(plan.callTimeoutSeconds * 1000)) }
-    self.callOptions = options
+    self.callMetadata = plan.callTimeoutSeconds > 0 ? GRPCTimeout.metadata(.milliseconds(Int64(plan.callTimeoutSeconds * 1000))) : [:]
     for kind in CallKind.allCases { kinds[kind] = KindRecord() }
     if let pid = watched.driverPid { driverSampler = ProcessSampler(pid: pid) }
     if let pid = watched.providerPid { providerSampler = ProcessSampler(pid: pid) }
@@ -406,7 +405,7 @@ actor Kubelet {
   private func call(_ request: CSI.NodePublishVolumeRequest) async -> (UInt64, UInt64, (any Error)?) {
     let t0 = monotonicNs()
     do {
-      _ = try await client.call(CSI.Node.nodePublishVolume, request, options: callOptions)
+      _ = try await client.call(CSI.Node.nodePublishVolume, request, metadata: callMetadata)
       return (t0, monotonicNs(), nil)
     } catch {
       return (t0, monotonicNs(), error)
@@ -416,7 +415,7 @@ actor Kubelet {
   private func call(_ request: CSI.NodeUnpublishVolumeRequest) async -> (UInt64, UInt64, (any Error)?) {
     let t0 = monotonicNs()
     do {
-      _ = try await client.call(CSI.Node.nodeUnpublishVolume, request, options: callOptions)
+      _ = try await client.call(CSI.Node.nodeUnpublishVolume, request, metadata: callMetadata)
       return (t0, monotonicNs(), nil)
     } catch {
       return (t0, monotonicNs(), error)

@@ -60,3 +60,12 @@ int clinux_is_socket(const char *path) {
 ssize_t clinux_getdents64(int fd, void *buf, size_t n) {
     return (ssize_t)syscall(SYS_getdents64, fd, buf, n);
 }
+
+int clinux_is_mount_root(const char *path) {
+    struct statx stx;
+    if (statx(AT_FDCWD, path, 0, STATX_BASIC_STATS, &stx) != 0) {
+        return (errno == ENOENT || errno == ENOTDIR) ? 0 : -1;
+    }
+    if (!(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)) return -2;
+    return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) ? 1 : 0;
+}

@@ -34,7 +34,7 @@ extension RPCRouter {
     ) { request, context in
       let start = ContinuousClock.now
       let single = try await ServerRequest(stream: request)
-      let deadline = single.metadata[stringValues: "grpc-timeout"].first(where: { _ in true })
+      let deadline = single.metadata[stringValues: GRPCTimeout.deadlineMetadataKey].first(where: { _ in true })
         .flatMap { GRPCTimeout.decode($0) }
         .map { start + $0 }
       let response = try await handler(single.message, deadline)

@@ -164,6 +164,7 @@ final class GRPCClientStream: H2Stream, @unchecked Sendable {
   private var deframer: GRPCMessageDeframer
   private var headersReceived = false
   private var requestSent = false
+  private var deadlineTimer: UVTimer?
 
   init(connection: H2Connection, transport: H2ClientTransport, descriptor: MethodDescriptor, limit: Int) {
     self.descriptor = descriptor
@@ -189,9 +190,17 @@ final class GRPCClientStream: H2Stream, @unchecked Sendable {
         (":authority", authority), ("content-type", "application/grpc"), ("te", "trailers"),
         ("user-agent", "secrets-store-csi-driver-swift"), ("grpc-accept-encoding", "identity"),
       ]
+      var metadata = metadata
+      let deadline = metadata[stringValues: GRPCTimeout.deadlineMetadataKey].first(where: { _ in true })
+      if let deadline {
+        metadata.removeAllValues(forKey: GRPCTimeout.deadlineMetadataKey)
+        headers.append(("grpc-timeout", deadline))
+      }
       GRPCServerStream.append(metadata, to: &headers)
       if !connection.submitRequest(self, headers: headers) {
         end(Status(code: .unavailable, message: "connection to the server was lost"))
+      } else if let deadline, let timeout = GRPCTimeout.decode(deadline) {
+        startDeadline(timeout)
       }
     case .message(let bytes):
       if !requestSent { send(.metadata([:])) }
@@ -214,7 +223,29 @@ final class GRPCClientStream: H2Stream, @unchecked Sendable {
     end(Status(code: .cancelled, message: "call cancelled"))
   }
 
+  /// Ends the call with DEADLINE_EXCEEDED when the deadline the caller put in
+  /// `GRPCTimeout.deadlineMetadataKey` passes (a loop timer, closed with the call).
+  private func startDeadline(_ timeout: Duration) {
+    let (seconds, atto) = timeout.components
+    let ms = UInt64(max(0, seconds)) * 1000 + UInt64(max(0, atto)) / 1_000_000_000_000_000
+    let timer = UVTimer(on: connection.loop)
+    deadlineTimer = timer
+    timer.start(timeoutMs: ms) { [weak self] in
+      guard let self else { return }
+      self.stopDeadline()
+      guard self.continuation != nil else { return }
+      self.connection.resetStream(self)
+      self.end(Status(code: .deadlineExceeded, message: "deadline of \(timeout) exceeded"))
+    }
+  }
+
+  private func stopDeadline() {
+    deadlineTimer?.close()
+    deadlineTimer = nil
+  }
+
   private func end(_ status: Status, _ metadata: Metadata = [:]) {
+    stopDeadline()
     guard let continuation else { return }
     self.continuation = nil
     continuation.yield(.status(status, metadata))

@@ -1,3 +1,4 @@
+public import GRPCCore
 /// gRPC's length-prefixed message framing: a 1-byte compressed flag, a 4-byte
 /// big-endian length, then the message. A pure state machine, fed arbitrary
 /// slices of the HTTP/2 DATA stream.
@@ -120,6 +121,16 @@ public enum PercentEncoding {
 
 /// `grpc-timeout`: at most 8 digits and a unit (H M S m u n).
 public enum GRPCTimeout {
+  /// Where the server transport hands a call's `grpc-timeout` to handlers, and
+  /// where clients put a deadline for the client transport to enforce (instead
+  /// of `CallOptions.timeout`, whose timer is GRPCCore's `Task.sleep`).
+  public static let deadlineMetadataKey = "x-h2-grpc-timeout"
+
+  /// Metadata that asks the client transport to enforce `timeout`.
+  public static func metadata(_ timeout: Duration) -> Metadata {
+    [deadlineMetadataKey: .string(encode(timeout))]
+  }
+
   public static func encode(_ duration: Duration) -> String {
     let (seconds, atto) = duration.components
     let nanos = max(0, seconds) * 1_000_000_000 + max(0, atto) / 1_000_000_000

@@ -48,8 +48,15 @@ final class GRPCServerStream: H2Stream, @unchecked Sendable {
       case "grpc-encoding": encoding = value
       case "grpc-accept-encoding": continue
       case "grpc-timeout":
-        metadata.addString(value, forKey: name)
-        if let timeout = GRPCTimeout.decode(value) { startDeadline(timeout) }
+        // The transport owns the deadline: its loop timer ends the call, and the
+        // handler learns the budget under `GRPCTimeout.deadlineMetadataKey`.
+        // GRPCCore never sees `grpc-timeout`, so it starts no Task.sleep of its
+        // own (on Linux a cancelled sleep keeps its memory until it would have
+        // fired: minutes, at kubelet's deadlines, for every call).
+        if let timeout = GRPCTimeout.decode(value) {
+          metadata.addString(value, forKey: GRPCTimeout.deadlineMetadataKey)
+          startDeadline(timeout)
+        }
       default:
         if name.hasPrefix(":") { continue }
         if name.hasSuffix("-bin") {

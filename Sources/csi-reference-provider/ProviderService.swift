@@ -1,5 +1,6 @@
 import CSIMessages
 import GRPCCore
+import GRPCH2
 import UVRuntime
 
 /// `v1alpha1.CSIDriverProvider`: Version and Mount.
@@ -93,23 +94,15 @@ extension RPCRouter {
   }
 }
 
-/// The `grpc-timeout` request header (e.g. `300m`, `5S`) as a deadline.
+/// The caller's `grpc-timeout` (the server transport hands it over under
+/// `GRPCTimeout.deadlineMetadataKey`) as a deadline on `Mounter.monotonicMs()`'s clock.
 enum GRPCTimeoutHeader {
   static func deadlineMs(_ metadata: Metadata) -> Double? {
-    guard let text = metadata[stringValues: "grpc-timeout"].first(where: { _ in true }),
-      let unit = text.last, let value = Double(text.dropLast())
+    guard let text = metadata[stringValues: GRPCTimeout.deadlineMetadataKey].first(where: { _ in true }),
+      let timeout = GRPCTimeout.decode(text)
     else { return nil }
-    let scale: Double
-    switch unit {
-    case "H": scale = 3_600_000
-    case "M": scale = 60_000
-    case "S": scale = 1000
-    case "m": scale = 1
-    case "u": scale = 0.001
-    case "n": scale = 0.000_001
-    default: return nil
-    }
-    return Mounter.monotonicMs() + value * scale
+    let (seconds, atto) = timeout.components
+    return Mounter.monotonicMs() + Double(seconds) * 1000 + Double(atto) / 1e15
   }
 }
 

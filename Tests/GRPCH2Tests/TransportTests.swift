@@ -96,11 +96,16 @@ func withEchoServer(
   #expect(loop.closeResult == 0)
 }
 
-func echo(_ client: GRPCClient<H2ClientTransport>, _ text: String, timeout: Duration? = nil) async throws -> [UInt8] {
+/// `timeout` goes through GRPCCore's `CallOptions`; `transportTimeout` through
+/// `GRPCTimeout.metadata`, enforced by our client transport alone.
+func echo(
+  _ client: GRPCClient<H2ClientTransport>, _ text: String, timeout: Duration? = nil, transportTimeout: Duration? = nil
+) async throws -> [UInt8] {
   var options = CallOptions.defaults
   options.timeout = timeout
   return try await client.unary(
-    request: ClientRequest(message: Array(text.utf8)), descriptor: EchoService.get,
+    request: ClientRequest(message: Array(text.utf8), metadata: transportTimeout.map(GRPCTimeout.metadata) ?? [:]),
+    descriptor: EchoService.get,
     serializer: RawBytes(), deserializer: RawBytes(), options: options
   ) { try $0.message }
 }
@@ -198,6 +203,19 @@ func rpcCode(_ body: () async throws -> Void) async -> RPCError.Code? {
       #expect(await rpcCode { _ = try await echo(client, "big:2001") } == .resourceExhausted)
       // The connection survives both.
       #expect(try await echo(client, "big:2000").count == 2000)
+    }
+  }
+
+  @Test func transportEnforcedDeadlineEndsTheCallAndTheHandler() async throws {
+    try await withEchoServer(endpoint: .unix(path: tempSocketPath("tdeadline"))) { client, service, _ throws in
+      let code = await rpcCode { _ = try await echo(client, "sleep:10000", transportTimeout: .milliseconds(100)) }
+      #expect(code == .deadlineExceeded)
+      for _ in 0..<200 where service.cancelled.withLock({ $0 }) == 0 {
+        try await service.loop.sleep(milliseconds: 10)
+      }
+      #expect(service.cancelled.withLock { $0 } == 1)
+      // A call that ends in time is not disturbed by its (now closed) timer.
+      #expect(try await echo(client, "quick", transportTimeout: .seconds(30)) == Array("quick".utf8))
     }
   }
 

@@ -393,7 +393,7 @@ def test_readers_never_see_a_mix_of_old_and_new_files(mount_env, csi):
     """Two files always change together; a reader that resolves ..data once (as
     a consistent reader must) never sees one file from one version and one from another."""
     env = mount_env
-    env.start("--enable-secret-rotation", "--rotation-poll-interval", "1ms")
+    env.start("--enable-secret-rotation", "--rotation-poll-interval", "1ns")  # every republish refreshes
     node = env.node()
     target = target_path(env.root, "uid-22")
     req = publish_request(csi, target, pod_uid="uid-22")

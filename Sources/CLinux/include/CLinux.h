@@ -17,4 +17,8 @@ int clinux_is_socket(const char *path);
 // getdents64(2): raw directory entries (struct linux_dirent64) into buf; -1 and errno on failure.
 // Used instead of fdopendir/readdir, which cost three extra syscalls per directory.
 ssize_t clinux_getdents64(int fd, void *buf, size_t n);
+// Whether `path` (symlinks followed) is the root of a mount, from statx's
+// STATX_ATTR_MOUNT_ROOT: 1 yes, 0 no (or no such path), -2 the kernel cannot
+// tell (before Linux 5.8), -1 error (errno set). No mount-table scan.
+int clinux_is_mount_root(const char *path);
 #endif

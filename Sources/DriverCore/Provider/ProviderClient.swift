@@ -29,16 +29,16 @@ public final class ProviderClient: Sendable {
   }
 
   public func version(timeout: Duration? = nil) async throws -> Provider.VersionResponse {
-    try await client.call(Provider.CSIDriverProvider.version, Provider.VersionRequest(version: "v1alpha1"), options: Self.options(timeout))
+    try await client.call(Provider.CSIDriverProvider.version, Provider.VersionRequest(version: "v1alpha1"), metadata: Self.deadline(timeout))
   }
 
   public func mount(_ request: Provider.MountRequest, timeout: Duration? = nil) async throws -> Provider.MountResponse {
-    try await client.call(Provider.CSIDriverProvider.mount, request, options: Self.options(timeout))
+    try await client.call(Provider.CSIDriverProvider.mount, request, metadata: Self.deadline(timeout))
   }
 
-  static func options(_ timeout: Duration?) -> CallOptions {
-    var options = CallOptions.defaults
-    options.timeout = timeout
-    return options
+  /// The deadline goes to our transport, which enforces it with a loop timer
+  /// (see `GRPCTimeout.deadlineMetadataKey`), rather than to `CallOptions.timeout`.
+  static func deadline(_ timeout: Duration?) -> Metadata {
+    timeout.map(GRPCTimeout.metadata) ?? [:]
   }
 }
