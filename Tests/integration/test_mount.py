@@ -449,3 +449,20 @@ def test_provider_health_check_calls_version_and_logs_failures(mount_env, csi):
     wait_until(lambda: "provider health check failed" in d.stderr(), 15, "a logged health-check failure")
     env.provider.error_code = None
     wait_until(lambda: "provider healthy again" in d.stderr(), 15, "a logged recovery")
+
+
+def test_missing_parents_are_created_and_removed_again_on_failure(mount_env, csi):
+    env = mount_env
+    env.start()
+    node = env.node()
+    base = env.root / "fresh"
+    target = str(base / "pods" / "uid-23" / "volumes" / "kubernetes.io~csi" / "v" / "mount")
+    env.provider.mount_error = "AccessDenied"
+    e = rpc_error(node.NodePublishVolume, publish_request(csi, target, pod_uid="uid-23"), timeout=T)
+    assert e.code() == grpc.StatusCode.INTERNAL
+    assert not base.exists(), "directories made for a failed mount must go with it"
+    env.provider.mount_error = ""
+    node.NodePublishVolume(publish_request(csi, target, pod_uid="uid-23"), timeout=T)
+    assert read_volume(target) == {"secret.txt": (0o644, b"value")}
+    node.NodeUnpublishVolume(unpublish_request(csi, target, "uid-23"), timeout=T)
+    assert residue(target) == []

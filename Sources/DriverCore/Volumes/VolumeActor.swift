@@ -323,18 +323,35 @@ public actor VolumeActor {
     }
   }
 
-  /// Creates the target and any missing parents; returns what it created, deepest last.
+  /// Creates the target and any missing parents; returns what it created, shallowest first.
+  /// kubelet has made the parent, so one mkdir is the usual cost; walking the
+  /// path from the root every time would cost a failing mkdir per element.
   private func makeTargetDirectory() throws(PublishError) -> [String] {
     var created: [String] = []
-    var path = ""
-    for element in targetPath.split(separator: "/") {
-      path += "/" + element
+    // Deepest first: climb until a directory exists or could be made.
+    var pending: [String] = []
+    var path = targetPath
+    while true {
       if mkdir(path, 0o750) == 0 {
         created.append(path)
+        break
+      }
+      let code = errno
+      if code == EEXIST { break }
+      guard code == ENOENT, let slash = path.lastIndex(of: "/"), slash != path.startIndex else {
+        throw PublishError(.mountPoint, "cannot create \(path): \(String(cString: strerror(code)))")
+      }
+      pending.append(path)
+      path = String(path[..<slash])
+    }
+    // Then back down, making what was missing.
+    for dir in pending.reversed() {
+      if mkdir(dir, 0o750) == 0 {
+        created.append(dir)
       } else if errno != EEXIST {
         let reason = String(cString: strerror(errno))
         removeDirectories(created)
-        throw PublishError(.mountPoint, "cannot create \(path): \(reason)")
+        throw PublishError(.mountPoint, "cannot create \(dir): \(reason)")
       }
     }
     var st = stat()
