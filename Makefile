@@ -77,5 +77,27 @@ bench-rtt-run:
 	$(PY) Benchmarks/unary_rtt.py --driver $(abspath .build/release/secrets-store-csi-driver) \
 	  --bench-bin $(abspath .build/release/csi-bench) --json $(abspath $(BENCH_OUT))/unary_rtt.json
 
+MICRO := Benchmarks/micro
+MICRO_THRESHOLDS := $(abspath $(MICRO))/Thresholds
+MICRO_ARGS ?=
+
+# Micro-benchmarks of the hot paths (package-benchmark, a package of its own: release build,
+# root for the tmpfs). Not part of `make test`: timings are for people, not for CI.
+# MICRO_ARGS passes options on, e.g. MICRO_ARGS="--target TransportBenchmarks --filter 'unary.*'".
+.PHONY: micro-bench micro-bench-check
+micro-bench:
+	$(SWIFT) package --package-path $(MICRO) benchmark --no-progress $(MICRO_ARGS)
+
+# Runs them and fails when a p90 is worse than Benchmarks/micro/Thresholds by more than its
+# tolerance (Benchmarks/micro/Sources/MicroSupport). Better than the thresholds passes, with a note.
+micro-bench-check:
+	@out=$$(mktemp); \
+	$(SWIFT) package --package-path $(MICRO) benchmark thresholds check --path $(MICRO_THRESHOLDS) --no-progress $(MICRO_ARGS) 2>&1 | tee $$out; \
+	rc=$${PIPESTATUS[0]}; \
+	if [ $$rc -ne 0 ] && grep -q "is BETTER than the defined thresholds" $$out && ! grep -q "is WORSE than" $$out; then \
+	  echo "micro-bench-check: better than the thresholds; to record the new numbers see $(MICRO)/README.md"; rc=0; \
+	fi; \
+	rm -f $$out; exit $$rc
+
 clean:
 	rm -rf .build $(VENV)
