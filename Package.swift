@@ -130,7 +130,7 @@ let package = Package(
     .testTarget(
       name: "DriverCoreTests",
       dependencies: [
-        "DriverCore", "CSIMessages", "VolumeFiles",
+        "DriverCore", "CSIMessages", "VolumeFiles", "UVRuntime",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
       ],

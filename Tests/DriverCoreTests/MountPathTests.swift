@@ -4,6 +4,7 @@ import FoundationEssentials
 import GRPCCore
 import Glibc
 import Testing
+import UVRuntime
 import VolumeFiles
 
 @Suite struct SecretProviderClassDecodingTests {
@@ -229,5 +230,47 @@ import VolumeFiles
     for bad in ["relative/path", "/a/../b", "/a/./b", "/a//b", "/a/", "/"] {
       #expect(throws: PublishError.self, "\(bad)") { try MountingPublisher.checkTargetPath(bad) }
     }
+  }
+}
+
+@Suite struct ProviderSocketSearchTests {
+  /// Binds a unix socket at `path` (left as a socket file after close).
+  static func makeSocket(_ path: String) {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+      _ = path.withCString { strncpy(raw.baseAddress!.assumingMemoryBound(to: CChar.self), $0, raw.count - 1) }
+    }
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+    close(fd)
+  }
+
+  @Test func additionalPathsAreSearchedBeforeTheProviderVolume() async throws {
+    var template = Array("/tmp/provdirs-XXXXXX".utf8CString)
+    let root = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    let extra = root + "/extra", main = root + "/main"
+    mkdir(extra, 0o755)
+    mkdir(main, 0o755)
+    defer {
+      for p in [extra + "/aws.sock", main + "/aws.sock", main + "/vault.sock", main + "/not-a-socket.sock"] { unlink(p) }
+      rmdir(extra)
+      rmdir(main)
+      rmdir(root)
+    }
+    Self.makeSocket(main + "/aws.sock")
+    Self.makeSocket(main + "/vault.sock")
+    close(open(main + "/not-a-socket.sock", O_CREAT | O_WRONLY, 0o644))
+    let loop = EventLoop(name: "search")
+    let providers = ProviderConnections(loop: loop, settings: ProviderSettings(searchDirectories: [extra, main]))
+    #expect(providers.connection(for: "aws").socketPath() == main + "/aws.sock")
+    Self.makeSocket(extra + "/aws.sock")
+    #expect(providers.connection(for: "aws").socketPath() == extra + "/aws.sock")
+    #expect(providers.connection(for: "not-a-socket").socketPath() == nil)
+    #expect(providers.connection(for: "gcp").socketPath() == nil)
+    #expect(providers.discoverProviders() == ["aws", "vault"])
+    await providers.closeAll()
+    await loop.shutdownAndWait()
+    #expect(loop.leakedHandles.isEmpty)
   }
 }

@@ -190,7 +190,9 @@ public final class ProviderConnections: Sendable {
     for dir in settings.searchDirectories {
       for entry in FileIO.directoryEntries(dir) where entry.hasSuffix(".sock") {
         let name = String(entry.dropLast(".sock".count))
-        if SecretProviderClass.isValidProviderName(name), !name.isEmpty { names.insert(name) }
+        if SecretProviderClass.isValidProviderName(name), !name.isEmpty, clinux_is_socket(dir + "/" + entry) == 1 {
+          names.insert(name)
+        }
       }
     }
     return names.sorted()
