@@ -153,12 +153,16 @@ public actor VolumeActor {
     _ request: CSI.NodePublishVolumeRequest, pod: PodVolume, deadline: ContinuousClock.Instant?, env: VolumeEnvironment
   ) async throws(PublishError) {
     let spc = try await resolveClass(pod, env: env)
-    let created = try makeTargetDirectory()
-    do {
-      try Tmpfs.mount(at: targetPath, sizeBytes: env.settings.tmpfsSizeBytes, mode: 0o755)
-    } catch {
-      removeDirectories(created)
-      throw PublishError(.mountPoint, "cannot mount tmpfs at \(targetPath): \(error)")
+    let size = env.settings.tmpfsSizeBytes
+    let created = try await onPool { [self] () throws(PublishError) -> [String] in
+      let created = try makeTargetDirectory()
+      do {
+        try Tmpfs.mount(at: targetPath, sizeBytes: size, mode: 0o755)
+      } catch {
+        removeDirectories(created)
+        throw PublishError(.mountPoint, "cannot mount tmpfs at \(targetPath): \(error)")
+      }
+      return created
     }
     do {
       let (versions, _) = try await fetchAndWrite(request, spc: spc, currentVersions: [], deadline: deadline, env: env)
@@ -168,8 +172,10 @@ public actor VolumeActor {
       // Fail closed: no tmpfs, no directory, so kubelet's retry starts clean
       // and no pod starts on an empty or partial volume.
       do {
-        try unmountAll()
-        removeDirectories(created)
+        try await onPool { [self] () throws(PublishError) in
+          try unmountAll()
+          removeDirectories(created)
+        }
       } catch let cleanup {
         env.logger.error("cannot clean up after a failed mount", metadata: ["target": "\(targetPath)", "error": "\(cleanup)"])
       }
@@ -243,16 +249,35 @@ public actor VolumeActor {
     }
     let files = try Self.check(response, provider: spc.provider)
     if files.isEmpty { return (response.objectVersion, false) }  // a legacy provider wrote the files itself
-    do {
-      let outcome = try AtomicWriter(directory: targetPath).write(files, defaultMode: MountRequestBuilder.defaultFileMode)
-      return (response.objectVersion, outcome == .written)
-    } catch let error as VolumeFileError {
-      switch error.kind {
-      case .invalidPath, .invalidMode: throw PublishError(.badProviderResponse, "provider \"\(spc.provider)\" returned a bad file: \(error)")
-      default: throw PublishError(.writeFailed, "cannot write secrets to \(targetPath): \(error)")
+    let provider = spc.provider
+    let outcome = try await onPool { [targetPath] () throws(PublishError) -> WriteOutcome in
+      do {
+        return try AtomicWriter(directory: targetPath).write(files, defaultMode: MountRequestBuilder.defaultFileMode)
+      } catch let error as VolumeFileError {
+        switch error.kind {
+        case .invalidPath, .invalidMode: throw PublishError(.badProviderResponse, "provider \"\(provider)\" returned a bad file: \(error)")
+        default: throw PublishError(.writeFailed, "cannot write secrets to \(targetPath): \(error)")
+        }
+      } catch {
+        throw PublishError(.writeFailed, "cannot write secrets to \(targetPath): \(error)")
       }
+    }
+    return (response.objectVersion, outcome == .written)
+  }
+
+  /// Runs blocking filesystem work (mkdir, mount, writes, unmount) on libuv's
+  /// thread pool, so the loop keeps sending other volumes' provider requests
+  /// and answering kubelet meanwhile. The actor's own gate still keeps one
+  /// request per target at a time.
+  private nonisolated func onPool<T: Sendable>(
+    _ body: @escaping @Sendable () throws(PublishError) -> T
+  ) async throws(PublishError) -> T {
+    do {
+      return try await loop.offload { try body() }
+    } catch let error as PublishError {
+      throw error
     } catch {
-      throw PublishError(.writeFailed, "cannot write secrets to \(targetPath): \(error)")
+      throw PublishError(.mountPoint, "filesystem work for \(targetPath) could not run: \(error)")
     }
   }
 
@@ -294,21 +319,23 @@ public actor VolumeActor {
   public func unpublish() async throws(PublishError) {
     await acquire()
     defer { release() }
-    try unmountAll()
-    if rmdir(targetPath) != 0 {
-      switch errno {
-      case ENOENT: break
-      case ENOTEMPTY, EEXIST:
-        throw PublishError(.mountPoint, "\(targetPath) is not a mount point and not empty; left in place")
-      default:
-        throw PublishError(.mountPoint, "cannot remove \(targetPath): \(String(cString: strerror(errno)))")
+    try await onPool { [self] () throws(PublishError) in
+      try unmountAll()
+      if rmdir(targetPath) != 0 {
+        switch errno {
+        case ENOENT: break
+        case ENOTEMPTY, EEXIST:
+          throw PublishError(.mountPoint, "\(targetPath) is not a mount point and not empty; left in place")
+        default:
+          throw PublishError(.mountPoint, "cannot remove \(targetPath): \(String(cString: strerror(errno)))")
+        }
       }
     }
     record = nil
   }
 
   /// Unmounts every mount stacked on the target.
-  private func unmountAll() throws(PublishError) {
+  private nonisolated func unmountAll() throws(PublishError) {
     do {
       var rounds = 0
       while try Mounts.isMountPoint(targetPath) {
@@ -326,7 +353,7 @@ public actor VolumeActor {
   /// Creates the target and any missing parents; returns what it created, shallowest first.
   /// kubelet has made the parent, so one mkdir is the usual cost; walking the
   /// path from the root every time would cost a failing mkdir per element.
-  private func makeTargetDirectory() throws(PublishError) -> [String] {
+  private nonisolated func makeTargetDirectory() throws(PublishError) -> [String] {
     var created: [String] = []
     // Deepest first: climb until a directory exists or could be made.
     var pending: [String] = []
@@ -362,7 +389,7 @@ public actor VolumeActor {
     return created
   }
 
-  private func removeDirectories(_ created: [String]) {
+  private nonisolated func removeDirectories(_ created: [String]) {
     for dir in created.reversed() { rmdir(dir) }
   }
 }
