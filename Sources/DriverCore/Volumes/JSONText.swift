@@ -15,7 +15,8 @@ enum JSONText {
     return out
   }
 
-  static func appendString(_ s: String, to out: inout String) {
+  /// `htmlSafe` escapes `<`, `>`, `&` (and U+2028/9) as Go's encoding/json does.
+  static func appendString(_ s: String, to out: inout String, htmlSafe: Bool = true) {
     out += "\""
     for scalar in s.unicodeScalars {
       switch scalar {
@@ -25,11 +26,11 @@ enum JSONText {
       case "\r": out += "\\r"
       case "\t": out += "\\t"
       // Go escapes these for HTML safety; matching it keeps byte-identical requests.
-      case "<": out += "\\u003c"
-      case ">": out += "\\u003e"
-      case "&": out += "\\u0026"
-      case "\u{2028}": out += "\\u2028"
-      case "\u{2029}": out += "\\u2029"
+      case "<" where htmlSafe: out += "\\u003c"
+      case ">" where htmlSafe: out += "\\u003e"
+      case "&" where htmlSafe: out += "\\u0026"
+      case "\u{2028}" where htmlSafe: out += "\\u2028"
+      case "\u{2029}" where htmlSafe: out += "\\u2029"
       default:
         if scalar.value < 0x20 {
           let hex = String(scalar.value, radix: 16)
