@@ -24,6 +24,9 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
   /// The raw loop. Only touch it on the loop thread.
   public let uvLoop: UnsafeMutablePointer<uv_loop_t>
   private let wakeup: UnsafeMutablePointer<uv_async_t>
+  /// Drains work queued from the loop thread itself just before the loop
+  /// blocks, so such work needs no eventfd write and no extra poll round.
+  private let beforePoll: UnsafeMutablePointer<uv_prepare_t>
   private let lock = Lock()
   private var pending: [Work] = []  // guarded by lock
   private var state = State.running  // guarded by lock
@@ -47,12 +50,21 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     uvLoop = .allocate(capacity: 1)
     precondition(uv_loop_init(uvLoop) == 0, "uv_loop_init failed")
     wakeup = .allocate(capacity: 1)
+    beforePoll = .allocate(capacity: 1)
     uv_async_init(uvLoop, wakeup) { handle in
       let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
       loop.drain()
     }
     // The loop keeps itself alive until its thread ends (released in `threadMain`).
     wakeup.pointee.data = Unmanaged.passRetained(self).toOpaque()
+    uv_prepare_init(uvLoop, beforePoll)
+    beforePoll.pointee.data = wakeup.pointee.data
+    uv_prepare_start(beforePoll) { handle in
+      let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
+      loop.drain()
+    }
+    // Only the async handle keeps the loop running; this one just rides along.
+    uv_unref(cuv_handle(beforePoll))
     let box = Unmanaged.passUnretained(self).toOpaque()
     let rc = pthread_create(&thread, nil, { arg in
       let loop = Unmanaged<EventLoop>.fromOpaque(arg!).takeUnretainedValue()
@@ -107,16 +119,19 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
   }
 
   private func submit(_ work: Work) {
+    let onLoop = inLoop
     lock.withLock {
       if case .closed = state {
         droppedCount += 1
         return
       }
       pending.append(work)
-      // uv_async_send coalesces; only the first item of a batch needs to wake the loop.
-      // It is sent under the lock: once the loop has seen `.closed` it frees the async
-      // handle, so a send after unlocking could touch freed memory.
-      if pending.count == 1 { uv_async_send(wakeup) }
+      // On the loop thread the prepare handle drains the queue before the loop
+      // next blocks: no wakeup needed. From elsewhere, uv_async_send coalesces,
+      // so only the first item of a batch sends one. It is sent under the lock:
+      // once the loop has seen `.closed` it frees the async handle, so a send
+      // after unlocking could touch freed memory.
+      if !onLoop && pending.count == 1 { uv_async_send(wakeup) }
     }
   }
 
@@ -164,6 +179,10 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
   private func closeRemainingHandles() {
     uv_close(cuv_handle(wakeup)) { handle in
+      handle!.deallocate()
+    }
+    uv_prepare_stop(beforePoll)
+    uv_close(cuv_handle(beforePoll)) { handle in
       handle!.deallocate()
     }
     // Anything still open is a leak by its owner; close it so the loop can end, and say so.

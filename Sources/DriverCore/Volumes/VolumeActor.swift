@@ -84,9 +84,13 @@ public actor VolumeActor {
 
   public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
-  public init(targetPath: String, loop: EventLoop) {
+  /// Requests in flight across all volumes (shared with the registry).
+  nonisolated let activity: VolumeActivity
+
+  public init(targetPath: String, loop: EventLoop, activity: VolumeActivity = VolumeActivity()) {
     self.targetPath = targetPath
     self.loop = loop
+    self.activity = activity
   }
 
   /// True when nothing is mounted here as far as this actor knows.
@@ -266,12 +270,14 @@ public actor VolumeActor {
   }
 
   /// Runs blocking filesystem work (mkdir, mount, writes, unmount) on libuv's
-  /// thread pool, so the loop keeps sending other volumes' provider requests
-  /// and answering kubelet meanwhile. The actor's own gate still keeps one
-  /// request per target at a time.
-  private nonisolated func onPool<T: Sendable>(
+  /// thread pool when other volumes have requests in flight, so the loop keeps
+  /// sending their provider requests and answering kubelet meanwhile. Alone,
+  /// it runs inline: two thread hops would cost more than they save. The
+  /// actor's own gate still keeps one request per target at a time.
+  private func onPool<T: Sendable>(
     _ body: @escaping @Sendable () throws(PublishError) -> T
   ) async throws(PublishError) -> T {
+    if activity.inFlight <= 1 { return try body() }
     do {
       return try await loop.offload { try body() }
     } catch let error as PublishError {

@@ -14,6 +14,8 @@ public final class VolumeRegistry: Sendable {
   }
 
   private let entries = Locked([String: Entry]())
+  /// Publish and unpublish requests in flight, across all volumes.
+  public let activity = VolumeActivity()
 
   public init(loop: EventLoop) {
     self.loop = loop
@@ -34,16 +36,18 @@ public final class VolumeRegistry: Sendable {
         all[targetPath] = entry
         return entry.actor
       }
-      let actor = VolumeActor(targetPath: targetPath, loop: loop)
+      let actor = VolumeActor(targetPath: targetPath, loop: loop, activity: activity)
       all[targetPath] = Entry(actor: actor, users: 1)
       return actor
     }
+    activity.enter()
     let result: Result<T, PublishError>
     do {
       result = .success(try await body(actor))
     } catch {
       result = .failure(error)
     }
+    activity.leave()
     let idle = await actor.isIdle
     entries.withLock { all in
       guard var entry = all[targetPath], entry.actor === actor else { return }
@@ -116,4 +120,16 @@ public struct MountingPublisher: VolumePublisher {
       throw PublishError.invalidArgument("target_path \"\(path)\" must be an absolute, clean path")
     }
   }
+}
+
+/// How many volume requests are in flight: lets a volume decide whether
+/// blocking filesystem work is worth moving off the loop.
+public final class VolumeActivity: Sendable {
+  private let count = Locked(0)
+
+  public init() {}
+
+  public var inFlight: Int { count.withLock { $0 } }
+  func enter() { count.withLock { $0 += 1 } }
+  func leave() { count.withLock { $0 -= 1 } }
 }
