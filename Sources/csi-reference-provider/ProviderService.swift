@@ -30,11 +30,13 @@ struct ProviderService: RegistrableRPCService {
 
   /// `deadlineMs`: the call's deadline on `Mounter.monotonicMs()`'s clock, if it has one.
   func mount(_ request: Provider.MountRequest, deadlineMs: Double? = nil) async throws -> Provider.MountResponse {
-    stats.mountStarted()
-    // Decoding JSON, reading files and hashing happen off the loop thread, which
-    // stays free for the connections; only the wait is on the loop (a libuv timer).
+    let inFlight = stats.mountStarted()
+    // Decoding JSON, reading files and hashing take tens of microseconds: alone,
+    // they run right here; under load they move off the loop thread, which stays
+    // free for the connections. Only the wait is on the loop (a libuv timer).
     let mounter = self.mounter
-    let outcome = await withTaskExecutorPreference(globalConcurrentExecutor) { mounter.evaluate(request) }
+    let outcome =
+      inFlight <= 2 ? mounter.evaluate(request) : await withTaskExecutorPreference(globalConcurrentExecutor) { mounter.evaluate(request) }
     if outcome.delayMs > 0 {
       // GRPCCore reports a deadline or a client's cancel through the RPC's
       // cancellation handle, not by cancelling this task: watch both.

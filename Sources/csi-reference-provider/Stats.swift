@@ -29,12 +29,15 @@ final class Stats: Sendable {
     }
   }
 
-  func mountStarted() {
+  /// Returns the number of Mounts in flight, this one included.
+  @discardableResult
+  func mountStarted() -> Int {
     state.withLock {
       $0.snapshot.mount_calls += 1
       $0.snapshot.in_flight += 1
       $0.snapshot.in_flight_max = max($0.snapshot.in_flight_max, $0.snapshot.in_flight)
       $0.generation &+= 1
+      return $0.snapshot.in_flight
     }
   }
 

@@ -156,7 +156,9 @@ public actor VolumeActor {
   private func firstMount(
     _ request: CSI.NodePublishVolumeRequest, pod: PodVolume, deadline: ContinuousClock.Instant?, env: VolumeEnvironment
   ) async throws(PublishError) {
+    let t0 = ContinuousClock.now
     let spc = try await resolveClass(pod, env: env)
+    let t1 = ContinuousClock.now
     let size = env.settings.tmpfsSizeBytes
     let created = try await onPool { [self] () throws(PublishError) -> [String] in
       let created = try makeTargetDirectory()
@@ -168,8 +170,15 @@ public actor VolumeActor {
       }
       return created
     }
+    let t2 = ContinuousClock.now
     do {
       let (versions, _) = try await fetchAndWrite(request, spc: spc, currentVersions: [], deadline: deadline, env: env)
+      if env.logger.logLevel <= .debug {
+        let ms = { (d: Duration) in String(Double(d.components.attoseconds / 1_000_000_000) / 1e6 + Double(d.components.seconds) * 1e3) }
+        env.logger.debug(
+          "first mount phases",
+          metadata: ["target": "\(targetPath)", "class_ms": "\(ms(t1 - t0))", "mount_ms": "\(ms(t2 - t1))", "fetch_write_ms": "\(ms(ContinuousClock.now - t2))"])
+      }
       record = Record(
         className: spc.name, namespace: spc.namespace, provider: spc.provider, versions: versions, lastFetch: env.now())
     } catch {
