@@ -22,14 +22,15 @@ public enum Tmpfs {
   /// success, so a retried unmount is idempotent; a busy mount (EBUSY) is detached instead.
   public static func unmount(_ target: String) throws {
     do {
-      _ = try sys("umount2", target) { umount2(target, 0) }
+      // NOFOLLOW: a symlink planted at the target must not redirect the unmount elsewhere.
+      _ = try sys("umount2", target) { umount2(target, Int32(UMOUNT_NOFOLLOW)) }
     } catch let error as VolumeFileError {
       switch error.errno {
       case EINVAL, ENOENT:
         return
       case EBUSY:
         do {
-          _ = try sys("umount2(MNT_DETACH)", target) { umount2(target, Int32(MNT_DETACH)) }
+          _ = try sys("umount2(MNT_DETACH)", target) { umount2(target, Int32(MNT_DETACH) | Int32(UMOUNT_NOFOLLOW)) }
         } catch let error as VolumeFileError where error.errno == EINVAL || error.errno == ENOENT {
           return  // someone else unmounted it in between
         }

@@ -466,3 +466,19 @@ def test_missing_parents_are_created_and_removed_again_on_failure(mount_env, csi
     assert read_volume(target) == {"secret.txt": (0o644, b"value")}
     node.NodeUnpublishVolume(unpublish_request(csi, target, "uid-23"), timeout=T)
     assert residue(target) == []
+
+
+def test_unpublish_never_follows_a_symlink_at_the_target(mount_env, csi, tmp_path):
+    env = mount_env
+    env.start()
+    node = env.node()
+    # Another volume, mounted for real; then a link to it where a target would be.
+    other = target_path(env.root, "uid-24")
+    node.NodePublishVolume(publish_request(csi, other, pod_uid="uid-24"), timeout=T)
+    link = target_path(env.root, "uid-25")
+    os.symlink(other, link)
+    e = rpc_error(node.NodeUnpublishVolume, unpublish_request(csi, link, "uid-25"), timeout=T)
+    assert e.code() == grpc.StatusCode.INTERNAL and "symbolic link" in e.details()
+    assert mount_of(other) is not None, "the link's destination must stay mounted"
+    assert read_volume(other) == {"secret.txt": (0o644, b"value")}
+    os.unlink(link)

@@ -351,6 +351,11 @@ public actor VolumeActor {
 
   /// Unmounts every mount stacked on the target.
   private nonisolated func unmountAll() throws(PublishError) {
+    var st = stat()
+    if lstat(targetPath, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK {
+      // Never follow a link out of kubelet's volume directory to unmount something else.
+      throw PublishError(.mountPoint, "\(targetPath) is a symbolic link, not a volume; left in place")
+    }
     do {
       var rounds = 0
       while try Mounts.isMountPoint(targetPath) {
