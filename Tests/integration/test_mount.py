@@ -482,3 +482,17 @@ def test_unpublish_never_follows_a_symlink_at_the_target(mount_env, csi, tmp_pat
     assert mount_of(other) is not None, "the link's destination must stay mounted"
     assert read_volume(other) == {"secret.txt": (0o644, b"value")}
     os.unlink(link)
+
+
+def test_without_rotation_a_restarted_driver_leaves_content_alone(mount_env, csi):
+    env = mount_env
+    d = env.start()
+    target = target_path(env.root, "uid-26")
+    req = publish_request(csi, target, pod_uid="uid-26")
+    env.node().NodePublishVolume(req, timeout=T)
+    assert d.stop() == 0
+    env.provider.files = [("secret.txt", 0, b"changed-in-store")]
+    env.start()
+    env.node().NodePublishVolume(req, timeout=T)
+    assert read_volume(target) == {"secret.txt": (0o644, b"value")}
+    assert len(env.provider.calls("Mount")) == 1

@@ -199,9 +199,11 @@ public actor VolumeActor {
   private func republish(
     _ request: CSI.NodePublishVolumeRequest, pod: PodVolume, deadline: ContinuousClock.Instant?, env: VolumeEnvironment
   ) async -> PublishOutcome {
-    guard var current = record else { return .upToDate }
-    if let last = current.lastFetch {
-      guard env.settings.rotationEnabled, env.now() - last >= env.settings.rotationPollInterval else { return .upToDate }
+    // Without rotation, mounted content never changes (as upstream), even for a
+    // volume adopted after a restart.
+    guard var current = record, env.settings.rotationEnabled else { return .upToDate }
+    if let last = current.lastFetch, env.now() - last < env.settings.rotationPollInterval {
+      return .upToDate
     }
     do {
       let spc = try await resolveClass(pod, env: env)
