@@ -18,6 +18,9 @@ public final class DirectorySecretProviderClassSource: SecretProviderClassSource
 
   private struct Snapshot {
     var stamp: [FileStamp] = []
+    /// The directory's own stamp when `stamp` was taken, and when that was.
+    var directoryStamp: FileStamp?
+    var checkedAt: ContinuousClock.Instant = .now
     var classes: [Key: SecretProviderClass] = [:]
     /// Classes defined twice, or files that failed to parse, by the key or file involved.
     var conflicts: [Key: String] = [:]
@@ -58,10 +61,32 @@ public final class DirectorySecretProviderClassSource: SecretProviderClassSource
     try refresh().brokenFiles
   }
 
+  /// A full listing (a stat per file) at most once a second while the
+  /// directory itself is unchanged: creating, renaming or removing a file moves
+  /// the directory's mtime, so those are seen at once; an edit in place within
+  /// a second. A directory changed in the last 50 ms is always listed, because
+  /// two changes inside one timestamp tick would look like one.
+  static let fullCheckInterval = Duration.seconds(1)
+
   private func refresh() throws -> Snapshot {
+    let now = ContinuousClock.now
+    let directoryStamp = try Self.stamp(directory, name: ".")
+    if let cached = snapshot.withLock({ snap -> Snapshot? in
+      guard snap.directoryStamp == directoryStamp, now - snap.checkedAt < Self.fullCheckInterval else { return nil }
+      return snap
+    }), !Self.recentlyChanged(directoryStamp) {
+      return cached
+    }
     let stamp = try listing()
-    if let cached = snapshot.withLock({ $0.stamp == stamp ? $0 : nil }) { return cached }
-    var next = Snapshot(stamp: stamp)
+    if let cached = snapshot.withLock({ snap -> Snapshot? in
+      guard snap.stamp == stamp else { return nil }
+      snap.directoryStamp = directoryStamp
+      snap.checkedAt = now
+      return snap
+    }) {
+      return cached
+    }
+    var next = Snapshot(stamp: stamp, directoryStamp: directoryStamp, checkedAt: now)
     var origin: [Key: String] = [:]
     for file in stamp {
       let path = directory + "/" + file.name
@@ -94,6 +119,19 @@ public final class DirectorySecretProviderClassSource: SecretProviderClassSource
     }
     snapshot.withLock { $0 = next }
     return next
+  }
+
+  private static func stamp(_ path: String, name: String) throws -> FileStamp {
+    var st = stat()
+    guard stat(path, &st) == 0 else { throw FileIO.Error(call: "stat", path: path, errno: errno) }
+    return FileStamp(name: name, size: Int(st.st_size), inode: UInt(st.st_ino), mtimeNanos: st.st_mtim.tv_sec * 1_000_000_000 + st.st_mtim.tv_nsec)
+  }
+
+  private static func recentlyChanged(_ stamp: FileStamp) -> Bool {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    let nowNanos = ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+    return nowNanos - stamp.mtimeNanos < 50_000_000
   }
 
   private func listing() throws -> [FileStamp] {
