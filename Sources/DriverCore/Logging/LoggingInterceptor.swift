@@ -2,7 +2,8 @@ public import GRPCCore
 public import Logging
 
 /// Logs every RPC: its method, duration and status code at info level (debug
-/// for the frequent, boring Probe and capability calls), and, at debug level,
+/// for the frequent or boring Probe, capability and info calls, which upstream
+/// does not log by default either; failures always at info), and, at debug level,
 /// each request message rendered by ``Sanitizer`` so no secret reaches a log.
 /// Response messages are never logged: provider responses carry file contents.
 public struct LoggingInterceptor: ServerInterceptor {
@@ -12,8 +13,8 @@ public struct LoggingInterceptor: ServerInterceptor {
     self.logger = logger
   }
 
-  /// Methods a healthy cluster calls every few seconds.
-  static let quietMethods: Set<String> = ["Probe", "GetPluginCapabilities", "NodeGetCapabilities"]
+  /// Methods a healthy cluster calls every few seconds, or that only report facts.
+  static let quietMethods: Set<String> = ["Probe", "GetPluginCapabilities", "NodeGetCapabilities", "NodeGetInfo", "GetPluginInfo"]
 
   public func intercept<Input: Sendable, Output: Sendable>(
     request: StreamingServerRequest<Input>,
