@@ -93,7 +93,7 @@ public final class Driver: Sendable {
   /// unhealthy or recovers (upstream's `--provider-health-check`).
   private func healthChecks(every interval: Duration) async {
     var unhealthy: Set<String> = []
-    let ms = UInt64(max(1, interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000))
+    let ms = max(1, interval.timerMilliseconds)
     while !Task.isCancelled {
       for name in providers.discoverProviders() {
         do {

@@ -164,7 +164,6 @@ final class GRPCClientStream: H2Stream, @unchecked Sendable {
   private var deframer: GRPCMessageDeframer
   private var headersReceived = false
   private var requestSent = false
-  private var deadlineTimer: UVTimer?
 
   init(connection: H2Connection, transport: H2ClientTransport, descriptor: MethodDescriptor, limit: Int) {
     self.descriptor = descriptor
@@ -226,22 +225,11 @@ final class GRPCClientStream: H2Stream, @unchecked Sendable {
   /// Ends the call with DEADLINE_EXCEEDED when the deadline the caller put in
   /// `GRPCTimeout.deadlineMetadataKey` passes (a loop timer, closed with the call).
   private func startDeadline(_ timeout: Duration) {
-    let (seconds, atto) = timeout.components
-    let ms = UInt64(max(0, seconds)) * 1000 + UInt64(max(0, atto)) / 1_000_000_000_000_000
-    let timer = UVTimer(on: connection.loop)
-    deadlineTimer = timer
-    timer.start(timeoutMs: ms) { [weak self] in
-      guard let self else { return }
-      self.stopDeadline()
-      guard self.continuation != nil else { return }
-      self.connection.resetStream(self)
-      self.end(Status(code: .deadlineExceeded, message: "deadline of \(timeout) exceeded"))
+    startDeadline(timeout) { stream in
+      guard let stream = stream as? GRPCClientStream, stream.continuation != nil else { return }
+      stream.connection.resetStream(stream)
+      stream.end(Status(code: .deadlineExceeded, message: "deadline of \(timeout) exceeded"))
     }
-  }
-
-  private func stopDeadline() {
-    deadlineTimer?.close()
-    deadlineTimer = nil
   }
 
   private func end(_ status: Status, _ metadata: Metadata = [:]) {

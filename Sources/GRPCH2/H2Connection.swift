@@ -22,12 +22,33 @@ class H2Stream {
   var isClosed = false
   /// Once our END_STREAM is on the wire, reset the stream so the peer stops sending.
   var resetAfterEndStream = false
+  /// The call's `grpc-timeout`, enforced here for both sides (see `startDeadline`).
+  private var deadlineTimer: UVTimer?
 
   init(connection: H2Connection) {
     self.connection = connection
   }
 
   var outboundPending: Int { outbound.count - outboundIndex }
+
+  /// Calls `expired` on the loop once `timeout` has passed, unless
+  /// `stopDeadline` runs first. The transport owns deadlines (a loop timer per
+  /// call, closed with it) rather than GRPCCore's Task.sleep, which on Linux
+  /// keeps its memory until it would have fired.
+  func startDeadline(_ timeout: Duration, expired: @escaping (H2Stream) -> Void) {
+    let timer = UVTimer(on: connection.loop)
+    deadlineTimer = timer
+    timer.start(timeoutMs: timeout.timerMilliseconds) { [weak self] in
+      guard let self else { return }
+      self.stopDeadline()
+      expired(self)
+    }
+  }
+
+  func stopDeadline() {
+    deadlineTimer?.close()
+    deadlineTimer = nil
+  }
 
   func queueOutbound(_ bytes: [UInt8]) {
     if outboundIndex == outbound.count {

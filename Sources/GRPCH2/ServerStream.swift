@@ -13,9 +13,6 @@ final class GRPCServerStream: H2Stream, @unchecked Sendable {
   private var started = false
   private var responseHeadersSent = false
   private var statusSent = false
-  /// Enforces `grpc-timeout` in the transport too, so a call whose request never
-  /// arrives still ends (GRPCCore's own timer only reaches handlers that look).
-  private var deadlineTimer: UVTimer?
   /// Lets an RST_STREAM from the client cancel the handler, whenever it is attached.
   let cancellation = Locked<(handle: ServerContext.RPCCancellationHandle?, cancelled: Bool)>((nil, false))
 
@@ -98,23 +95,13 @@ final class GRPCServerStream: H2Stream, @unchecked Sendable {
     server.accept(AcceptedStream(rpc: rpc, stream: self, remotePeer: connection.transport.remoteAddress, localPeer: connection.transport.localAddress))
   }
 
+  /// Enforces `grpc-timeout` in the transport, so a call whose request never
+  /// arrives still ends.
   private func startDeadline(_ timeout: Duration) {
-    let (seconds, atto) = timeout.components
-    let ms = UInt64(max(0, seconds)) * 1000 + UInt64(max(0, atto)) / 1_000_000_000_000_000
-    let timer = UVTimer(on: connection.loop)
-    deadlineTimer = timer
-    timer.start(timeoutMs: ms) { [weak self] in
-      guard let self else { return }
-      self.stopDeadline()
-      if !self.statusSent {
-        self.fail(.deadlineExceeded, "deadline of \(timeout) exceeded")
-      }
+    startDeadline(timeout) { stream in
+      guard let stream = stream as? GRPCServerStream, !stream.statusSent else { return }
+      stream.fail(.deadlineExceeded, "deadline of \(timeout) exceeded")
     }
-  }
-
-  private func stopDeadline() {
-    deadlineTimer?.close()
-    deadlineTimer = nil
   }
 
   static func descriptor(fromPath path: String) -> MethodDescriptor? {
