@@ -49,9 +49,6 @@ public struct ProviderCallError: Error, Sendable, CustomStringConvertible {
     case .status(let code): "provider \"\(provider)\" failed the call with \(code.canonicalName): \(detail)"
     }
   }
-
-  /// The upstream metric error type for this failure.
-  public var errorType: String { "GRPCProviderError" }
 }
 
 /// One provider plugin: finds its socket, connects lazily, multiplexes calls

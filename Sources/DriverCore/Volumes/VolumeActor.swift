@@ -96,8 +96,7 @@ public actor VolumeActor {
   /// True when nothing is mounted here as far as this actor knows.
   var isIdle: Bool { record == nil && !busy && waiters.isEmpty }
 
-  /// Versions of the objects last written (empty when none).
-  public var objectVersions: [Provider.ObjectVersion] { record?.versions ?? [] }
+  /// The last refresh's failure, until a refresh succeeds (metrics and events read it).
   public var lastRefreshError: PublishError? { record?.lastRefreshError }
 
   // MARK: one request at a time
@@ -174,7 +173,7 @@ public actor VolumeActor {
     do {
       let (versions, _) = try await fetchAndWrite(request, spc: spc, currentVersions: [], deadline: deadline, env: env)
       if env.logger.logLevel <= .debug {
-        let ms = { (d: Duration) in String(Double(d.components.attoseconds / 1_000_000_000) / 1e6 + Double(d.components.seconds) * 1e3) }
+        let ms = LoggingInterceptor.milliseconds
         env.logger.debug(
           "first mount phases",
           metadata: ["target": "\(targetPath)", "class_ms": "\(ms(t1 - t0))", "mount_ms": "\(ms(t2 - t1))", "fetch_write_ms": "\(ms(ContinuousClock.now - t2))"])

@@ -24,7 +24,6 @@ public final class VolumeRegistry: Sendable {
   /// Volumes known to this process (mounted, or with a request in flight).
   public var count: Int { entries.withLock { $0.count } }
 
-  public var targetPaths: [String] { entries.withLock { Array($0.keys) } }
 
   /// Runs `body` on the target's actor; the entry lives at least until it returns.
   public func withVolume<T: Sendable>(
@@ -59,11 +58,6 @@ public final class VolumeRegistry: Sendable {
       }
     }
     return try result.get()
-  }
-
-  /// The actor for a target, if one exists (tests and status).
-  public func volume(at targetPath: String) -> VolumeActor? {
-    entries.withLock { $0[targetPath]?.actor }
   }
 }
 
