@@ -112,6 +112,16 @@ import VolumeFiles
     }
   }
 
+  @Test func syntaxErrorsDoNotQuoteTheFile() async throws {
+    try await Self.withDirectory { (dir: String) async throws in
+      Self.write(dir + "/bad.yaml", "spec:\n  parameters:\n    token: s3cr3t-value: oops\n")
+      let problems = try DirectorySecretProviderClassSource(directory: dir).problems()
+      let reason = try #require(problems["bad.yaml"])
+      #expect(!reason.contains("s3cr3t"), "\(reason)")
+      #expect(reason.contains("error"), "\(reason)")
+    }
+  }
+
   @Test func duplicatesAndBrokenFilesAreReported() async throws {
     try await Self.withDirectory { (dir: String) async throws in
       Self.write(dir + "/1.yaml", Self.spc("dup", provider: "p"))

@@ -21,8 +21,8 @@ enum SPCDecoding {
     var out: [Outcome] = []
     var index = 0
     // Parser.nextRoot, not compose_all: the latter's sequence stops silently at a syntax error.
-    let parser = try Parser(yaml: text)
-    while let node = try parser.nextRoot() {
+    let parser = try withoutSnippet { try Parser(yaml: text) }
+    while let node = try withoutSnippet({ try parser.nextRoot() }) {
       index += 1
       do {
         out.append(try decode(node, defaultNamespace: defaultNamespace))
@@ -35,6 +35,18 @@ enum SPCDecoding {
       }
     }
     return out
+  }
+
+  /// Yams quotes the offending line of the file after its first line; a class's
+  /// parameters may hold sensitive values, so only the position and problem are
+  /// kept (they reach logs and kubelet events).
+  static func withoutSnippet<T>(_ body: () throws -> T) throws -> T {
+    do {
+      return try body()
+    } catch let error as YamlError {
+      let text = "\(error)"
+      throw FieldError(String(text.prefix { $0 != "\n" }))
+    }
   }
 
   struct FieldError: Error, CustomStringConvertible {
