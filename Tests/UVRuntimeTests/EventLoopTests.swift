@@ -96,6 +96,22 @@ struct EventLoopTests {
     }
   }
 
+  /// A task that prefers the loop runs nonisolated async code inline: calling
+  /// such functions must not send the task back through the loop's queue.
+  @Test func nonisolatedAsyncCallsOnTheLoopDoNotRequeue() async throws {
+    try await withLoop { loop in
+      let calls = 1_000
+      let queued = await withTaskExecutorPreference(loop) { () async -> Int in
+        let before = loop.submittedWork
+        var sum = 0
+        for i in 0..<calls { sum &+= await plainAsync(i) }
+        #expect(sum == (0..<calls).reduce(0, +))
+        return loop.submittedWork - before
+      }
+      #expect(queued < 10, "each nonisolated async call went through the queue (\(queued) for \(calls) calls)")
+    }
+  }
+
   @Test func submitReturnsValuesAndErrorsFromTheLoopThread() async throws {
     try await withLoop { loop throws in
       #expect(try await loop.submit { loop.inLoop })
@@ -187,4 +203,9 @@ struct EventLoopTests {
     #expect(loop.closeResult == 0)
     #expect(loop.leakedHandles == [])
   }
+}
+
+@inline(never)
+private nonisolated func plainAsync(_ value: Int) async -> Int {
+  value
 }
