@@ -4,6 +4,7 @@ each against its targets, writes the JSON results and one HTML report.
 
     python Benchmarks/bench.py [--bin-dir .build/release] [--out-dir .build/bench]
                                [--only a-c1,b-burst250] [--baseline DIR] [--strict]
+                               [--kubelet-fs ext4|tmp]
 
 Scenarios (each starts its own driver and reference provider, release build):
   a-c1         publish/unpublish cycles, concurrency 1, zero-latency provider, 3 objects x 256 B
@@ -14,6 +15,10 @@ Scenarios (each starts its own driver and reference provider, release build):
   d-500plus100 500 pods live and republishing (as if running for a while), then 100 start at once
                at 40 s (the issue's question), rotation every 2 min, provider latency ~50 ms
 
+Pod directories live on a fresh journaled ext4 image, loop-mounted, as a node's
+/var/lib/kubelet does (--kubelet-fs tmp: this machine's journal-less /tmp instead,
+where each mkdir costs several times more).
+
 A missed target is reported, not hidden; the exit status is 0 unless --strict
 (then 3 when a target was missed) or a run could not be made (1). Needs root.
 Python 3 standard library only.
@@ -22,9 +27,12 @@ Python 3 standard library only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,6 +88,9 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated scenario names")
     ap.add_argument("--baseline", default="", help="a directory (or file) of earlier results to compare with")
     ap.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
+    ap.add_argument("--kubelet-fs", choices=("ext4", "tmp"), default="ext4",
+                    help="where the pod directories live: ext4 = a fresh journaled ext4 image, loop-mounted, "
+                         "as a node's /var/lib/kubelet is (the default); tmp = this machine's /tmp as it is")
     opts = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root (the driver mounts tmpfs)")
@@ -94,6 +105,45 @@ def main() -> int:
     if unknown:
         sys.exit(f"bench: unknown scenario {', '.join(sorted(unknown))}")
 
+    with kubelet_filesystem(opts.kubelet_fs) as tmp_parent:
+        return run_scenarios(opts, bins, out, only, tmp_parent)
+
+
+@contextlib.contextmanager
+def kubelet_filesystem(kind: str):
+    """Yields the directory csi-load makes its temporary tree in (kubelet root included).
+
+    A pod's first publish makes its target directory, so mkdir is on the measured
+    path. This machine's root file system is ext4 without a journal, where mkdir
+    costs ~200 µs after heavy churn (ext4 scans for recently deleted inodes it must
+    not reuse); on a journaled ext4, as nodes run, it costs ~30 µs. The default is
+    therefore a journaled ext4 image, loop-mounted for the run.
+    """
+    if kind == "tmp":
+        yield "/tmp"
+        return
+    work = Path(tempfile.mkdtemp(prefix="csi-bench-fs-"))
+    image, mnt = work / "kubelet.ext4", work / "mnt"
+    try:
+        mnt.mkdir()
+        with open(image, "wb") as f:
+            f.truncate(2 << 30)  # sparse
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+        subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        shutil.rmtree(work, ignore_errors=True)
+        print(f"bench: cannot make a journaled ext4 ({e}); using /tmp as it is", flush=True)
+        yield "/tmp"
+        return
+    print(f"bench: kubelet root on a journaled ext4 image, loop-mounted at {mnt}", flush=True)
+    try:
+        yield str(mnt)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_scenarios(opts: argparse.Namespace, bins: Path, out: Path, only: set[str], tmp_parent: str) -> int:
     verdicts: list[tuple[str, str]] = []
     files: list[str] = []
     started = time.monotonic()
@@ -104,7 +154,7 @@ def main() -> int:
         result.unlink(missing_ok=True)
         cmd = [str(bins / "csi-load"), "--driver-bin", str(bins / "secrets-store-csi-driver"),
                "--provider-bin", str(bins / "csi-reference-provider"), "--scenario", s["name"], "--title", s["title"],
-               "--out", str(result), *COMMON, *s["args"]]
+               "--out", str(result), "--tmp-parent", tmp_parent, *COMMON, *s["args"]]
         for t in s["targets"]:
             cmd += ["--target", t]
         print(f"\n### {s['name']}: {s['title']}", flush=True)

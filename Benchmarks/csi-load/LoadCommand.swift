@@ -87,6 +87,11 @@ struct LoadCommand: AsyncParsableCommand {
   @Option(name: .customLong("provider-throttle-for"), help: ArgumentHelp("Throttled stretch at the end of each period, e.g. 10s.", valueName: "duration"))
   var providerThrottleFor = "0"
 
+  @Option(name: .customLong("tmp-parent"), help: ArgumentHelp(
+    "Where the temporary directory (kubelet root, sockets, data) is made. Pod directory creation costs what this file system charges for mkdir: put it on the kind of file system a node's /var/lib/kubelet uses.",
+    valueName: "dir"))
+  var tmpParent = "/tmp"
+
   @Flag(name: .customLong("keep-tmp"), help: "Keep the temporary directory (logs, data files) after the run.")
   var keepTmp = false
 
@@ -264,7 +269,7 @@ struct LoadCommand: AsyncParsableCommand {
     let driverEndpoint: Endpoint
     do {
       if let driverBin {
-        let f = try Fixture()
+        let f = try Fixture(parent: tmpParent)
         fixture = f
         let files = (0..<objects).map { Fixture.ObjectFile(name: "secret-\($0)", contents: value("v1")) }
         plan = try makePlan(kubeletRoot: f.kubeletRoot, dataDirectory: f.dataDirectory, objectValue: value("v2"))

@@ -122,8 +122,9 @@ final class Fixture: @unchecked Sendable {
     var description: String
   }
 
-  init() throws {
-    var template = Array("/tmp/csi-load-XXXXXX".utf8CString)
+  /// Makes a fresh `csi-load-XXXXXX` directory under `parent`.
+  init(parent: String) throws {
+    var template = Array((parent + "/csi-load-XXXXXX").utf8CString)
     guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
       throw SetupError(description: "mkdtemp: \(String(cString: strerror(errno)))")
     }

@@ -281,7 +281,8 @@ final class H2Connection: ByteStreamDelegate, @unchecked Sendable {
   func scheduleFlush() {
     guard !flushScheduled, !isClosed else { return }
     flushScheduled = true
-    loop.execute { [self] in flush() }
+    // Everything the streams produce this turn leaves in one write.
+    loop.whenIdle { [self] in flush() }
   }
 
   /// Moves every frame nghttp2 has ready into one socket write.

@@ -175,36 +175,64 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     UnownedSerialExecutor(ordinary: actorExecutor)
   }
 
+  /// Runs `body` on the loop thread once the work queued so far has run and
+  /// the loop is about to wait for I/O, or after a long stretch of work,
+  /// whichever comes first. Loop thread only. For output that should leave in
+  /// one write per turn rather than one per producer (a connection's flush).
+  public func whenIdle(_ body: @escaping () -> Void) {
+    preconditionInLoop()
+    idleWork.append(body)
+  }
+
+  /// Jobs run between two rounds of `whenIdle` work when the queue never empties.
+  public static let idleWorkEvery = 64
+  private var idleWork: [() -> Void] = []  // loop thread only
+  private var idleSpare: [() -> Void] = []  // loop thread only
+  private var workSinceIdle = 0  // loop thread only
+
   private func drain() {
     while true {
-      let (batch, closeNow) = lock.withLock { () -> ([Work], Bool) in
-        if pending.isEmpty {
-          if case .draining = state {
-            state = .closed
-            return ([], true)
-          }
-          return ([], false)
-        }
+      let took = lock.withLock { () -> Bool in
+        if pending.isEmpty { return false }
         swap(&pending, &spare)
-        return (spare, false)
+        return true
       }
-      if closeNow {
-        closeRemainingHandles()
-        return
-      }
-      if batch.isEmpty { return }
-      for work in batch {
-        switch work {
-        case .job(let job):
-          job.runSynchronously(on: asUnownedTaskExecutor())
-        case .isolatedJob(let job):
-          job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
-        case .closure(let body):
-          body()
+      if took {
+        for work in spare {
+          switch work {
+          case .job(let job):
+            job.runSynchronously(on: asUnownedTaskExecutor())
+          case .isolatedJob(let job):
+            job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+          case .closure(let body):
+            body()
+          }
         }
+        workSinceIdle += spare.count
+        spare.removeAll(keepingCapacity: true)
+        if workSinceIdle >= Self.idleWorkEvery { runIdleWork() }
+        continue
       }
-      spare.removeAll(keepingCapacity: true)
+      if runIdleWork() { continue }
+      let closeNow = lock.withLock { () -> Bool in
+        guard pending.isEmpty, case .draining = state else { return false }
+        state = .closed
+        return true
+      }
+      if closeNow { closeRemainingHandles() }
+      return
     }
+  }
+
+  /// Runs the `whenIdle` work queued so far; true when there was some.
+  @discardableResult
+  private func runIdleWork() -> Bool {
+    workSinceIdle = 0
+    if idleWork.isEmpty { return false }
+    swap(&idleWork, &idleSpare)
+    for body in idleSpare { body() }
+    idleSpare.removeAll(keepingCapacity: true)
+    return true
   }
 
   private func closeRemainingHandles() {

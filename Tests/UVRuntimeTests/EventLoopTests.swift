@@ -112,6 +112,33 @@ struct EventLoopTests {
     }
   }
 
+  /// `whenIdle` work runs after the work already queued, once per request,
+  /// and still runs while a producer keeps the queue from ever emptying.
+  @Test func idleWorkRunsAfterQueuedWorkAndCannotBeStarved() async throws {
+    try await withLoop { loop in
+      let order = try await onLoop(loop) { (done: Done<[String]>) in
+        let log = LoopBox<[String]>([])
+        loop.whenIdle { log.value.append("idle") }
+        for i in 0..<3 { loop.execute { log.value.append("job\(i)") } }
+        loop.execute { loop.whenIdle { done(log.value) } }
+      }
+      #expect(order == ["job0", "job1", "job2", "idle"])
+
+      // A chain where each job queues the next: the queue is never empty for 10 000 jobs.
+      let ranAfter = try await onLoop(loop) { (done: Done<Int>) in
+        let count = LoopBox(0)
+        let idleAt = LoopBox<Int?>(nil)
+        @Sendable func step() {
+          count.value += 1
+          if count.value < 10_000 { loop.execute(step) } else { done(idleAt.value ?? -1) }
+        }
+        loop.whenIdle { idleAt.value = count.value }
+        loop.execute(step)
+      }
+      #expect(ranAfter >= 0 && ranAfter <= EventLoop.idleWorkEvery + 1, "idle work waited for \(ranAfter) jobs")
+    }
+  }
+
   @Test func submitReturnsValuesAndErrorsFromTheLoopThread() async throws {
     try await withLoop { loop throws in
       #expect(try await loop.submit { loop.inLoop })
