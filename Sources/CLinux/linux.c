@@ -51,6 +51,14 @@ int clinux_openat2_beneath(int dirfd, const char *path, int flags, mode_t mode) 
     return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
 }
 
+int clinux_openat2_within(int dirfd, const char *path, int flags) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (unsigned long long)flags;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
 int clinux_is_socket(const char *path) {
     struct stat st;
     if (lstat(path, &st) != 0) return -1;

@@ -1,3 +1,4 @@
+import CLinux
 import COpenSSL
 import Glibc
 
@@ -6,12 +7,21 @@ import Glibc
 ///
 /// Confinement: the name is already a clean relative path (PathRules); symlinks
 /// are followed (a Kubernetes Secret or ConfigMap volume is made of `..data`
-/// links) but the resolved file must lie under the resolved data directory.
-/// The check and the open are not atomic; only someone who can already write
-/// the data directory could race them.
+/// links) but the walk may never leave the data directory. `openat2` with
+/// RESOLVE_BENEATH enforces that in the kernel, atomically, in one call; on a
+/// kernel without it (before 5.6) the file is resolved with realpath and
+/// checked first, which someone who can already write the directory could race.
 struct DataDir: Sendable {
   /// The data directory with symlinks resolved, without a trailing slash.
   let root: String
+  /// The data directory, held open for `openat2`.
+  private let directory: Directory
+
+  final class Directory: Sendable {
+    let fd: Int32
+    init(fd: Int32) { self.fd = fd }
+    deinit { if fd >= 0 { close(fd) } }
+  }
 
   /// Largest object read, so a stray huge file cannot exhaust memory.
   static let maxObjectBytes = 16 << 20
@@ -25,6 +35,7 @@ struct DataDir: Sendable {
       throw MountFailure(code: "DataDirMissing", reason: "--data-dir is not a directory")
     }
     root = resolved == "/" ? "" : resolved
+    directory = Directory(fd: open(resolved, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
   }
 
   static func realPath(_ path: String) -> String? {
@@ -35,6 +46,29 @@ struct DataDir: Sendable {
 
   /// Contents of `<root>/<name>`; `name` must satisfy PathRules.
   func contents(of name: String) throws(MountFailure) -> [UInt8] {
+    // O_NONBLOCK: a FIFO planted in the directory must not hang the call.
+    var fd: Int32 = -1
+    if directory.fd >= 0 {
+      repeat {
+        fd = clinux_openat2_within(directory.fd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+      } while fd < 0 && (errno == EAGAIN || errno == EINTR)  // EAGAIN: a rename raced the walk
+      if fd < 0 {
+        switch errno {
+        case ENOSYS: fd = try openResolvingFirst(name)
+        case ENOENT, ENOTDIR: throw MountFailure(code: "ObjectNotFound", reason: "no file for an object under --data-dir")
+        case EXDEV: throw MountFailure(code: "InvalidParameters", reason: "an object file resolves outside --data-dir")
+        default: throw MountFailure(code: "ObjectReadFailed", reason: "open: \(String(cString: strerror(errno)))")
+        }
+      }
+    } else {
+      fd = try openResolvingFirst(name)
+    }
+    defer { close(fd) }
+    return try read(fd)
+  }
+
+  /// The fallback without openat2: resolve, check the result lies under the root, open.
+  private func openResolvingFirst(_ name: String) throws(MountFailure) -> Int32 {
     guard let resolved = Self.realPath(root + "/" + name) else {
       let e = errno
       if e == ENOENT || e == ENOTDIR {
@@ -46,14 +80,16 @@ struct DataDir: Sendable {
     guard resolved.utf8.starts(with: (root + "/").utf8) else {
       throw MountFailure(code: "InvalidParameters", reason: "an object file resolves outside --data-dir")
     }
-    // O_NONBLOCK: a FIFO planted in the directory must not hang the call.
     let fd = open(resolved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
     guard fd >= 0 else {
       let e = errno
       if e == ENOENT { throw MountFailure(code: "ObjectNotFound", reason: "object file vanished while opening") }
       throw MountFailure(code: "ObjectReadFailed", reason: "open: \(String(cString: strerror(e)))")
     }
-    defer { close(fd) }
+    return fd
+  }
+
+  private func read(_ fd: Int32) throws(MountFailure) -> [UInt8] {
     var st = stat()
     guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
       throw MountFailure(code: "ObjectReadFailed", reason: "an object file is not a regular file")

@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 
 /// A minimal stderr logger (this executable does not link swift-log): klog-like

@@ -1,3 +1,4 @@
+import CLinux
 import CSIMessages
 import FoundationEssentials
 import GRPCCore
@@ -39,11 +40,10 @@ struct Mounter: Sendable {
     var rng = SystemRandomNumberGenerator()
     let attributes: [String: String]
     let faults: FaultSettings
-    do {
-      attributes = try JSONDecoder().decode([String: String].self, from: Data(request.attributes.utf8))
-    } catch {
+    guard let decoded = FlatJSON.stringObject(request.attributes) else {
       return failure(.invalid("attributes must be a JSON object of strings"), delay: defaults.latency, &rng)
     }
+    attributes = decoded
     do {
       faults = try defaults.overlaid(with: attributes)
     } catch {
@@ -74,7 +74,7 @@ struct Mounter: Sendable {
       guard let objectsText = attributes[ObjectsParameter.key] else {
         throw MountFailure.invalid("the objects parameter is missing")
       }
-      let specs = try ObjectsParameter.parse(objectsText)
+      let specs = try ObjectsParameter.parseCached(objectsText)
       response = try build(specs)
     } catch let failure as MountFailure {
       return self.failure(failure, delay: faults.latency, &rng)

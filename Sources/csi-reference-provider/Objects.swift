@@ -1,4 +1,5 @@
 import FoundationEssentials
+import UVRuntime
 
 /// One entry of the `objects` parameter:
 /// `{"objectName": "db-password", "path": "db/password", "mode": 256 | "0400", "value": "inline"}`.
@@ -50,6 +51,20 @@ enum ObjectsParameter {
       }
     }
   }
+
+  /// `parse`, remembering what valid texts gave: every pod of one
+  /// SecretProviderClass sends the same parameter on every Mount.
+  static func parseCached(_ text: String) throws(MountFailure) -> [ObjectSpec] {
+    if let hit = parsed.withLock({ $0[text] }) { return hit }
+    let specs = try parse(text)
+    parsed.withLock { cache in
+      if cache.count >= 256 { cache.removeAll() }  // bounded: classes are few, texts rarely change
+      cache[text] = specs
+    }
+    return specs
+  }
+
+  private static let parsed = Locked<[String: [ObjectSpec]]>([:])
 
   /// Parses and validates the `objects` parameter (a JSON array held in a string).
   static func parse(_ text: String) throws(MountFailure) -> [ObjectSpec] {

@@ -175,6 +175,15 @@ import VolumeFiles
     #expect(JSONText.object(["b": "1", "a": "2"]) == "{\"a\":\"2\",\"b\":\"1\"}")
   }
 
+  /// The exact bytes Go's encoding/json writes for the same map.
+  @Test func jsonEscapingMatchesGoByteForByte() {
+    let text = JSONText.object(["k": "a\"b\\c\u{01}\u{1f}\n\r\t<>&\u{2028}\u{2029}\u{2027}ü🔑 end"])
+    #expect(text == #"{"k":"a\"b\\c\u0001\u001f\n\r\t\u003c\u003e\u0026\u2028\u2029\#u{2027}ü🔑 end"}"#)
+    var log = ""
+    JSONText.appendString("<&>\u{2028}\"", to: &log, htmlSafe: false)
+    #expect(log == "\"<&>\u{2028}\\\"\"")
+  }
+
   @Test func podVolumeNeedsClassAndNamespace() {
     #expect(throws: PublishError.self) { try PodVolume(volumeContext: [:]) }
     #expect(throws: PublishError.self) { try PodVolume(volumeContext: ["secretProviderClass": "s"]) }

@@ -249,6 +249,14 @@ def test_symlink_escaping_data_dir_is_refused(ref, workdir):
     assert_failed(resp, "InvalidParameters")
 
 
+def test_relative_symlink_climbing_out_of_data_dir_is_refused(ref, workdir):
+    (workdir / "outside-secret").write_bytes(b"not yours")
+    (ref.data_dir / "sub").mkdir()
+    (ref.data_dir / "sub" / "up").symlink_to("../../outside-secret")
+    resp = ref.mount([{"objectName": "sub/up"}])
+    assert_failed(resp, "InvalidParameters")
+
+
 def test_missing_object_is_object_not_found(ref):
     (ref.data_dir / "present").write_bytes(b"x")
     resp = ref.mount([{"objectName": "present"}, {"objectName": "absent"}])
@@ -279,9 +287,26 @@ def test_missing_objects_parameter_is_invalid_parameters(ref):
 
 
 def test_attributes_that_are_not_a_json_object_of_strings(ref):
-    for attributes in ["", "not json", "[1,2]", json.dumps({"objects": []})]:
+    objects = json.dumps(json.dumps([{"objectName": "a", "value": "x"}]))
+    for attributes in ["", "not json", "[1,2]", json.dumps({"objects": []}),
+                       '{"objects": ' + objects + ',}',  # trailing comma
+                       '{"objects": ' + objects + '} x',  # trailing garbage
+                       '{"objects": ' + objects + ', "k": "\\ud800"}',  # lone surrogate
+                       '{"objects": ' + objects + ', "k": "\\q"}',  # unknown escape
+                       '{"objects": ' + objects + ', "k": "tab\there"}',  # raw control character
+                       '{"objects": ' + objects + ', "k": null}',
+                       '{"objects": ' + objects]:
         resp = ref.stub.Mount(ref.pb.pb2.MountRequest(attributes=attributes, permission="420"), timeout=RPC_TIMEOUT)
         assert_failed(resp, "InvalidParameters")
+
+
+def test_attributes_json_escapes_are_decoded(ref):
+    # Escaped keys and values, surrogate pairs and whitespace, as any JSON encoder may write them.
+    objects = json.dumps([{"objectName": "a", "value": "x\u00fc\U0001f511\"q\\/"}])
+    attributes = ' { "obj\\u0065cts" : ' + json.dumps(objects, ensure_ascii=True) + ' ,\n\t"csi.storage.k8s.io/pod.name":"p\\ud83d\\udd11" } '
+    resp = ref.stub.Mount(ref.pb.pb2.MountRequest(attributes=attributes, permission="420"), timeout=RPC_TIMEOUT)
+    assert resp.error.code == ""
+    assert files_by_path(resp)["a"].contents == "x\u00fc\U0001f511\"q\\/".encode()
 
 
 @pytest.mark.parametrize("key,value", [

@@ -13,6 +13,9 @@ int clinux_is_mountpoint(const char *path);
 int clinux_mount_fstype(const char *path, char *fstype, size_t n);
 // openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS; -1 and errno on failure.
 int clinux_openat2_beneath(int dirfd, const char *path, int flags, mode_t mode);
+// openat2 with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS: symlinks are followed but the
+// walk may never leave `dirfd` (an escape fails with EXDEV); -1 and errno on failure.
+int clinux_openat2_within(int dirfd, const char *path, int flags);
 int clinux_is_socket(const char *path);
 // getdents64(2): raw directory entries (struct linux_dirent64) into buf; -1 and errno on failure.
 // Used instead of fdopendir/readdir, which cost three extra syscalls per directory.
