@@ -43,10 +43,13 @@ struct Bench: AsyncParsableCommand {
   @Option(help: "publish: the pods' namespace.")
   var namespace = "default"
 
+  @Option(name: .customLong("loop-spin-us"), help: "Microseconds the client's loop keeps polling after work before sleeping (0 to 1000).")
+  var loopSpinUs = 50
+
   func run() async throws {
     let endpoint = try Endpoint(parsing: endpoint)
     let levels = concurrency.split(separator: ",").compactMap { Int($0) }
-    let loop = EventLoop(name: "bench")
+    let loop = EventLoop(name: "bench", spin: .microseconds(max(0, min(1000, loopSpinUs))))
     let transport = H2ClientTransport(config: .init(endpoint: endpoint, authority: "localhost"), loop: loop)
     let duration = seconds
     let warmup = warmupCalls

@@ -92,6 +92,11 @@ struct LoadCommand: AsyncParsableCommand {
     valueName: "dir"))
   var tmpParent = "/tmp"
 
+  @Option(name: .customLong("loop-spin-us"), help: ArgumentHelp(
+    "Microseconds the harness's loop keeps polling after work before sleeping (0 to 1000), as kubelet's Go runtime spins before parking.",
+    valueName: "us"))
+  var loopSpinUs = 50
+
   @Flag(name: .customLong("keep-tmp"), help: "Keep the temporary directory (logs, data files) after the run.")
   var keepTmp = false
 
@@ -254,7 +259,7 @@ struct LoadCommand: AsyncParsableCommand {
   // MARK: running
 
   func run() async throws {
-    let loop = EventLoop(name: "csi-load")
+    let loop = EventLoop(name: "csi-load", spin: .microseconds(max(0, min(1000, loopSpinUs))))
     let stop = Locked(false)
     let startedAt = rfc3339()
     var fixture: Fixture?

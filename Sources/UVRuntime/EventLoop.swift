@@ -57,6 +57,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
   private let spinner: UnsafeMutablePointer<uv_idle_t>
   private let spinNs: UInt64
   private var spinning = false  // loop thread only
+  private var spinState = (spinning: false, bursts: 0)  // guarded by lock, for observers
   private var lastWorkNs: UInt64 = 0  // loop thread only
   private let lock = Lock()
   private var pending: [Work] = []  // guarded by lock
@@ -247,14 +248,20 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     lastWorkNs = uv_hrtime()
     guard !spinning else { return }
     spinning = true
+    lock.withLock { spinState = (true, spinState.bursts + 1) }
     uv_idle_start(spinner) { handle in
       let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
       if uv_hrtime() &- loop.lastWorkNs > loop.spinNs {
         loop.spinning = false
+        loop.lock.withLock { loop.spinState.spinning = false }
         uv_idle_stop(handle)
       }
     }
   }
+
+  /// Whether the loop is polling without blocking right now, and how many
+  /// times it has started to (for tests and diagnostics).
+  public var spinStatus: (spinning: Bool, bursts: Int) { lock.withLock { spinState } }
 
   /// Runs the `whenIdle` work queued so far; true when there was some.
   @discardableResult

@@ -37,6 +37,11 @@ struct ProviderCommand: AsyncParsableCommand {
   @Option(name: .customLong("max-recv-bytes"), help: ArgumentHelp("Largest request message accepted, in bytes.", valueName: "bytes"))
   var maxRecvBytes = 4 << 20
 
+  @Option(
+    name: .customLong("loop-spin-us"),
+    help: ArgumentHelp("Microseconds to keep polling without sleeping after work (0 to 1000), as the driver's --loop-spin.", valueName: "us"))
+  var loopSpinUs = 50
+
   @Option(help: ArgumentHelp("Wait before answering each Mount: 0, 50ms, normal:50ms,10ms or longtail:5ms,200ms.", valueName: "spec"))
   var latency = "0"
 
@@ -132,7 +137,7 @@ struct ProviderCommand: AsyncParsableCommand {
         ProviderService(
           runtimeName: runtimeName, runtimeVersion: Self.runtimeVersion, mounter: mounter, stats: stats, log: log, loop: loop)
       },
-      stats: stats, statsPath: statsFile, log: log)
+      stats: stats, statsPath: statsFile, log: log, spin: .microseconds(max(0, min(1000, loopSpinUs))))
     if faults != FaultSettings() {
       log.info("fault injection on", [
         "latency": "\(faults.latency)", "error_rate": "\(faults.errorRate)", "error_kind": faults.errorKind.rawValue,

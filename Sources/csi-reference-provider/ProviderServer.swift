@@ -15,12 +15,12 @@ final class ProviderServer: Sendable {
   let server: GRPCServer<H2ServerTransport>
   private let signalCount = Locked(0)
 
-  init(endpoint: Endpoint, maxReceiveMessageBytes: Int, service: (EventLoop) -> ProviderService, stats: Stats, statsPath: String?, log: Log) {
+  init(endpoint: Endpoint, maxReceiveMessageBytes: Int, service: (EventLoop) -> ProviderService, stats: Stats, statsPath: String?, log: Log, spin: Duration = .zero) {
     self.endpoint = endpoint
     self.log = log
     self.stats = stats
     self.statsPath = statsPath
-    loop = EventLoop(name: "provider-loop")
+    loop = EventLoop(name: "provider-loop", spin: spin)
     let transport = H2ServerTransport(
       config: .init(endpoint: endpoint, maxReceiveMessageBytes: maxReceiveMessageBytes), loop: loop)
     server = GRPCServer(transport: transport, services: [service(loop)])

@@ -139,6 +139,29 @@ struct EventLoopTests {
     }
   }
 
+  /// A spinning loop polls after work, then goes back to sleep by itself;
+  /// without `spin` it never spins. Both close cleanly (`withLoop` checks).
+  @Test func spinAfterWorkThenSleep() async throws {
+    let spin = EventLoop(name: "spin", spin: .microseconds(200))
+    let before = spin.spinStatus.bursts
+    #expect(try await spin.submit { 6 * 7 } == 42)
+    var waited = 0
+    while spin.spinStatus.spinning && waited < 5_000 {  // bounded wait for the event, not a timing check
+      usleep(1_000)
+      waited += 1
+    }
+    let after = spin.spinStatus
+    #expect(after.bursts > before, "the loop never spun after work")
+    #expect(!after.spinning, "the loop kept spinning while idle")
+    await spin.shutdownAndWait()
+    #expect(spin.leakedHandles == [] && spin.closeResult == 0)
+
+    try await withLoop { loop in
+      _ = try await loop.submit { 1 }
+      #expect(loop.spinStatus.bursts == 0)
+    }
+  }
+
   @Test func submitReturnsValuesAndErrorsFromTheLoopThread() async throws {
     try await withLoop { loop throws in
       #expect(try await loop.submit { loop.inLoop })

@@ -131,3 +131,21 @@ def test_log_format_json_writes_json_lines(start_driver, csi):
             pytest.fail(f"stderr line is not JSON with --log-format-json: {line!r}")
         assert isinstance(obj, dict), f"log line is not a JSON object: {line!r}"
 
+
+
+@pytest.mark.parametrize("value", ["2ms", "-1us", "soon"])
+def test_loop_spin_out_of_range_is_refused(driver_path, workdir, value):
+    sock = workdir / "csi.sock"
+    r = run_cmd([str(driver_path), "--nodeid", "n", "--endpoint", f"unix://{sock}", f"--loop-spin={value}"])
+    assert r.returncode != 0
+    assert "--loop-spin" in (r.stdout + r.stderr)
+    assert not is_socket(sock)
+
+
+@pytest.mark.parametrize("value", ["0", "1ms"])
+def test_loop_spin_off_and_at_most_serve_calls(start_driver, csi, value):
+    d = start_driver(f"--loop-spin={value}")
+    stub = csi.grpc.NodeStub(d.channel())
+    for _ in range(20):
+        assert stub.NodeGetInfo(csi.pb2.NodeGetInfoRequest(), timeout=10).node_id == "test-node"
+    assert d.stop(signal.SIGTERM) == 0, d.describe()
