@@ -42,7 +42,7 @@ struct ProviderCommand: AsyncParsableCommand {
     help: ArgumentHelp("Microseconds to keep polling without sleeping after work (0 to 1000), as the driver's --loop-spin.", valueName: "us"))
   var loopSpinUs = 50
 
-  @Option(help: ArgumentHelp("Wait before answering each Mount: 0, 50ms, normal:50ms,10ms or longtail:5ms,200ms.", valueName: "spec"))
+  @Option(help: ArgumentHelp("Answer each Mount this long after it arrived (the provider's own work happens within it): 0, 50ms, normal:50ms,10ms or longtail:5ms,200ms.", valueName: "spec"))
   var latency = "0"
 
   @Option(name: .customLong("error-rate"), help: ArgumentHelp("Fraction of Mounts that fail, 0.0 to 1.0.", valueName: "fraction"))

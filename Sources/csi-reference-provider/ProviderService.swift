@@ -30,6 +30,7 @@ struct ProviderService: RegistrableRPCService {
 
   /// `deadlineMs`: the call's deadline on `Mounter.monotonicMs()`'s clock, if it has one.
   func mount(_ request: Provider.MountRequest, deadlineMs: Double? = nil) async throws -> Provider.MountResponse {
+    let arrivedMs = Mounter.monotonicMs()
     let inFlight = stats.mountStarted()
     // Decoding JSON, reading files and hashing take tens of microseconds: alone,
     // they run right here; under load they move off the loop thread, which stays
@@ -37,13 +38,16 @@ struct ProviderService: RegistrableRPCService {
     let mounter = self.mounter
     let outcome =
       inFlight <= 2 ? mounter.evaluate(request) : await withTaskExecutorPreference(globalConcurrentExecutor) { mounter.evaluate(request) }
-    if outcome.delayMs > 0 {
+    // The injected latency counts from arrival, as a store's latency would:
+    // the provider's own work happens within it, not before it.
+    let remainingMs = Double(outcome.delayMs) - (Mounter.monotonicMs() - arrivedMs)
+    if remainingMs >= 1 {
       // GRPCCore reports a deadline or a client's cancel through the RPC's
       // cancellation handle, not by cancelling this task: watch both.
       let delay = InjectedDelay(loop: loop)
       let elapsed = await withTaskCancellationHandler {
         await withRPCCancellationHandler {
-          await delay.wait(milliseconds: outcome.delayMs)
+          await delay.wait(milliseconds: UInt64(remainingMs))
         } onCancelRPC: {
           delay.cancel()
         }

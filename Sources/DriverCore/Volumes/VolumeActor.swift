@@ -264,10 +264,9 @@ public actor VolumeActor {
     let files = try Self.check(response, provider: spc.provider)
     if files.isEmpty { return (response.objectVersion, false) }  // a legacy provider wrote the files itself
     let provider = spc.provider
-    // Inline, not on the pool: a write of a few small files is tens of
-    // microseconds, and on the pool's FIFO a finished fetch would wait behind
-    // every other volume's pending mount.
-    let outcome = try { [targetPath] () throws(PublishError) -> WriteOutcome in
+    // On the pool when other volumes are busy (a burst), so the loop keeps
+    // receiving provider answers and replying to kubelet meanwhile; alone, inline.
+    let outcome = try await onPool { [targetPath] () throws(PublishError) -> WriteOutcome in
       do {
         return try AtomicWriter(directory: targetPath).write(files, defaultMode: MountRequestBuilder.defaultFileMode)
       } catch let error as VolumeFileError {
@@ -278,7 +277,7 @@ public actor VolumeActor {
       } catch {
         throw PublishError(.writeFailed, "cannot write secrets to \(targetPath): \(error)")
       }
-    }()
+    }
     return (response.objectVersion, outcome == .written)
   }
 
