@@ -49,7 +49,7 @@ struct Bench: AsyncParsableCommand {
   func run() async throws {
     let endpoint = try Endpoint(parsing: endpoint)
     let levels = concurrency.split(separator: ",").compactMap { Int($0) }
-    let loop = EventLoop(name: "bench", spin: .microseconds(max(0, min(1000, loopSpinUs))))
+    let loop = EventLoop(name: "bench", spin: EventLoop.spin(microseconds: loopSpinUs))
     let transport = H2ClientTransport(config: .init(endpoint: endpoint, authority: "localhost"), loop: loop)
     let duration = seconds
     let warmup = warmupCalls

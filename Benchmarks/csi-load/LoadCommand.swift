@@ -259,7 +259,7 @@ struct LoadCommand: AsyncParsableCommand {
   // MARK: running
 
   func run() async throws {
-    let loop = EventLoop(name: "csi-load", spin: .microseconds(max(0, min(1000, loopSpinUs))))
+    let loop = EventLoop(name: "csi-load", spin: EventLoop.spin(microseconds: loopSpinUs))
     let stop = Locked(false)
     let startedAt = rfc3339()
     var fixture: Fixture?

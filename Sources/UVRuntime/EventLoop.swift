@@ -79,6 +79,15 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
   public var submittedWork: Int { lock.withLock { submittedCount } }
   private var submittedCount = 0
 
+  /// The longest spin a loop accepts from a flag: beyond 1 ms spinning costs
+  /// more CPU than any wakeup it saves.
+  public static let maxSpin = Duration.milliseconds(1)
+
+  /// A `--loop-spin-us` value as a spin, clamped to 0...`maxSpin`.
+  public static func spin(microseconds: Int) -> Duration {
+    min(max(.zero, .microseconds(microseconds)), maxSpin)
+  }
+
   /// Starts a loop on a new thread.
   ///
   /// `spin`: after running work, keep polling without blocking for this long

@@ -137,7 +137,7 @@ struct ProviderCommand: AsyncParsableCommand {
         ProviderService(
           runtimeName: runtimeName, runtimeVersion: Self.runtimeVersion, mounter: mounter, stats: stats, log: log, loop: loop)
       },
-      stats: stats, statsPath: statsFile, log: log, spin: .microseconds(max(0, min(1000, loopSpinUs))))
+      stats: stats, statsPath: statsFile, log: log, spin: EventLoop.spin(microseconds: loopSpinUs))
     if faults != FaultSettings() {
       log.info("fault injection on", [
         "latency": "\(faults.latency)", "error_rate": "\(faults.errorRate)", "error_kind": faults.errorKind.rawValue,

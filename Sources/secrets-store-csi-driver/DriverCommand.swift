@@ -159,7 +159,7 @@ struct DriverCommand: AsyncParsableCommand {
     }
     do {
       let spin = try GoDuration.parse(loopSpin)
-      guard spin >= .zero && spin <= .milliseconds(1) else { throw ValidationError("--loop-spin must be between 0 and 1ms") }
+      guard spin >= .zero && spin <= EventLoop.maxSpin else { throw ValidationError("--loop-spin must be between 0 and 1ms") }
     } catch let error as GoDuration.ParseError {
       throw ValidationError("--loop-spin: \(error)")
     }
