@@ -146,6 +146,23 @@ def test_cycles_count_matches_calls(binaries, tmp_path):
     assert "cycles (publish + unpublish)" in stdout
 
 
+def test_tmp_parent_holds_the_run_on_the_named_file_system(binaries, tmp_path):
+    # A tmpfs of our own: the run's tree (kubelet root included) goes there and
+    # the results name that file system; nothing is left behind.
+    parent = Path(short_tmpdir())
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(parent)], check=True)
+    try:
+        result, stdout = run_load(binaries, tmp_path / "fs.json", "--pods", "2", "--duration", "1s",
+                                  "--tmp-parent", str(parent))
+        assert result["calls"]["first_publish"]["count"] == 2
+        assert result["host"]["kubelet_root_fs"].startswith(f"tmpfs on {parent} ")
+        assert f"kubelet root on tmpfs on {parent}" in stdout
+        assert list(parent.iterdir()) == [], "csi-load left its temporary tree behind"
+    finally:
+        subprocess.run(["umount", str(parent)], check=False)
+        parent.rmdir()
+
+
 def test_missed_target_exits_3(binaries, tmp_path):
     result, stdout = run_load(
         binaries, tmp_path / "miss.json", "--pods", "2", "--duration", "1s", "--target", "first_publish.count>=1000",
