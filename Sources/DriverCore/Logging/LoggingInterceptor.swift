@@ -39,13 +39,15 @@ public struct LoggingInterceptor: ServerInterceptor {
     }
 
     @Sendable func finish(_ code: String, _ message: String?) {
+      let level = code == "OK" ? finishLevel : .info
+      guard callLogger.logLevel <= level else { return }  // no formatting for a line nobody keeps
       let elapsed = ContinuousClock.now - start
       var metadata: Logger.Metadata = [
         "rpc.code": "\(code)",
         "rpc.duration_ms": "\(Self.milliseconds(elapsed))",
       ]
       if let message, !message.isEmpty { metadata["rpc.message"] = "\(message)" }
-      callLogger.log(level: code == "OK" ? finishLevel : .info, "rpc finished", metadata: metadata)
+      callLogger.log(level: level, "rpc finished", metadata: metadata)
     }
 
     do {
