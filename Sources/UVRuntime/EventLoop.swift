@@ -100,7 +100,6 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     _ = EventLoop.ignoreSIGPIPE
     self.name = name
     uvLoop = .allocate(capacity: 1)
-    defer { actorExecutor = ActorExecutor(loop: self) }
     precondition(uv_loop_init(uvLoop) == 0, "uv_loop_init failed")
     wakeup = .allocate(capacity: 1)
     beforePoll = .allocate(capacity: 1)
@@ -124,6 +123,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     uv_idle_init(uvLoop, spinner)
     spinner.pointee.data = wakeup.pointee.data
     uv_unref(cuv_handle(spinner))
+    actorExecutor = ActorExecutor(loop: self)  // before the thread exists, so it never sees nil
     let box = Unmanaged.passUnretained(self).toOpaque()
     let rc = pthread_create(&thread, nil, { arg in
       let loop = Unmanaged<EventLoop>.fromOpaque(arg!).takeUnretainedValue()
