@@ -411,7 +411,8 @@ def section(run: dict, base: dict | None) -> str:
     cfg = run["config"]
     parts.append(f'<p class="muted">started {html.escape(run["started_at"])}, driver {html.escape(run["driver_mode"])},'
                  f' measured {fmt(run["window"]["measured_s"])} s on {run["host"]["cpus"]} CPUs'
-                 f' (load {fmt(run["host"].get("load_avg_1m"))});'
+                 f' (load {fmt(run["host"].get("load_avg_1m"))}), kubelet root on'
+                 f' {html.escape(run["host"].get("kubelet_root_fs", "an unrecorded file system"))};'
                  f' workload {html.escape(cfg["workload"])}, provider latency {html.escape(cfg["provider_latency"])}'
                  + (f'; baseline from {html.escape(base["started_at"])}' if base else "") + "</p>")
     if run.get("aborted"):
