@@ -59,6 +59,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
   private var spinning = false  // loop thread only
   private var spinState = (spinning: false, bursts: 0)  // guarded by lock, for observers
   private var lastWorkNs: UInt64 = 0  // loop thread only
+  private var spinUntilNs: UInt64 = 0  // loop thread only: a reply expected before this
   private let lock = Lock()
   private var pending: [Work] = []  // guarded by lock
   private var state = State.running  // guarded by lock
@@ -252,15 +253,31 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     }
   }
 
+  /// A caller just sent a request whose reply usually comes within `within`:
+  /// keep polling until then (at most `maxSpin`) rather than sleep and be woken.
+  /// Loop thread only; nothing when spinning is off.
+  public func expectReply(within: Duration) {
+    preconditionInLoop()
+    guard spinNs > 0, within > .zero else { return }
+    let (seconds, attoseconds) = min(within, Self.maxSpin).components
+    spinUntilNs = max(spinUntilNs, uv_hrtime() + UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000))
+    startSpinning()
+  }
+
   /// Work ran: spin (poll without blocking) until `spin` passes without more.
   private func noteWork() {
     lastWorkNs = uv_hrtime()
+    startSpinning()
+  }
+
+  private func startSpinning() {
     guard !spinning else { return }
     spinning = true
     lock.withLock { spinState = (true, spinState.bursts + 1) }
     uv_idle_start(spinner) { handle in
       let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
-      if uv_hrtime() &- loop.lastWorkNs > loop.spinNs {
+      let now = uv_hrtime()
+      if now &- loop.lastWorkNs > loop.spinNs && now > loop.spinUntilNs {
         loop.spinning = false
         loop.lock.withLock { loop.spinState.spinning = false }
         uv_idle_stop(handle)

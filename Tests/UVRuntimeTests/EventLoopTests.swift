@@ -158,8 +158,24 @@ struct EventLoopTests {
 
     try await withLoop { loop in
       _ = try await loop.submit { 1 }
-      #expect(loop.spinStatus.bursts == 0)
+      try await loop.submit { loop.expectReply(within: .microseconds(500)) }
+      #expect(loop.spinStatus.bursts == 0, "a loop without spin spun")
     }
+  }
+
+  /// `expectReply` spins an idle loop for a bounded time only: it goes back to sleep.
+  @Test func expectReplyNeverLeavesTheLoopSpinning() async throws {
+    let loop = EventLoop(name: "reply", spin: .microseconds(1))
+    try await loop.submit { loop.expectReply(within: .microseconds(300)) }
+    var waited = 0
+    while loop.spinStatus.spinning && waited < 5_000 {  // bounded wait for the event, not a timing check
+      usleep(1_000)
+      waited += 1
+    }
+    #expect(loop.spinStatus.bursts >= 1)
+    #expect(!loop.spinStatus.spinning)
+    await loop.shutdownAndWait()
+    #expect(loop.leakedHandles == [] && loop.closeResult == 0)
   }
 
   @Test func submitReturnsValuesAndErrorsFromTheLoopThread() async throws {
