@@ -34,9 +34,7 @@ extension RPCRouter {
     ) { request, context in
       let start = ContinuousClock.now
       let single = try await ServerRequest(stream: request)
-      let deadline = single.metadata[stringValues: GRPCTimeout.deadlineMetadataKey].first(where: { _ in true })
-        .flatMap { GRPCTimeout.decode($0) }
-        .map { start + $0 }
+      let deadline = GRPCTimeout.timeout(in: single.metadata).map { start + $0 }
       let response = try await handler(single.message, deadline)
       return StreamingServerResponse(single: ServerResponse(message: response))
     }

@@ -190,7 +190,7 @@ final class GRPCClientStream: H2Stream, @unchecked Sendable {
         ("user-agent", "secrets-store-csi-driver-swift"), ("grpc-accept-encoding", "identity"),
       ]
       var metadata = metadata
-      let deadline = metadata[stringValues: GRPCTimeout.deadlineMetadataKey].first(where: { _ in true })
+      let deadline = GRPCTimeout.encodedTimeout(in: metadata)
       if let deadline {
         metadata.removeAllValues(forKey: GRPCTimeout.deadlineMetadataKey)
         headers.append(("grpc-timeout", deadline))

@@ -1,4 +1,5 @@
 public import GRPCCore
+
 /// gRPC's length-prefixed message framing: a 1-byte compressed flag, a 4-byte
 /// big-endian length, then the message. A pure state machine, fed arbitrary
 /// slices of the HTTP/2 DATA stream.
@@ -129,6 +130,17 @@ public enum GRPCTimeout {
   /// Metadata that asks the client transport to enforce `timeout`.
   public static func metadata(_ timeout: Duration) -> Metadata {
     [deadlineMetadataKey: .string(encode(timeout))]
+  }
+
+  /// The encoded timeout under `deadlineMetadataKey`, if there is one.
+  public static func encodedTimeout(in metadata: Metadata) -> String? {
+    var values = metadata[stringValues: deadlineMetadataKey].makeIterator()
+    return values.next()
+  }
+
+  /// The timeout under `deadlineMetadataKey`, if there is a valid one.
+  public static func timeout(in metadata: Metadata) -> Duration? {
+    encodedTimeout(in: metadata).flatMap(decode)
   }
 
   public static func encode(_ duration: Duration) -> String {

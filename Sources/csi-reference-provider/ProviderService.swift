@@ -104,9 +104,7 @@ extension RPCRouter {
 /// `GRPCTimeout.deadlineMetadataKey`) as a deadline on `Mounter.monotonicMs()`'s clock.
 enum GRPCTimeoutHeader {
   static func deadlineMs(_ metadata: Metadata) -> Double? {
-    guard let text = metadata[stringValues: GRPCTimeout.deadlineMetadataKey].first(where: { _ in true }),
-      let timeout = GRPCTimeout.decode(text)
-    else { return nil }
+    guard let timeout = GRPCTimeout.timeout(in: metadata) else { return nil }
     let (seconds, atto) = timeout.components
     return Mounter.monotonicMs() + Double(seconds) * 1000 + Double(atto) / 1e15
   }
