@@ -56,8 +56,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
   /// Active while the loop spins (polls without blocking) after recent work.
   private let spinner: UnsafeMutablePointer<uv_idle_t>
   private let spinNs: UInt64
-  private var spinning = false  // loop thread only
-  private var spinState = (spinning: false, bursts: 0)  // guarded by lock, for observers
+  private var spinState = (spinning: false, bursts: 0)  // guarded by lock
   private var lastWorkNs: UInt64 = 0  // loop thread only
   private var spinUntilNs: UInt64 = 0  // loop thread only: a reply expected before this
   private let lock = Lock()
@@ -271,14 +270,16 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
   }
 
   private func startSpinning() {
-    guard !spinning else { return }
-    spinning = true
-    lock.withLock { spinState = (true, spinState.bursts + 1) }
+    let start = lock.withLock { () -> Bool in
+      guard !spinState.spinning else { return false }
+      spinState = (true, spinState.bursts + 1)
+      return true
+    }
+    guard start else { return }
     uv_idle_start(spinner) { handle in
       let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
       let now = uv_hrtime()
       if now &- loop.lastWorkNs > loop.spinNs && now > loop.spinUntilNs {
-        loop.spinning = false
         loop.lock.withLock { loop.spinState.spinning = false }
         uv_idle_stop(handle)
       }

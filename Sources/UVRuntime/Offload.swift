@@ -14,7 +14,7 @@ extension EventLoop {
           let outcome = result.withLock { $0 } ?? .failure(UVError(status, "uv_queue_work"))
           continuation.resume(with: outcome)
         })
-      execute { [self] in job.queue(on: uvLoop) }
+      executeOrRun { [self] in job.queue(on: uvLoop) }  // from the loop (the usual caller): no queue trip
     }
   }
 }
