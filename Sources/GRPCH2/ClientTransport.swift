@@ -36,6 +36,13 @@ public final class H2ClientTransport: ClientTransport, @unchecked Sendable {
   private var lifetimeEnded = false
   /// Connections dialled so far (for tests: a restart shows as a second dial).
   public private(set) var dials = 0
+  /// Moving average of recent successful calls, request sent to status received.
+  private var typicalCall: Duration?
+
+  /// A peer that usually answers within this is awaited by polling the loop
+  /// (`EventLoop.expectReply`) rather than by sleeping and being woken; a
+  /// slower one (any real secret store) never is.
+  public static let longestReplyAwaitedByPolling = Duration.microseconds(500)
 
   public init(config: Config, loop: EventLoop) {
     self.config = config
@@ -86,6 +93,18 @@ public final class H2ClientTransport: ClientTransport, @unchecked Sendable {
     )
     let context = ClientContext(descriptor: descriptor, remotePeer: config.endpoint.description, localPeer: "")
     return try await closure(rpc, context)
+  }
+
+  /// Loop thread only: a request has just been sent.
+  fileprivate func requestSent() {
+    guard let typical = typicalCall else { return }
+    let expected = typical + typical / 2
+    if expected <= Self.longestReplyAwaitedByPolling { loop.expectReply(within: expected) }
+  }
+
+  /// Loop thread only: a call succeeded after `took`.
+  fileprivate func callSucceeded(after took: Duration) {
+    typicalCall = typicalCall.map { ($0 * 7 + took) / 8 } ?? took
   }
 
   private func streamEnded() {
@@ -159,6 +178,9 @@ final class GRPCClientStream: H2Stream, @unchecked Sendable {
 
   let descriptor: MethodDescriptor
   let authority: String
+  private weak var transport: H2ClientTransport?
+  /// When the request headers went out; the call's time is measured from here.
+  private var sentAt: ContinuousClock.Instant?
   let inbound: Inbound
   private var continuation: Inbound.Continuation?
   private var deframer: GRPCMessageDeframer
@@ -167,6 +189,7 @@ final class GRPCClientStream: H2Stream, @unchecked Sendable {
 
   init(connection: H2Connection, transport: H2ClientTransport, descriptor: MethodDescriptor, limit: Int) {
     self.descriptor = descriptor
+    self.transport = transport
     authority = transport.config.authority
     deframer = GRPCMessageDeframer(limit: limit)
     (inbound, continuation) = Inbound.makeStream()
@@ -196,11 +219,13 @@ final class GRPCClientStream: H2Stream, @unchecked Sendable {
         headers.append(("grpc-timeout", deadline))
       }
       GRPCServerStream.append(metadata, to: &headers)
-      if !connection.submitRequest(self, headers: headers) {
+      guard connection.submitRequest(self, headers: headers) else {
         end(Status(code: .unavailable, message: "connection to the server was lost"))
-      } else if let deadline, let timeout = GRPCTimeout.decode(deadline) {
-        startDeadline(timeout)
+        return
       }
+      if let deadline, let timeout = GRPCTimeout.decode(deadline) { startDeadline(timeout) }
+      sentAt = .now
+      transport?.requestSent()
     case .message(let bytes):
       if !requestSent { send(.metadata([:])) }
       guard !isClosed else { return }
@@ -235,6 +260,7 @@ final class GRPCClientStream: H2Stream, @unchecked Sendable {
   private func end(_ status: Status, _ metadata: Metadata = [:]) {
     stopDeadline()
     guard let continuation else { return }
+    if status.code == .ok, let sentAt { transport?.callSucceeded(after: .now - sentAt) }
     self.continuation = nil
     continuation.yield(.status(status, metadata))
     continuation.finish()

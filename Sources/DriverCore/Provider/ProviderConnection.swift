@@ -62,9 +62,6 @@ public actor ProviderConnection {
 
   private var client: ProviderClient?
   private var clientPath: String?
-  /// Moving average of this provider's recent successful round trips.
-  private var typicalRoundTrip: Duration?
-  static let longestWaitToSpin = Duration.microseconds(500)
   private var running: Task<Void, Never>?
 
   public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
@@ -105,16 +102,7 @@ public actor ProviderConnection {
     while true {
       let client = try currentClient()
       do {
-        let sent = ContinuousClock.now
-        // A provider that usually answers within a short spin is waited for by
-        // polling, not by sleeping; a slower one (any real store) never is.
-        if let typical = typicalRoundTrip, typical + typical / 2 <= Self.longestWaitToSpin {
-          loop.expectReply(within: typical + typical / 2)
-        }
-        let result = try await body(client, budget - (sent - start))
-        let took = ContinuousClock.now - sent
-        typicalRoundTrip = typicalRoundTrip.map { ($0 * 7 + took) / 8 } ?? took
-        return result
+        return try await body(client, budget - (ContinuousClock.now - start))
       } catch {
         let failure = classify(error)
         attempt += 1
