@@ -364,7 +364,8 @@ struct LoadCommand: AsyncParsableCommand {
     let results = Results(
       scenario: scenario, title: title, startedAt: startedAt, command: Array(CommandLine.arguments), config: configJSON,
       plan: plan, record: record, targets: target.compactMap(Target.init(parsing:)),
-      driverMode: driverBin == nil ? "external" : "started", driverExit: exits.driver.map(ChildProcess.describe),
+      driverMode: driverBin == nil ? "external" : "started", kubeletRootFileSystem: Files.fileSystem(holding: plan.kubeletRoot),
+      driverExit: exits.driver.map(ChildProcess.describe),
       providerExit: exits.provider.map(ChildProcess.describe))
     print(results.summary)
     if let out {

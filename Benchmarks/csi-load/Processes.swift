@@ -225,12 +225,6 @@ final class Fixture: @unchecked Sendable {
   }
 
   static func mountPoints(under directory: String) -> [String] {
-    guard let table = Files.readText("/proc/self/mounts") else { return [] }
-    return table.split(separator: "\n").compactMap { line in
-      let fields = line.split(separator: " ")
-      guard fields.count > 1 else { return nil }
-      let point = String(fields[1])
-      return point.hasPrefix(directory + "/") ? point : nil
-    }
+    Files.mounts().map(\.point).filter { $0.hasPrefix(directory + "/") }
   }
 }

@@ -13,6 +13,8 @@ struct Results {
   var record: RunRecord
   var targets: [Target]
   var driverMode: String
+  /// `Files.fileSystem(holding:)` of the kubelet root, read once.
+  var kubeletRootFileSystem: String
   var driverExit: String?
   var providerExit: String?
 
@@ -197,25 +199,8 @@ struct Results {
     return .object([
       ("cpus", .int(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))), ("kernel", .string(release)), ("machine", .string(machine)),
       ("load_avg_1m", .num(Self.loadAverage())),
-      ("kubelet_root_fs", .string(Self.fileSystem(holding: plan.kubeletRoot))),
+      ("kubelet_root_fs", .string(kubeletRootFileSystem)),
     ])
-  }
-
-  /// "type (options)" of the mount that holds `path`: what a mkdir of a pod
-  /// directory costs depends on it (a journal-less ext4 charges ~200 µs here).
-  static func fileSystem(holding path: String) -> String {
-    guard let table = Files.readText("/proc/self/mounts") else { return "unknown" }
-    var best: (point: String, description: String)?
-    for line in table.split(separator: "\n") {
-      let fields = line.split(separator: " ")
-      guard fields.count >= 4 else { continue }
-      let point = String(fields[1])
-      let covers = point == "/" || path == point || path.hasPrefix(point + "/")
-      if covers && point.count >= (best?.point.count ?? -1) {
-        best = (point, "\(fields[2]) on \(point) (\(fields[3]))")
-      }
-    }
-    return best?.description ?? "unknown"
   }
 
   static func loadAverage() -> Double? {
@@ -298,7 +283,7 @@ struct Results {
       return JSON.format((x * scale).rounded() / scale)
     }
     out.append("== \(scenario)\(title.isEmpty ? "" : ": \(title)")")
-    out.append("measured \(f(measuredSeconds)) s\(record.stoppedEarly ? " (stopped early)" : ""), driver \(driverMode), kubelet root on \(Self.fileSystem(holding: plan.kubeletRoot)), peak \(record.peakLive) volumes, \(record.podsCreated) pods created")
+    out.append("measured \(f(measuredSeconds)) s\(record.stoppedEarly ? " (stopped early)" : ""), driver \(driverMode), kubelet root on \(kubeletRootFileSystem), peak \(record.peakLive) volumes, \(record.podsCreated) pods created")
     func pad(_ s: String, _ w: Int, left: Bool = false) -> String {
       let fill = String(repeating: " ", count: Swift.max(0, w - s.count))
       return left ? s + fill : fill + s

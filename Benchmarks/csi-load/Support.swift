@@ -113,6 +113,34 @@ enum Files {
     read(path).map { String(decoding: $0, as: UTF8.self) }
   }
 
+  /// One line of /proc/self/mounts.
+  struct Mount {
+    var point: String
+    var type: String
+    var options: String
+  }
+
+  /// This process's mount table (empty if unreadable).
+  static func mounts() -> [Mount] {
+    guard let table = readText("/proc/self/mounts") else { return [] }
+    return table.split(separator: "\n").compactMap { line in
+      let fields = line.split(separator: " ")
+      guard fields.count >= 4 else { return nil }
+      return Mount(point: String(fields[1]), type: String(fields[2]), options: String(fields[3]))
+    }
+  }
+
+  /// "type on point (options)" of the mount that holds `path`: what a mkdir of
+  /// a pod directory costs depends on it (a journal-less ext4 charges ~200 µs here).
+  static func fileSystem(holding path: String) -> String {
+    var holder: Mount?
+    for mount in mounts() where mount.point == "/" || path == mount.point || path.hasPrefix(mount.point + "/") {
+      // The innermost; a later mount on the same point hides an earlier one.
+      if mount.point.count >= (holder?.point.count ?? 0) { holder = mount }
+    }
+    return holder.map { "\($0.type) on \($0.point) (\($0.options))" } ?? "unknown"
+  }
+
   /// Writes through a temporary file and a rename, as a secret store sync would.
   @discardableResult
   static func writeAtomically(_ bytes: [UInt8], to path: String) -> Bool {
