@@ -19,6 +19,14 @@ struct EchoService: RegistrableRPCService {
   let loop: EventLoop
   let cancelled = Locked(0)
 
+  /// How many handlers were cancelled, after waiting (up to 2 s) for the first.
+  func handlersCancelled() async throws -> Int {
+    for _ in 0..<200 where cancelled.withLock({ $0 }) == 0 {
+      try await loop.sleep(milliseconds: 10)
+    }
+    return cancelled.withLock { $0 }
+  }
+
   func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
     router.registerHandler(forMethod: Self.get, deserializer: RawBytes(), serializer: RawBytes()) { request, context in
       let single = try await ServerRequest(stream: request)
@@ -210,10 +218,7 @@ func rpcCode(_ body: () async throws -> Void) async -> RPCError.Code? {
     try await withEchoServer(endpoint: .unix(path: tempSocketPath("tdeadline"))) { client, service, _ throws in
       let code = await rpcCode { _ = try await echo(client, "sleep:10000", transportTimeout: .milliseconds(100)) }
       #expect(code == .deadlineExceeded)
-      for _ in 0..<200 where service.cancelled.withLock({ $0 }) == 0 {
-        try await service.loop.sleep(milliseconds: 10)
-      }
-      #expect(service.cancelled.withLock { $0 } == 1)
+      #expect(try await service.handlersCancelled() == 1)
       // A call that ends in time is not disturbed by its (now closed) timer.
       #expect(try await echo(client, "quick", transportTimeout: .seconds(30)) == Array("quick".utf8))
     }
@@ -224,10 +229,7 @@ func rpcCode(_ body: () async throws -> Void) async -> RPCError.Code? {
       let code = await rpcCode { _ = try await echo(client, "sleep:10000", timeout: .milliseconds(100)) }
       #expect(code == .deadlineExceeded)
       // The server learns of it through grpc-timeout (or the client's reset) and stops the handler.
-      for _ in 0..<200 where service.cancelled.withLock({ $0 }) == 0 {
-        try await service.loop.sleep(milliseconds: 10)
-      }
-      #expect(service.cancelled.withLock { $0 } == 1)
+      #expect(try await service.handlersCancelled() == 1)
       #expect(try await echo(client, "after") == Array("after".utf8))
     }
   }
