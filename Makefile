@@ -33,10 +33,13 @@ deps:
 	@$(PY) -c 'import grpc, grpc_tools, h2, pytest, yaml' 2>/dev/null || $(PY) -m pip install -q $(PY_PACKAGES)
 	@./scripts/install-kube-tools.sh $(VENV)/bin
 
+# Every target that builds stamps the version first (scripts/stamp-version.sh).
 build:
+	@./scripts/stamp-version.sh >/dev/null
 	$(SWIFT) build -c $(CONFIG)
 
 release:
+	@./scripts/stamp-version.sh >/dev/null
 	$(SWIFT) build -c release
 
 protos:
@@ -50,6 +53,7 @@ protos-check:
 	done; rm -rf $$tmp; echo "protoc-c output is up to date"
 
 unit-test:
+	@./scripts/stamp-version.sh >/dev/null
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 

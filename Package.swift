@@ -37,6 +37,8 @@ let package = Package(
     .target(name: "COpenSSL", linkerSettings: [.linkedLibrary("crypto")]),
     .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
     .target(name: "CLinux"),
+    // The version this build is, stamped by scripts/stamp-version.sh.
+    .target(name: "CBuildInfo"),
 
     // Runtime: the libuv loop as an executor, timers, signals, byte-stream transports.
     .target(name: "UVRuntime", dependencies: ["CUV"], swiftSettings: strict),
@@ -58,7 +60,7 @@ let package = Package(
     .target(
       name: "DriverCore",
       dependencies: [
-        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "VolumeFiles",
+        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "VolumeFiles",
         .product(name: "Yams", package: "Yams"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Logging", package: "swift-log"),

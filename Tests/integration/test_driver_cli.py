@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,17 @@ def test_version_flag_prints_version_and_exits_zero(driver_path):
     out = (r.stdout + r.stderr).strip()
     assert out, "--version printed nothing"
     assert any(c.isdigit() for c in out), f"--version output has no version number: {out!r}"
+
+
+def test_version_is_the_stamp_of_the_build(driver_path):
+    """The version comes from the build (scripts/stamp-version.sh), not from a constant."""
+    stamp = Path(__file__).resolve().parents[2] / ".build" / "version.h"
+    if not stamp.exists():
+        pytest.skip("no .build/version.h: the driver was built without `make`, so it has no stamp")
+    m = re.fullmatch(r'#define SSCD_BUILD_VERSION "([^"]+)"\n?', stamp.read_text())
+    assert m, f"unexpected stamp file: {stamp.read_text()!r}"
+    r = run_cmd([str(driver_path), "--version"])
+    assert r.stdout.strip() == f"secrets-store-csi-driver {m.group(1)}"
 
 
 def test_help_lists_the_flags_users_pass(driver_path):
