@@ -26,7 +26,6 @@ let package = Package(
     .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
-    .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", exact: "0.2.0"),
   ],
   targets: [
@@ -37,6 +36,7 @@ let package = Package(
     .target(name: "COpenSSL", linkerSettings: [.linkedLibrary("crypto")]),
     .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
     .target(name: "CLinux"),
+    .target(name: "CYAML", linkerSettings: [.linkedLibrary("yaml")]),
     // The version this build is, stamped by scripts/stamp-version.sh.
     .target(name: "CBuildInfo"),
 
@@ -54,14 +54,15 @@ let package = Package(
       dependencies: ["CProtobufC", .product(name: "GRPCCore", package: "grpc-swift-2")],
       swiftSettings: strict
     ),
+    // YAML documents as trees (libyaml underneath): manifests, SecretProviderClass files, kubeconfig.
+    .target(name: "YAML", dependencies: ["CYAML"], swiftSettings: strict),
     // Volume contents on disk: path rules, the atomic `..data` writer, tmpfs mounts.
     .target(name: "VolumeFiles", dependencies: ["CLinux"], swiftSettings: strict),
     // The driver: CSI Identity and Node services, volumes, providers, configuration, logging.
     .target(
       name: "DriverCore",
       dependencies: [
-        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "VolumeFiles",
-        .product(name: "Yams", package: "Yams"),
+        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "VolumeFiles", "YAML",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -128,6 +129,7 @@ let package = Package(
       swiftSettings: strict
     ),
     .testTarget(name: "VolumeFilesTests", dependencies: ["VolumeFiles", "CLinux"], swiftSettings: strict),
+    .testTarget(name: "YAMLTests", dependencies: ["YAML"], swiftSettings: strict),
     .testTarget(name: "CSIMessagesTests", dependencies: ["CSIMessages"], swiftSettings: strict),
     .testTarget(
       name: "DriverCoreTests",

@@ -162,3 +162,14 @@ def test_loop_spin_off_and_at_most_serve_calls(start_driver, csi, value):
     for _ in range(20):
         assert stub.NodeGetInfo(csi.pb2.NodeGetInfoRequest(), timeout=10).node_id == "test-node"
     assert d.stop(signal.SIGTERM) == 0, d.describe()
+
+
+def test_driver_links_neither_full_foundation_nor_icu(driver_path):
+    """Full Foundation and its ICU data are ~7 MiB resident; the driver needs only
+    FoundationEssentials (YAML goes through libyaml)."""
+    r = run_cmd(["ldd", str(driver_path)])
+    assert r.returncode == 0, r.stderr
+    libs = {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
+    assert "libFoundation.so" not in libs, r.stdout
+    assert "lib_FoundationICU.so" not in libs, r.stdout
+    assert "libFoundationInternationalization.so" not in libs, r.stdout

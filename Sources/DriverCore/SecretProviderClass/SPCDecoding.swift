@@ -1,4 +1,4 @@
-import Yams
+import YAML
 
 /// Decodes SecretProviderClass objects from YAML (or JSON, which is YAML).
 /// Strict where it matters: the kind and group must match, `spec.provider`
@@ -17,13 +17,23 @@ enum SPCDecoding {
   }
 
   /// Every document in `text`; throws a message naming the document and field.
+  /// A syntax error names its position and problem, never the text of the line: a
+  /// class's parameters may hold sensitive values, and the message reaches logs and
+  /// kubelet events.
   static func decodeAll(_ text: String, defaultNamespace: String = "default") throws -> [Outcome] {
     var out: [Outcome] = []
     var index = 0
-    // Parser.nextRoot, not compose_all: the latter's sequence stops silently at a syntax error.
-    let parser = try withoutSnippet { try Parser(yaml: text) }
-    while let node = try withoutSnippet({ try parser.nextRoot() }) {
+    let documents = YAMLDocuments(text)
+    while true {
+      let next: YAMLNode?
+      do {
+        next = try documents.next()
+      } catch {
+        throw FieldError(error.description)
+      }
+      guard let node = next else { break }
       index += 1
+      if node.isNull { continue }  // an empty document, e.g. after a trailing `---`
       do {
         out.append(try decode(node, defaultNamespace: defaultNamespace))
       } catch let e {
@@ -35,18 +45,6 @@ enum SPCDecoding {
       }
     }
     return out
-  }
-
-  /// Yams quotes the offending line of the file after its first line; a class's
-  /// parameters may hold sensitive values, so only the position and problem are
-  /// kept (they reach logs and kubelet events).
-  static func withoutSnippet<T>(_ body: () throws -> T) throws -> T {
-    do {
-      return try body()
-    } catch let error as YamlError {
-      let text = "\(error)"
-      throw FieldError(String(text.prefix { $0 != "\n" }))
-    }
   }
 
   struct FieldError: Error, CustomStringConvertible {
@@ -62,7 +60,7 @@ enum SPCDecoding {
     var description: String { message }
   }
 
-  static func decode(_ node: Node, defaultNamespace: String) throws(FieldError) -> Outcome {
+  static func decode(_ node: YAMLNode, defaultNamespace: String) throws(FieldError) -> Outcome {
     guard node.mapping != nil else { throw FieldError("not a mapping") }
     let kind = node["kind"]?.string
     let apiVersion = node["apiVersion"]?.string ?? ""
@@ -83,14 +81,15 @@ enum SPCDecoding {
       throw invalid("spec.provider \"\(provider)\" must match ^[a-zA-Z0-9_-]{0,30}$")
     }
     var parameters: [String: String] = [:]
-    if let params = node["spec"]?["parameters"], params.scalar?.string != "" || params.mapping != nil {
+    if let params = node["spec"]?["parameters"], !params.isNull {
       guard let mapping = params.mapping else {
         throw invalid("spec.parameters must be a map of strings")
       }
-      for (key, value) in mapping {
-        guard let k = key.scalar?.string else { throw invalid("spec.parameters has a non-string key") }
+      for entry in mapping {
+        let (key, value) = (entry.key, entry.value)
+        guard let k = key.string else { throw invalid("spec.parameters has a non-string key") }
         // Block scalars (`objects: |`) arrive as one string, as in the real CRD.
-        guard let v = value.scalar?.string else {
+        guard let v = value.string else {
           throw invalid("spec.parameters.\(k) must be a string (quote it, or use a | block)")
         }
         parameters[k] = v
