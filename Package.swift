@@ -56,6 +56,9 @@ let package = Package(
     ),
     // YAML documents as trees (libyaml underneath): manifests, SecretProviderClass files, kubeconfig.
     .target(name: "YAML", dependencies: ["CYAML"], swiftSettings: strict),
+    // Kubernetes API client: configuration, typed objects, verbs, watches, rate limits.
+    // HTTP comes in through the KubeTransport protocol.
+    .target(name: "KubeClient", dependencies: ["UVRuntime", "YAML"], swiftSettings: strict),
     // Volume contents on disk: path rules, the atomic `..data` writer, tmpfs mounts.
     .target(name: "VolumeFiles", dependencies: ["CLinux"], swiftSettings: strict),
     // The driver: CSI Identity and Node services, volumes, providers, configuration, logging.
@@ -129,6 +132,7 @@ let package = Package(
       swiftSettings: strict
     ),
     .testTarget(name: "VolumeFilesTests", dependencies: ["VolumeFiles", "CLinux"], swiftSettings: strict),
+    .testTarget(name: "KubeClientTests", dependencies: ["KubeClient"], swiftSettings: strict),
     .testTarget(name: "YAMLTests", dependencies: ["YAML"], swiftSettings: strict),
     .testTarget(name: "CSIMessagesTests", dependencies: ["CSIMessages"], swiftSettings: strict),
     .testTarget(

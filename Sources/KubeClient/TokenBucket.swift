@@ -1,0 +1,35 @@
+/// Client-side rate limit (`--kube-api-qps`, `--kube-api-burst`): a token bucket.
+/// Pure arithmetic on times the caller passes in, so tests drive it with a manual clock.
+public struct TokenBucket: Sendable {
+  public let ratePerSecond: Double
+  public let burst: Int
+  private var tokens: Double
+  private var last: Duration
+
+  public init(ratePerSecond: Double, burst: Int, now: Duration) {
+    precondition(ratePerSecond > 0 && burst >= 1)
+    self.ratePerSecond = ratePerSecond
+    self.burst = burst
+    self.tokens = Double(burst)
+    self.last = now
+  }
+
+  /// Takes one token; returns how long the caller must wait before it may go
+  /// (zero when a token was there). Waiters queue: each reserves the next token.
+  public mutating func reserve(now: Duration) -> Duration {
+    if now > last {
+      tokens = min(Double(burst), tokens + (now - last).seconds * ratePerSecond)
+      last = now
+    }
+    tokens -= 1
+    if tokens >= 0 { return .zero }
+    return .nanoseconds(Int64((-tokens / ratePerSecond * 1e9).rounded(.up)))
+  }
+}
+
+extension Duration {
+  var seconds: Double {
+    let (s, atto) = components
+    return Double(s) + Double(atto) / 1e18
+  }
+}
