@@ -194,7 +194,7 @@ public final class KubeClient: Sendable {
   private func throttle() async throws {
     let wait = limiter.withLock { $0.reserve(now: Self.now()) }
     guard wait > .zero else { return }
-    try await loop.sleep(milliseconds: wait.milliseconds)
+    try await loop.sleep(milliseconds: wait.timerMilliseconds)
   }
 
   static func error(status: Int, body: [UInt8]) -> KubeError {
@@ -228,13 +228,6 @@ public final class KubeClient: Sendable {
   }
 }
 
-extension Duration {
-  /// Whole milliseconds, rounded up so a wait is never short.
-  var milliseconds: UInt64 {
-    let (s, atto) = components
-    return UInt64(max(0, s)) * 1000 + UInt64((atto + 999_999_999_999_999) / 1_000_000_000_000_000)
-  }
-}
 
 /// The bearer token: fixed, or read from a file that kubelet rotates. The file is read
 /// again when it was last read more than `maxAge` ago or after a 401.

@@ -110,7 +110,7 @@ public final class KubeInformer<T: KubeObject>: Sendable {
         continue  // re-list at once: nothing is wrong with the server
       } catch {
         if Task.isCancelled { return }
-        try? await client.loop.sleep(milliseconds: backoff.milliseconds)
+        try? await client.loop.sleep(milliseconds: backoff.timerMilliseconds)
         backoff = min(backoff * 2, maxBackoff)
       }
     }

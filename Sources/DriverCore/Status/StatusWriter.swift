@@ -1,0 +1,177 @@
+public import KubeClient
+public import Logging
+public import UVRuntime
+
+/// What one mounted volume looks like in its SecretProviderClassPodStatus.
+public struct PodVolumeStatus: Sendable, Equatable {
+  public var targetPath: String
+  public var podName: String
+  public var podNamespace: String
+  public var podUID: String
+  public var className: String
+  public var objects: [SecretProviderClassPodStatusObject.ObjectVersion]
+
+  public init(
+    targetPath: String, podName: String, podNamespace: String, podUID: String, className: String,
+    objects: [SecretProviderClassPodStatusObject.ObjectVersion]
+  ) {
+    self.targetPath = targetPath
+    self.podName = podName
+    self.podNamespace = podNamespace
+    self.podUID = podUID
+    self.className = className
+    self.objects = objects
+  }
+}
+
+/// Writes SecretProviderClassPodStatus objects without making a publish wait: each
+/// volume has a queue of one (the latest wanted state wins), worked on by one task that
+/// retries with backoff until the write lands or the volume is gone. The usual publish
+/// costs one request (a create); an existing object costs a read and an update.
+public actor StatusWriter {
+  enum Wanted: Equatable {
+    case present(PodVolumeStatus)
+    case absent
+  }
+
+  let client: KubeClient
+  let nodeName: String
+  let logger: Logger
+  nonisolated let loop: EventLoop
+  public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+
+  private var wanted: [String: Wanted] = [:]  // by target path
+  private var written: [String: Wanted] = [:]
+  private var names: [String: (name: String, namespace: String)] = [:]
+  private var working: Set<String> = []
+  private var idleWaiters: [CheckedContinuation<Void, Never>] = []
+  /// Writes that failed and were retried (a counter for metrics and tests).
+  public private(set) var retries = 0
+
+  public init(client: KubeClient, nodeName: String, loop: EventLoop, logger: Logger) {
+    self.client = client
+    self.nodeName = nodeName
+    self.loop = loop
+    self.logger = logger
+  }
+
+  /// The volume is mounted with these versions: create or update its object.
+  public nonisolated func mounted(_ status: PodVolumeStatus) {
+    Task { await self.want(.present(status), for: status.targetPath) }
+  }
+
+  /// The volume is gone: delete its object.
+  public nonisolated func unmounted(targetPath: String) {
+    Task { await self.want(.absent, for: targetPath) }
+  }
+
+  /// Returns when every queued write has landed (tests, graceful shutdown).
+  public func waitUntilIdle() async {
+    if working.isEmpty { return }
+    await withCheckedContinuation { idleWaiters.append($0) }
+  }
+
+  func want(_ state: Wanted, for target: String) {
+    wanted[target] = state
+    guard !working.contains(target) else { return }
+    working.insert(target)
+    Task { await self.work(target) }
+  }
+
+  private func work(_ target: String) async {
+    var backoff = Duration.milliseconds(200)
+    while let state = wanted[target], state != written[target] {
+      do {
+        try await write(state, target: target)
+        written[target] = state
+        backoff = .milliseconds(200)
+      } catch {
+        retries += 1
+        logger.info(
+          "SecretProviderClassPodStatus write failed, retrying",
+          metadata: ["target": "\(target)", "error": "\(error)", "retry_in_ms": "\(backoff.timerMilliseconds)"])
+        try? await loop.sleep(milliseconds: backoff.timerMilliseconds)
+        backoff = min(backoff * 2, .seconds(30))
+      }
+    }
+    if wanted[target] == .absent {
+      wanted[target] = nil
+      written[target] = nil
+      names[target] = nil
+    }
+    working.remove(target)
+    if working.isEmpty {
+      let waiters = idleWaiters
+      idleWaiters = []
+      for w in waiters { w.resume() }
+    }
+  }
+
+  private func write(_ state: Wanted, target: String) async throws {
+    switch state {
+    case .absent:
+      guard let (name, namespace) = names[target] else { return }  // never written
+      try await client.delete(SecretProviderClassPodStatusObject.self, namespace: namespace, name: name)
+    case .present(let status):
+      if let (name, _) = names[target] {
+        try await upsert(status, name: name)
+        return
+      }
+      let plain = PodStatusNaming.plainName(pod: status.podName, namespace: status.podNamespace, spc: status.className)
+      if plain.utf8.count <= PodStatusNaming.maxNameLength, try await upsert(status, name: plain, unlessOtherTarget: true) {
+        names[target] = (plain, status.podNamespace)
+        return
+      }
+      let hashed = PodStatusNaming.hashedName(
+        pod: status.podName, namespace: status.podNamespace, spc: status.className, targetPath: status.targetPath)
+      try await upsert(status, name: hashed)
+      names[target] = (hashed, status.podNamespace)
+    }
+  }
+
+  /// Creates the object, or updates the one there. With `unlessOtherTarget`, returns false
+  /// (writing nothing) when the existing object records another volume of the same pod.
+  @discardableResult
+  private func upsert(_ status: PodVolumeStatus, name: String, unlessOtherTarget: Bool = false) async throws -> Bool {
+    let object = makeObject(status, name: name)
+    do {
+      _ = try await client.create(object)
+      return true
+    } catch let error as KubeError where error.isAlreadyExists {
+      var otherTarget = false
+      _ = try await client.modify(SecretProviderClassPodStatusObject.self, namespace: status.podNamespace, name: name) { existing in
+        let samePod = existing.metadata.ownerReferences?.contains { $0.uid == status.podUID } ?? false
+        if unlessOtherTarget, samePod, let recorded = existing.status?.targetPath, recorded != status.targetPath {
+          otherTarget = true
+          return false
+        }
+        if existing.status == object.status && existing.metadata.labels == object.metadata.labels
+          && existing.metadata.ownerReferences == object.metadata.ownerReferences
+        {
+          return false
+        }
+        existing.status = object.status
+        existing.metadata.labels = object.metadata.labels
+        existing.metadata.ownerReferences = object.metadata.ownerReferences
+        return true
+      }
+      return !otherTarget
+    }
+  }
+
+  func makeObject(_ status: PodVolumeStatus, name: String) -> SecretProviderClassPodStatusObject {
+    SecretProviderClassPodStatusObject(
+      metadata: ObjectMeta(
+        name: name, namespace: status.podNamespace,
+        labels: [
+          PodStatusNaming.nodeLabel: PodStatusNaming.labelValue(nodeName),
+          PodStatusNaming.podUIDLabel: PodStatusNaming.labelValue(status.podUID),
+          PodStatusNaming.podNameLabel: PodStatusNaming.labelValue(status.podName),
+          PodStatusNaming.classLabel: PodStatusNaming.labelValue(status.className),
+        ],
+        ownerReferences: [OwnerReference(apiVersion: "v1", kind: "Pod", name: status.podName, uid: status.podUID)]),
+      status: .init(
+        podName: status.podName, secretProviderClassName: status.className, mounted: true, targetPath: status.targetPath,
+        objects: status.objects))
+  }
+}
