@@ -37,6 +37,9 @@ public final class KubeClient: Sendable {
     }
   }
 
+  /// Monotonic time as a Duration since an arbitrary start (for rate limits).
+  public static func monotonicNow() -> Duration { now() }
+
   static func now() -> Duration {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)

@@ -3,7 +3,7 @@
 public struct TokenBucket: Sendable {
   public let ratePerSecond: Double
   public let burst: Int
-  private var tokens: Double
+  fileprivate var tokens: Double
   private var last: Duration
 
   public init(ratePerSecond: Double, burst: Int, now: Duration) {
@@ -25,6 +25,11 @@ public struct TokenBucket: Sendable {
     if tokens >= 0 { return .zero }
     return .nanoseconds(Int64((-tokens / ratePerSecond * 1e9).rounded(.up)))
   }
+}
+
+extension TokenBucket {
+  /// Gives back a token taken by `reserve` when the caller decided not to wait.
+  public mutating func refund() { tokens = min(Double(burst), tokens + 1) }
 }
 
 extension Duration {

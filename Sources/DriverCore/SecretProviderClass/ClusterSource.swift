@@ -55,8 +55,23 @@ public final class ClusterSecretProviderClassSource: SecretProviderClassSource, 
     guard SecretProviderClass.isValidProviderName(provider) else {
       throw invalid("spec.provider \"\(provider)\" must match ^[a-zA-Z0-9_-]{0,30}$")
     }
+    var secretObjects: [SecretProviderClass.SecretObject] = []
+    for (i, spec) in (object.spec?.secretObjects ?? []).enumerated() {
+      guard let secretName = spec.secretName, !secretName.isEmpty else {
+        throw invalid("spec.secretObjects[\(i)].secretName is required")
+      }
+      var data: [(objectName: String, key: String)] = []
+      for (j, item) in (spec.data ?? []).enumerated() {
+        guard let objectName = item.objectName, !objectName.isEmpty, let key = item.key, !key.isEmpty else {
+          throw invalid("spec.secretObjects[\(i)].data[\(j)] needs objectName and key")
+        }
+        data.append((objectName, key))
+      }
+      secretObjects.append(
+        .init(secretName: secretName, type: spec.type ?? "", labels: spec.labels ?? [:], annotations: spec.annotations ?? [:], data: data))
+    }
     return SecretProviderClass(
       name: name, namespace: namespace, provider: provider, parameters: object.spec?.parameters ?? [:],
-      resourceVersion: object.metadata.resourceVersion ?? "")
+      resourceVersion: object.metadata.resourceVersion ?? "", secretObjects: secretObjects)
   }
 }

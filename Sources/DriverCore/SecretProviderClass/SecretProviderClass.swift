@@ -10,13 +10,47 @@ public struct SecretProviderClass: Sendable, Hashable {
   public var parameters: [String: String]
   /// `metadata.resourceVersion` for cluster sources; a content stamp for local ones.
   public var resourceVersion: String
+  /// `spec.secretObjects`: Kubernetes Secrets to keep in step with the mounted objects.
+  public var secretObjects: [SecretObject]
 
-  public init(name: String, namespace: String, provider: String, parameters: [String: String] = [:], resourceVersion: String = "") {
+  public struct SecretObject: Sendable, Hashable {
+    public var secretName: String
+    /// Empty means Opaque.
+    public var type: String
+    public var labels: [String: String]
+    public var annotations: [String: String]
+    public var data: [(objectName: String, key: String)] {
+      get { dataItems.map { ($0.objectName, $0.key) } }
+      set { dataItems = newValue.map { DataItem(objectName: $0.objectName, key: $0.key) } }
+    }
+    struct DataItem: Sendable, Hashable {
+      var objectName: String
+      var key: String
+    }
+    var dataItems: [DataItem]
+
+    public init(
+      secretName: String, type: String = "", labels: [String: String] = [:], annotations: [String: String] = [:],
+      data: [(objectName: String, key: String)]
+    ) {
+      self.secretName = secretName
+      self.type = type
+      self.labels = labels
+      self.annotations = annotations
+      self.dataItems = data.map { DataItem(objectName: $0.objectName, key: $0.key) }
+    }
+  }
+
+  public init(
+    name: String, namespace: String, provider: String, parameters: [String: String] = [:], resourceVersion: String = "",
+    secretObjects: [SecretObject] = []
+  ) {
     self.name = name
     self.namespace = namespace
     self.provider = provider
     self.parameters = parameters
     self.resourceVersion = resourceVersion
+    self.secretObjects = secretObjects
   }
 
   /// Upstream's rule for provider names; it also keeps the name safe as a file name.

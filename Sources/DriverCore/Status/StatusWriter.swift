@@ -10,10 +10,14 @@ public struct PodVolumeStatus: Sendable, Equatable {
   public var podUID: String
   public var className: String
   public var objects: [SecretProviderClassPodStatusObject.ObjectVersion]
+  /// The class's `secretObjects`, built from this mount's content.
+  public var secrets: [SyncedSecret]
+  /// True when this write follows a refresh that changed content (events say "rotation").
+  public var rotated: Bool
 
   public init(
     targetPath: String, podName: String, podNamespace: String, podUID: String, className: String,
-    objects: [SecretProviderClassPodStatusObject.ObjectVersion]
+    objects: [SecretProviderClassPodStatusObject.ObjectVersion], secrets: [SyncedSecret] = [], rotated: Bool = false
   ) {
     self.targetPath = targetPath
     self.podName = podName
@@ -21,10 +25,13 @@ public struct PodVolumeStatus: Sendable, Equatable {
     self.podUID = podUID
     self.className = className
     self.objects = objects
+    self.secrets = secrets
+    self.rotated = rotated
   }
 }
 
-/// Writes SecretProviderClassPodStatus objects without making a publish wait: each
+/// Writes SecretProviderClassPodStatus objects, and then the Secrets of the class's
+/// `secretObjects` (owned by that status object), without making a publish wait: each
 /// volume has a queue of one (the latest wanted state wins), worked on by one task that
 /// retries with backoff until the write lands or the volume is gone. The usual publish
 /// costs one request (a create); an existing object costs a read and an update.
@@ -37,6 +44,8 @@ public actor StatusWriter {
   let client: KubeClient
   let nodeName: String
   let logger: Logger
+  let events: EventRecorder?
+  let sync: SecretSync
   nonisolated let loop: EventLoop
   public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
@@ -48,8 +57,10 @@ public actor StatusWriter {
   /// Writes that failed and were retried (a counter for metrics and tests).
   public private(set) var retries = 0
 
-  public init(client: KubeClient, nodeName: String, loop: EventLoop, logger: Logger) {
+  public init(client: KubeClient, nodeName: String, loop: EventLoop, logger: Logger, events: EventRecorder? = nil) {
     self.client = client
+    self.events = events
+    self.sync = SecretSync(client: client)
     self.nodeName = nodeName
     self.loop = loop
     self.logger = logger
@@ -113,33 +124,67 @@ public actor StatusWriter {
       guard let (name, namespace) = names[target] else { return }  // never written
       try await client.delete(SecretProviderClassPodStatusObject.self, namespace: namespace, name: name)
     case .present(let status):
+      let written: SecretProviderClassPodStatusObject
       if let (name, _) = names[target] {
-        try await upsert(status, name: name)
-        return
+        written = try await upsert(status, name: name)!
+      } else {
+        let plain = PodStatusNaming.plainName(pod: status.podName, namespace: status.podNamespace, spc: status.className)
+        if plain.utf8.count <= PodStatusNaming.maxNameLength, let object = try await upsert(status, name: plain, unlessOtherTarget: true) {
+          names[target] = (plain, status.podNamespace)
+          written = object
+        } else {
+          let hashed = PodStatusNaming.hashedName(
+            pod: status.podName, namespace: status.podNamespace, spc: status.className, targetPath: status.targetPath)
+          written = try await upsert(status, name: hashed)!
+          names[target] = (hashed, status.podNamespace)
+        }
       }
-      let plain = PodStatusNaming.plainName(pod: status.podName, namespace: status.podNamespace, spc: status.className)
-      if plain.utf8.count <= PodStatusNaming.maxNameLength, try await upsert(status, name: plain, unlessOtherTarget: true) {
-        names[target] = (plain, status.podNamespace)
-        return
-      }
-      let hashed = PodStatusNaming.hashedName(
-        pod: status.podName, namespace: status.podNamespace, spc: status.className, targetPath: status.targetPath)
-      try await upsert(status, name: hashed)
-      names[target] = (hashed, status.podNamespace)
+      try await syncSecrets(status, owner: written)
     }
   }
 
-  /// Creates the object, or updates the one there. With `unlessOtherTarget`, returns false
-  /// (writing nothing) when the existing object records another volume of the same pod.
-  @discardableResult
-  private func upsert(_ status: PodVolumeStatus, name: String, unlessOtherTarget: Bool = false) async throws -> Bool {
+  /// The class's Secrets, each owned by this volume's status object. A Secret the driver
+  /// does not manage, or a class that names objects that were not mounted, is reported
+  /// (event and log) and not retried; API failures are retried with the status write.
+  private func syncSecrets(_ status: PodVolumeStatus, owner: SecretProviderClassPodStatusObject) async throws {
+    guard !status.secrets.isEmpty, let name = owner.metadata.name, let uid = owner.metadata.uid else { return }
+    let reference = OwnerReference(apiVersion: SecretProviderClassPodStatusObject.resource.apiVersion, kind: "SecretProviderClassPodStatus", name: name, uid: uid)
+    let pod = EventRecorder.Pod(name: status.podName, namespace: status.podNamespace, uid: status.podUID)
+    for secret in status.secrets {
+      let outcome: SecretSync.Outcome
+      do {
+        outcome = try await sync.apply(secret, owner: reference)
+      } catch let error as SyncError {
+        logger.error("Secret not synced", metadata: ["secret": "\(secret.namespace)/\(secret.name)", "error": "\(error)"])
+        await events?.record(pod, warning: true, reason: "SecretSyncFailed", message: error.message)
+        continue
+      }
+      switch outcome {
+      case .notManaged:
+        let message = "Secret \(secret.namespace)/\(secret.name) exists and is not managed by the driver (no label \(SyncedSecret.managedLabel)=true): left unchanged"
+        logger.error("Secret not synced", metadata: ["secret": "\(secret.namespace)/\(secret.name)", "reason": "not managed"])
+        await events?.record(pod, warning: true, reason: "SecretNotManaged", message: message)
+      case .updated where status.rotated:
+        await events?.record(pod, warning: false, reason: "SecretRotationComplete", message: "Secret \(secret.namespace)/\(secret.name) updated with rotated content")
+      case .created, .updated, .unchanged:
+        break
+      }
+    }
+  }
+
+  /// Creates the object, or updates the one there, and returns what the server holds.
+  /// With `unlessOtherTarget`, returns nil (writing nothing) when the existing object
+  /// records another volume of the same pod.
+  private func upsert(_ status: PodVolumeStatus, name: String, unlessOtherTarget: Bool = false) async throws
+    -> SecretProviderClassPodStatusObject?
+  {
     let object = makeObject(status, name: name)
     do {
-      _ = try await client.create(object)
-      return true
+      return try await client.create(object)
     } catch let error as KubeError where error.isAlreadyExists {
       var otherTarget = false
-      _ = try await client.modify(SecretProviderClassPodStatusObject.self, namespace: status.podNamespace, name: name) { existing in
+      let current = try await client.modify(SecretProviderClassPodStatusObject.self, namespace: status.podNamespace, name: name) {
+        existing in
         let samePod = existing.metadata.ownerReferences?.contains { $0.uid == status.podUID } ?? false
         if unlessOtherTarget, samePod, let recorded = existing.status?.targetPath, recorded != status.targetPath {
           otherTarget = true
@@ -155,7 +200,7 @@ public actor StatusWriter {
         existing.metadata.ownerReferences = object.metadata.ownerReferences
         return true
       }
-      return !otherTarget
+      return otherTarget ? nil : current
     }
   }
 
