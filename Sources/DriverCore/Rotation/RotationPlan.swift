@@ -1,0 +1,183 @@
+/// When each volume is due for a refresh: the decisions of rotation, with no I/O and no
+/// clock of its own, so tests drive it with a manual clock.
+///
+/// - A volume is due at its last successful fetch + its interval − jitter. The jitter is
+///   a fixed fraction of the interval per volume (derived from its target path, so a
+///   restart keeps the spread), up to `maxJitterFraction` of the interval and never more
+///   than `maxJitter`: a node's volumes spread out instead of refreshing in lockstep,
+///   and no volume is ever refreshed later than one interval after its last fetch.
+/// - Intervals come from the class (an annotation) or the default, never below `floor`.
+/// - A failed refresh backs off exponentially per key (class and identity), with jitter,
+///   from `backoffBase` up to `backoffCap`; a success resets it.
+/// - A volume whose tokens have expired is not due until a republish brings new ones.
+public struct RotationPlan: Sendable {
+  public struct Settings: Sendable, Hashable {
+    public var defaultInterval: Duration
+    public var floor: Duration
+    public var maxJitterFraction: Double = 0.1
+    public var maxJitter: Duration = .seconds(10)
+    public var backoffBase: Duration = .seconds(5)
+    public var backoffCap: Duration = .seconds(300)
+
+    public init(defaultInterval: Duration, floor: Duration) {
+      self.defaultInterval = defaultInterval
+      self.floor = floor
+    }
+  }
+
+  public struct Volume: Sendable, Hashable {
+    public var target: String
+    /// The key refreshes back off by: same class and identity share a backoff.
+    public var backoffKey: String
+    public var interval: Duration?
+    public var lastFetch: Duration
+    /// When the tokens kubelet last gave expire (nil: no tokens, or none that expire).
+    public var tokensExpire: Duration?
+
+    public init(target: String, backoffKey: String, interval: Duration?, lastFetch: Duration, tokensExpire: Duration?) {
+      self.target = target
+      self.backoffKey = backoffKey
+      self.interval = interval
+      self.lastFetch = lastFetch
+      self.tokensExpire = tokensExpire
+    }
+  }
+
+  public let settings: Settings
+  private var volumes: [String: (volume: Volume, generation: Int)] = [:]
+  /// Due times; an entry whose generation is not its volume's current one is stale
+  /// (the volume was upserted or removed since) and is dropped when it surfaces.
+  private var heap: [(due: Duration, target: String, generation: Int)] = []
+  private var generation = 0
+  private var backoff: [String: (failures: Int, until: Duration)] = [:]
+  /// Volumes whose tokens had expired when they came due: refreshed at their next republish.
+  public private(set) var waitingForRepublish: Set<String> = []
+
+  public init(settings: Settings) {
+    self.settings = settings
+  }
+
+  public var count: Int { volumes.count }
+
+  /// The interval for a class that asks for `requested` (nil: the default), floored.
+  public func interval(for requested: Duration?) -> Duration {
+    max(requested ?? settings.defaultInterval, settings.floor)
+  }
+
+  /// A stable number in [0, 1) for a target path (FNV-1a): the same after a restart.
+  static func unit(_ target: String) -> Double {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in target.utf8 {
+      hash ^= UInt64(byte)
+      hash &*= 0x0000_0100_0000_01b3
+    }
+    return Double(hash % 10_000) / 10_000
+  }
+
+  /// This volume's jitter: a stable fraction of its interval, bounded.
+  public func jitter(target: String, interval: Duration) -> Duration {
+    let unit = Self.unit(target)
+    let bound = min(interval * settings.maxJitterFraction, settings.maxJitter)
+    return bound * unit
+  }
+
+  public func due(_ volume: Volume) -> Duration {
+    let interval = interval(for: volume.interval)
+    var due = volume.lastFetch + interval - jitter(target: volume.target, interval: interval)
+    if let b = backoff[volume.backoffKey], b.until > due { due = b.until }
+    return due
+  }
+
+  /// Adds or replaces a volume (after a first mount, a refresh, a republish).
+  public mutating func upsert(_ volume: Volume) {
+    generation += 1
+    volumes[volume.target] = (volume, generation)
+    waitingForRepublish.remove(volume.target)
+    push(due(volume), volume.target, generation)
+  }
+
+  public mutating func remove(target: String) {
+    volumes[target] = nil
+    waitingForRepublish.remove(target)
+  }
+
+  /// When the next volume is due (arm one timer for this), or nil when none is.
+  public mutating func nextDue() -> Duration? {
+    dropStale()
+    return heap.first?.due
+  }
+
+  /// Volumes due at `now`, earliest first; each leaves the plan until it is upserted
+  /// again (after its refresh) or fails (`failed`). Volumes whose tokens have expired go
+  /// to `waitingForRepublish` instead.
+  public mutating func takeDue(now: Duration) -> [Volume] {
+    var out: [Volume] = []
+    while true {
+      dropStale()
+      guard let top = heap.first, top.due <= now else { break }
+      popTop()
+      let volume = volumes[top.target]!.volume
+      if let expiry = volume.tokensExpire, expiry <= now {
+        waitingForRepublish.insert(volume.target)
+        continue
+      }
+      out.append(volume)
+    }
+    return out
+  }
+
+  /// A refresh failed: back off this key and put the volume back at the backoff's end.
+  public mutating func failed(_ volume: Volume, now: Duration, retryable: Bool = true) {
+    var entry = backoff[volume.backoffKey] ?? (0, .zero)
+    entry.failures += 1
+    let exponent = min(entry.failures - 1, 16)
+    var wait = settings.backoffBase * Double(1 << exponent)
+    if wait > settings.backoffCap { wait = settings.backoffCap }
+    // Up to +25 % so volumes of one key do not retry in lockstep.
+    wait = wait + wait * 0.25 * Self.unit(volume.target)
+    entry.until = max(entry.until, now + wait)
+    backoff[volume.backoffKey] = entry
+    if retryable, let current = volumes[volume.target] { push(entry.until, volume.target, current.generation) }
+  }
+
+  /// A refresh of this key succeeded: its backoff is over.
+  public mutating func succeeded(backoffKey: String) {
+    backoff[backoffKey] = nil
+  }
+
+  public func backoffFailures(key: String) -> Int { backoff[key]?.failures ?? 0 }
+
+  // MARK: heap
+
+  private mutating func dropStale() {
+    while let top = heap.first, volumes[top.target]?.generation != top.generation || waitingForRepublish.contains(top.target) {
+      popTop()
+    }
+  }
+
+  private mutating func push(_ due: Duration, _ target: String, _ generation: Int) {
+    heap.append((due, target, generation))
+    var i = heap.count - 1
+    while i > 0 {
+      let parent = (i - 1) / 2
+      guard heap[i].due < heap[parent].due else { break }
+      heap.swapAt(i, parent)
+      i = parent
+    }
+  }
+
+  private mutating func popTop() {
+    heap.swapAt(0, heap.count - 1)
+    heap.removeLast()
+    var i = 0
+    while true {
+      let l = 2 * i + 1, r = l + 1
+      var m = i
+      if l < heap.count && heap[l].due < heap[m].due { m = l }
+      if r < heap.count && heap[r].due < heap[m].due { m = r }
+      if m == i { return }
+      heap.swapAt(i, m)
+      i = m
+    }
+  }
+}
