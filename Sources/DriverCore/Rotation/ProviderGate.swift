@@ -1,0 +1,137 @@
+import KubeClient
+public import UVRuntime
+
+/// Bounds the calls the driver makes to one provider (`--provider-max-concurrency`,
+/// `--provider-qps`/`--provider-burst`), and orders the waiting ones: a first mount
+/// (a pod waiting to start) always goes ahead of every refresh, whatever arrived first.
+/// Within a priority, calls go in arrival order.
+public actor ProviderGate {
+  public enum Priority: Sendable {
+    case firstMount
+    case refresh
+  }
+
+  public struct Limits: Sendable, Hashable {
+    /// Calls in flight at once (0: unbounded).
+    public var concurrency: Int
+    /// Calls started per second, with a burst (nil: unbounded).
+    public var ratePerSecond: Double?
+    public var burst: Int
+    public init(concurrency: Int = 0, ratePerSecond: Double? = nil, burst: Int = 1) {
+      self.concurrency = concurrency
+      self.ratePerSecond = ratePerSecond
+      self.burst = burst
+    }
+  }
+
+  private struct Waiter {
+    var id: Int
+    var continuation: CheckedContinuation<Void, any Error>
+  }
+
+  let limits: Limits
+  nonisolated let loop: EventLoop
+  public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+
+  private var inFlight = 0
+  private var firstMounts: [Waiter] = []
+  private var refreshes: [Waiter] = []
+  private var nextID = 0
+  private var bucket: TokenBucket?
+  private var pacing = false
+  /// Calls that had to wait for a slot or a token, by priority (metrics and tests).
+  public private(set) var waited: (firstMounts: Int, refreshes: Int) = (0, 0)
+
+  public init(limits: Limits, loop: EventLoop) {
+    self.limits = limits
+    self.loop = loop
+    if let rate = limits.ratePerSecond {
+      bucket = TokenBucket(ratePerSecond: rate, burst: max(1, limits.burst), now: KubeClient.monotonicNow())
+    }
+  }
+
+  public var queued: (firstMounts: Int, refreshes: Int) { (firstMounts.count, refreshes.count) }
+
+  /// Runs `body` once the gate lets this call through.
+  public func withPermit<T: Sendable>(_ priority: Priority, _ body: () async throws -> T) async throws -> T {
+    try await acquire(priority)
+    defer { release() }
+    return try await body()
+  }
+
+  public func acquire(_ priority: Priority) async throws {
+    if firstMounts.isEmpty && refreshes.isEmpty && hasSlot() && takeToken() {
+      inFlight += 1
+      return
+    }
+    switch priority {
+    case .firstMount: waited.firstMounts += 1
+    case .refresh: waited.refreshes += 1
+    }
+    nextID += 1
+    let id = nextID
+    try await withTaskCancellationHandler {
+      try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+        switch priority {
+        case .firstMount: firstMounts.append(Waiter(id: id, continuation: c))
+        case .refresh: refreshes.append(Waiter(id: id, continuation: c))
+        }
+        dispatch()
+      }
+    } onCancel: {
+      Task { await self.cancel(id) }
+    }
+  }
+
+  public func release() {
+    inFlight -= 1
+    dispatch()
+  }
+
+  private func cancel(_ id: Int) {
+    if let i = firstMounts.firstIndex(where: { $0.id == id }) {
+      firstMounts.remove(at: i).continuation.resume(throwing: CancellationError())
+    } else if let i = refreshes.firstIndex(where: { $0.id == id }) {
+      refreshes.remove(at: i).continuation.resume(throwing: CancellationError())
+    }
+  }
+
+  private func hasSlot() -> Bool { limits.concurrency <= 0 || inFlight < limits.concurrency }
+
+  private func takeToken() -> Bool {
+    guard var b = bucket else { return true }
+    let wait = b.reserve(now: KubeClient.monotonicNow())
+    if wait > .zero {
+      b.refund()
+      bucket = b
+      pace(after: wait)
+      return false
+    }
+    bucket = b
+    return true
+  }
+
+  /// Lets waiters through while there are slots and tokens, first mounts first.
+  private func dispatch() {
+    while hasSlot(), !(firstMounts.isEmpty && refreshes.isEmpty), takeToken() {
+      let next = firstMounts.isEmpty ? refreshes.removeFirst() : firstMounts.removeFirst()
+      inFlight += 1
+      next.continuation.resume()
+    }
+  }
+
+  /// Out of tokens: look again when the next one is due (one timer at a time).
+  private func pace(after wait: Duration) {
+    guard !pacing else { return }
+    pacing = true
+    Task {
+      try? await loop.sleep(milliseconds: wait.timerMilliseconds)
+      self.paced()
+    }
+  }
+
+  private func paced() {
+    pacing = false
+    dispatch()
+  }
+}
