@@ -576,3 +576,26 @@ def test_crd_schema_rejects_malformed_objects(case):
     assert _validate(bad), f"{case}: the schema accepted {bad}"
     if bad["kind"] == "SecretProviderClass":
         assert _validate(dict(bad, apiVersion="secrets-store.csi.x-k8s.io/v1alpha1")), f"{case}: v1alpha1 accepted it"
+
+
+@needs_helm
+def test_install_notes_warn_about_the_upstream_image():
+    out = _run([HELM, "install", "sscd", str(CHART), "--dry-run=client",
+                "--set", "linux.image.repository=registry.k8s.io/csi-secrets-store/driver", "--set", "linux.image.tag=v1.6.0"])
+    assert "upstream Go driver's image" in out.split("NOTES:", 1)[1]
+
+
+@needs_helm
+def test_rbac_install_false_and_linux_enabled_false():
+    objs = helm_template("--set", "rbac.install=false")
+    kinds = {o["kind"] for o in objs}
+    assert not kinds & {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}, kinds
+    # As upstream: the Secret sync role follows syncSecret.enabled alone.
+    objs = helm_template("--set", "rbac.install=false", "--set", "syncSecret.enabled=true")
+    assert {o["metadata"]["name"] for o in objs if o["kind"].startswith("ClusterRole")} == {
+        "secretprovidersyncing-role", "secretprovidersyncing-rolebinding"}
+    assert one(objs, "DaemonSet")["spec"]["template"]["spec"]["serviceAccountName"] == "secrets-store-csi-driver"
+    objs = helm_template("--set", "linux.enabled=false")
+    kinds = {o["kind"] for o in objs}
+    assert "DaemonSet" not in kinds and "Service" not in kinds
+    assert "CSIDriver" in kinds
