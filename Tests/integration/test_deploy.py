@@ -599,3 +599,23 @@ def test_rbac_install_false_and_linux_enabled_false():
     kinds = {o["kind"] for o in objs}
     assert "DaemonSet" not in kinds and "Service" not in kinds
     assert "CSIDriver" in kinds
+
+
+@needs_helm
+def test_chart_defaults_agree_with_the_deploy_manifests():
+    """Two renderings of one install: the chart's defaults and deploy/base must not drift apart."""
+    base = one(_docs((BASE / "daemonset.yaml").read_text()), "DaemonSet")["spec"]["template"]["spec"]
+    chart = one(helm_template(), "DaemonSet")["spec"]["template"]["spec"]
+    assert sorted((v["name"], v["hostPath"]["path"], v["hostPath"]["type"]) for v in base["volumes"]) == \
+        sorted((v["name"], v["hostPath"]["path"], v["hostPath"]["type"]) for v in chart["volumes"])
+    for key in ("priorityClassName", "tolerations", "nodeSelector", "serviceAccountName"):
+        assert base[key] == chart[key], key
+    for b, c in zip(base["containers"], chart["containers"]):
+        assert b["name"] == c["name"]
+        for key in ("volumeMounts", "resources", "livenessProbe", "readinessProbe", "securityContext", "ports", "env"):
+            assert b.get(key) == c.get(key), f"{b['name']}.{key} differs"
+        if b["name"] != DRIVER_CONTAINER:
+            assert b["image"] == c["image"] and b["args"] == c["args"], b["name"]
+    base_csidriver = one(_docs((BASE / "csidriver.yaml").read_text()), "CSIDriver")["spec"]
+    chart_csidriver = one(helm_template(), "CSIDriver")["spec"]
+    assert base_csidriver == chart_csidriver
