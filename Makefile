@@ -8,7 +8,7 @@ BIN := .build/$(CONFIG)/secrets-store-csi-driver
 
 APT_PACKAGES := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
   libssl-dev libcurl4-openssl-dev libyaml-dev python3-venv nghttp2-client pkg-config util-linux
-PY_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1 protobuf h2 pytest pyyaml
+PY_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1 protobuf h2 pytest pyyaml jsonschema
 
 .PHONY: help deps build release test unit-test integration-test protos protos-check demo bench bench-rtt bench-rtt-run clean
 
@@ -30,7 +30,7 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -c 'import grpc, grpc_tools, h2, pytest, yaml' 2>/dev/null || $(PY) -m pip install -q $(PY_PACKAGES)
+	@$(PY) -c 'import grpc, grpc_tools, h2, pytest, yaml, jsonschema' 2>/dev/null || $(PY) -m pip install -q $(PY_PACKAGES)
 	@./scripts/install-kube-tools.sh $(VENV)/bin
 
 # Every target that builds stamps the version first (scripts/stamp-version.sh).
