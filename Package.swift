@@ -132,7 +132,7 @@ let package = Package(
       swiftSettings: strict
     ),
     .testTarget(name: "VolumeFilesTests", dependencies: ["VolumeFiles", "CLinux"], swiftSettings: strict),
-    .testTarget(name: "KubeClientTests", dependencies: ["KubeClient"], swiftSettings: strict),
+    .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "YAML"], swiftSettings: strict),
     .testTarget(name: "YAMLTests", dependencies: ["YAML"], swiftSettings: strict),
     .testTarget(name: "CSIMessagesTests", dependencies: ["CSIMessages"], swiftSettings: strict),
     .testTarget(

@@ -46,49 +46,86 @@ public final class KubeClient: Sendable {
     return .seconds(ts.tv_sec) + .nanoseconds(ts.tv_nsec)
   }
 
-  // MARK: verbs
+  // MARK: verbs on typed objects
 
   public func get<T: KubeObject>(_ type: T.Type, namespace: String?, name: String) async throws -> T {
-    try await decode(T.self, from: call("GET", T.resource.path(namespace: namespace, name: name)))
+    try await get(T.self, T.resource, namespace: namespace, name: name)
   }
 
   public func list<T: KubeObject>(
     _ type: T.Type, namespace: String? = nil, labelSelector: String? = nil, fieldSelector: String? = nil,
     resourceVersion: String? = nil
   ) async throws -> KubeList<T> {
-    let query = Self.query(["labelSelector": labelSelector, "fieldSelector": fieldSelector, "resourceVersion": resourceVersion])
-    return try await decode(KubeList<T>.self, from: call("GET", T.resource.path(namespace: namespace) + query))
+    try await list(T.self, T.resource, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector, resourceVersion: resourceVersion)
   }
 
   public func create<T: KubeObject>(_ object: T) async throws -> T {
-    try await decode(T.self, from: call("POST", T.resource.path(namespace: object.metadata.namespace), body: encode(object)))
+    try await create(object, T.resource, namespace: object.metadata.namespace)
   }
 
   /// PUT: fails with a conflict when `metadata.resourceVersion` is stale.
   public func update<T: KubeObject>(_ object: T, subresource: String? = nil) async throws -> T {
-    let path = T.resource.path(namespace: object.metadata.namespace, name: object.metadata.name ?? "", subresource: subresource)
-    return try await decode(T.self, from: call("PUT", path, body: encode(object)))
+    try await update(object, T.resource, namespace: object.metadata.namespace, name: object.metadata.name ?? "", subresource: subresource)
   }
 
   /// JSON merge patch (RFC 7386): only the fields in `patch` change.
   public func mergePatch<T: KubeObject>(
     _ type: T.Type, namespace: String?, name: String, patch: [UInt8], subresource: String? = nil
   ) async throws -> T {
-    try await decode(
-      T.self,
-      from: call(
-        "PATCH", T.resource.path(namespace: namespace, name: name, subresource: subresource), body: patch,
-        contentType: "application/merge-patch+json"))
+    try await mergePatch(T.self, T.resource, namespace: namespace, name: name, patch: patch, subresource: subresource)
   }
 
   /// Deletes the object; with `uid`, only that incarnation of the name (a precondition).
   /// A missing object is not an error.
   public func delete<T: KubeObject>(_ type: T.Type, namespace: String?, name: String, uid: String? = nil) async throws {
+    try await delete(T.resource, namespace: namespace, name: name, uid: uid)
+  }
+
+  // MARK: verbs on any resource (objects as any Codable shape, e.g. JSONValue)
+
+  public func get<T: Decodable>(_ type: T.Type, _ resource: KubeResource, namespace: String?, name: String) async throws -> T {
+    try decode(T.self, from: await call("GET", resource.path(namespace: namespace, name: name)))
+  }
+
+  public func list<T: Decodable & Sendable>(
+    _ type: T.Type, _ resource: KubeResource, namespace: String? = nil, labelSelector: String? = nil, fieldSelector: String? = nil,
+    resourceVersion: String? = nil
+  ) async throws -> KubeList<T> {
+    let query = Self.query(["labelSelector": labelSelector, "fieldSelector": fieldSelector, "resourceVersion": resourceVersion])
+    return try decode(KubeList<T>.self, from: await call("GET", resource.path(namespace: namespace) + query))
+  }
+
+  public func create<T: Codable>(_ object: T, _ resource: KubeResource, namespace: String?) async throws -> T {
+    try decode(T.self, from: await call("POST", resource.path(namespace: namespace), body: encode(object)))
+  }
+
+  public func update<T: Codable>(
+    _ object: T, _ resource: KubeResource, namespace: String?, name: String, subresource: String? = nil
+  ) async throws -> T {
+    try decode(T.self, from: await call("PUT", resource.path(namespace: namespace, name: name, subresource: subresource), body: encode(object)))
+  }
+
+  public func mergePatch<T: Decodable>(
+    _ type: T.Type, _ resource: KubeResource, namespace: String?, name: String, patch: [UInt8], subresource: String? = nil
+  ) async throws -> T {
+    try decode(
+      T.self,
+      from: await call(
+        "PATCH", resource.path(namespace: namespace, name: name, subresource: subresource), body: patch,
+        contentType: "application/merge-patch+json"))
+  }
+
+  /// A missing object is not an error. `propagation`: Background (dependents go later),
+  /// Foreground or Orphan.
+  public func delete(
+    _ resource: KubeResource, namespace: String?, name: String, uid: String? = nil, propagation: String = "Background"
+  ) async throws {
     var options = DeleteOptions()
+    options.propagationPolicy = propagation
     options.preconditions = uid.map { .init(uid: $0) }
     let body = try encode(options)
     do {
-      _ = try await call("DELETE", T.resource.path(namespace: namespace, name: name), body: body)
+      _ = try await call("DELETE", resource.path(namespace: namespace, name: name), body: body)
     } catch let error as KubeError where error.isNotFound {
       return
     }
@@ -118,11 +155,20 @@ public final class KubeClient: Sendable {
     _ type: T.Type, namespace: String? = nil, labelSelector: String? = nil, fieldSelector: String? = nil,
     resourceVersion: String, timeoutSeconds: Int = 300
   ) async throws -> AsyncThrowingStream<WatchEvent<T>, any Error> {
+    try await watch(
+      T.self, T.resource, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
+      resourceVersion: resourceVersion, timeoutSeconds: timeoutSeconds)
+  }
+
+  public func watch<T: Decodable & Sendable>(
+    _ type: T.Type, _ resource: KubeResource, namespace: String? = nil, labelSelector: String? = nil, fieldSelector: String? = nil,
+    resourceVersion: String, timeoutSeconds: Int = 300
+  ) async throws -> AsyncThrowingStream<WatchEvent<T>, any Error> {
     let query = Self.query([
       "watch": "1", "allowWatchBookmarks": "true", "resourceVersion": resourceVersion, "timeoutSeconds": "\(timeoutSeconds)",
       "labelSelector": labelSelector, "fieldSelector": fieldSelector,
     ])
-    let request = try await prepare("GET", T.resource.path(namespace: namespace) + query, body: nil, contentType: nil)
+    let request = try await prepare("GET", resource.path(namespace: namespace) + query, body: nil, contentType: nil)
     var req = request
     // Between lines the server sends bookmarks about once a minute; twice that is a dead watch.
     req.timeout = .seconds(max(timeoutSeconds, 60) + 60)
@@ -148,7 +194,7 @@ public final class KubeClient: Sendable {
     }
   }
 
-  static func decodeWatchLine<T: KubeObject>(_ line: [UInt8], as: T.Type) throws -> WatchEvent<T> {
+  static func decodeWatchLine<T: Decodable & Sendable>(_ line: [UInt8], as: T.Type) throws -> WatchEvent<T> {
     let decoder = JSONDecoder()
     let data = Data(line)
     let head = try decoder.decode(Head.self, from: data)

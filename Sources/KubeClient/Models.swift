@@ -71,7 +71,7 @@ public struct KubeStatus: Codable, Sendable, Hashable {
   public var details: Details?
 }
 
-public struct KubeList<Item: KubeObject>: Decodable, Sendable {
+public struct KubeList<Item: Decodable & Sendable>: Decodable, Sendable {
   public struct ListMeta: Codable, Sendable {
     public var resourceVersion: String?
     public var `continue`: String?
@@ -81,7 +81,7 @@ public struct KubeList<Item: KubeObject>: Decodable, Sendable {
 }
 
 /// One line of a watch stream.
-public enum WatchEvent<Item: KubeObject>: Sendable {
+public enum WatchEvent<Item: Sendable>: Sendable {
   case added(Item)
   case modified(Item)
   case deleted(Item)

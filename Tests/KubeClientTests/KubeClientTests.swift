@@ -2,6 +2,7 @@ import FoundationEssentials
 import Glibc
 @testable import KubeClient
 import Testing
+import YAML
 
 /// A directory under /tmp, removed afterwards.
 private func withDirectory(_ body: (String) throws -> Void) throws {
@@ -194,5 +195,32 @@ private func write(_ path: String, _ text: String) {
     #expect(json.contains(#""k":"AAH/""#))
     let back = try JSONDecoder().decode(SecretObject.self, from: Data(json.utf8))
     #expect(back.data?["k"] == Data([0, 1, 255]))
+  }
+}
+
+@Suite struct JSONValueTests {
+  @Test func yamlScalarsResolveLikeKubernetes() throws {
+    let doc = try #require(
+      try YAMLDocuments.parseAll(
+        "a: true\nb: 'true'\nc: 8095\nd: \"8095\"\ne: 1.5\nf: ~\ng: :8095\nh: 0x1F\ni: [x, 2]\nj: 1e3\nk: 2m\n"
+      ).first)
+    let v = JSONValue(yaml: doc)
+    #expect(v["a"] == .bool(true))
+    #expect(v["b"] == .string("true"))
+    #expect(v["c"] == .int(8095))
+    #expect(v["d"] == .string("8095"))
+    #expect(v["e"] == .double(1.5))
+    #expect(v["f"] == .null)
+    #expect(v["g"] == .string(":8095"))
+    #expect(v["h"] == .int(31))
+    #expect(v["i"] == .array([.string("x"), .int(2)]))
+    #expect(v["j"] == .double(1000))
+    #expect(v["k"] == .string("2m"))
+  }
+
+  @Test func jsonRoundTripKeepsIntegers() throws {
+    let v = JSONValue.object(["n": .int(9_007_199_254_740_993), "s": .string("x"), "a": .array([.bool(false), .null])])
+    let back = try JSONDecoder().decode(JSONValue.self, from: Data(try KubeClient.encode(v)))
+    #expect(back == v)
   }
 }
