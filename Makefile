@@ -7,10 +7,10 @@ CONFIG ?= debug
 BIN := .build/$(CONFIG)/secrets-store-csi-driver
 
 APT_PACKAGES := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
-  libssl-dev libcurl4-openssl-dev libyaml-dev python3-venv nghttp2-client pkg-config util-linux
+  libssl-dev libcurl4-openssl-dev libyaml-dev python3-venv nghttp2-client pkg-config util-linux umoci
 PY_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1 protobuf h2 pytest pyyaml jsonschema
 
-.PHONY: help deps build release test unit-test integration-test protos protos-check demo bench bench-rtt bench-rtt-run clean
+.PHONY: help deps build release image-rootfs test unit-test integration-test protos protos-check demo bench bench-rtt bench-rtt-run clean
 
 help:
 	@echo "make deps              install Debian packages and the Python test virtualenv (idempotent)"
@@ -18,6 +18,7 @@ help:
 	@echo "make release           release build"
 	@echo "make test              everything CI runs: protos check, unit tests, integration tests"
 	@echo "make protos            regenerate the protoc-c code from Protos/"
+	@echo "make image-rootfs      the runtime image as a rootfs tree and an OCI layout tarball (.build/image), no container engine"
 	@echo "make demo              publish, rotate and remove a secrets volume end to end (reference provider, no cluster)"
 	@echo "make bench             the standard load scenarios (csi-load, release build) and unary RTT: pass/fail, .build/bench/report.html"
 	@echo "                       BENCH_BASELINE=dir compares with an earlier run, BENCH_ONLY=a-c1,b-burst250 picks scenarios"
@@ -62,6 +63,14 @@ integration-test: build
 	  LOAD_BIN=$(abspath .build/$(CONFIG)/csi-load) $(PY) -m pytest -q Tests/integration
 
 test: deps protos-check unit-test integration-test
+
+IMAGE_OUT ?= .build/image
+
+# The runtime image without a container engine: the release binary, its shared libraries
+# and CA certificates as a rootfs tree, a rootfs tarball and an OCI image layout tarball
+# (umoci), in $(IMAGE_OUT). deploy/Containerfile builds the same tree with podman/docker.
+image-rootfs: deps release
+	./scripts/image-rootfs.sh .build/release/secrets-store-csi-driver $(IMAGE_OUT)
 
 demo: deps build
 	$(PY) scripts/demo.py --driver $(abspath $(BIN)) --provider $(abspath .build/$(CONFIG)/csi-reference-provider)

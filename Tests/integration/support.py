@@ -216,11 +216,14 @@ class DriverProcess:
     """One running driver. stderr goes to a file (never a pipe that could fill
     up and block the driver)."""
 
-    def __init__(self, binary: Path, workdir: Path, endpoint: str, args: list[str]):
+    def __init__(self, binary: Path, workdir: Path, endpoint: str, args: list[str],
+                 prefix: Sequence[str] = (), connect_endpoint: Optional[str] = None):
+        """`prefix` runs the driver under another command (e.g. chroot ROOT); then
+        `connect_endpoint` is where this side reaches the socket it serves as `endpoint`."""
         self.binary = binary
         self.workdir = workdir
-        self.endpoint = endpoint
-        self.args = [str(binary), "--endpoint", endpoint, *args]
+        self.endpoint = connect_endpoint or endpoint
+        self.args = [*prefix, str(binary), "--endpoint", endpoint, *args]
         self.stderr_path = workdir / f"driver-{id(self)}.stderr"
         self.stdout_path = workdir / f"driver-{id(self)}.stdout"
         self._stderr_f = open(self.stderr_path, "wb")
