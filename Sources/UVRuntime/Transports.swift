@@ -16,7 +16,7 @@ public enum Transports {
     loop.preconditionInLoop()
     switch endpoint {
     case .unix(let path):
-      try removeStaleSocket(path)
+      try refuseNonSocket(path)
       let listener = try UVListener(
         loop: loop, address: "unix:\(path)", unlinkOnClose: path,
         initialize: { uv_pipe_init(loop.uvLoop, cuv_as_pipe($0), 0) },
@@ -32,7 +32,23 @@ public enum Transports {
           return client
         }, onAccept: onAccept)
       do {
-        try UVError.check(uv_pipe_bind(cuv_as_pipe(listener.handle), path), "bind \(path)")
+        // Bound under a temporary name, then renamed over the path: the path is never
+        // missing (a rolling update replaces a live socket, and kubelet may connect at
+        // any moment), and libuv, which unlinks the name it bound when the handle closes,
+        // only knows the temporary name. The listener removes the path itself, and only
+        // while it is still its own socket.
+        let temporary = "\(path).\(getpid()).new"
+        let bindPath = temporary.utf8.count < 108 ? temporary : path
+        if bindPath == temporary { unlink(temporary) }
+        try UVError.check(uv_pipe_bind(cuv_as_pipe(listener.handle), bindPath), "bind \(bindPath)")
+        if bindPath == temporary {
+          guard rename(temporary, path) == 0 else {
+            let e = errno
+            unlink(temporary)
+            throw UVError(-e, "rename \(temporary) to \(path)")
+          }
+        }
+        listener.rememberBoundFile()
         try listener.listen()
       } catch {
         listener.close()
@@ -127,15 +143,13 @@ public enum Transports {
     }
   }
 
-  /// Removes a leftover socket file before listening; refuses anything else.
-  static func removeStaleSocket(_ path: String) throws(TransportError) {
+  /// A socket file at the path is replaced (a leftover, or a previous driver that is
+  /// draining); anything else there is refused rather than clobbered.
+  static func refuseNonSocket(_ path: String) throws(TransportError) {
     var st = stat()
     guard lstat(path, &st) == 0 else { return }
     guard (st.st_mode & S_IFMT) == S_IFSOCK else {
-      throw TransportError("refusing to remove \(path): it exists and is not a socket")
-    }
-    guard unlink(path) == 0 else {
-      throw TransportError("cannot remove stale socket \(path): \(String(cString: strerror(errno)))")
+      throw TransportError("refusing to replace \(path): it exists and is not a socket")
     }
   }
 

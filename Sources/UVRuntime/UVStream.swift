@@ -176,13 +176,23 @@ final class UVListener: UVHandle<cuv_stream_storage>, StreamListener, @unchecked
       }, "listen")
   }
 
-  override func willClose() {
-    if let path = unlinkOnClose, clinuxIsSocket(path) { unlink(path) }
-  }
-}
+  /// The socket file this listener bound (device, inode), taken right after bind.
+  private var boundFile: (dev: UInt, ino: UInt)?
 
-func clinuxIsSocket(_ path: String) -> Bool {
-  var st = stat()
-  guard lstat(path, &st) == 0 else { return false }
-  return (st.st_mode & S_IFMT) == S_IFSOCK
+  func rememberBoundFile() {
+    guard let path = unlinkOnClose else { return }
+    var st = stat()
+    if lstat(path, &st) == 0 { boundFile = (UInt(st.st_dev), UInt(st.st_ino)) }
+  }
+
+  /// Removes the socket file only if it is still the one this listener bound: during a
+  /// rolling update the next driver binds a new socket at the same path while this one
+  /// drains, and must not lose it when this one exits.
+  override func willClose() {
+    guard let path = unlinkOnClose, let bound = boundFile else { return }
+    var st = stat()
+    guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK, UInt(st.st_dev) == bound.dev, UInt(st.st_ino) == bound.ino
+    else { return }
+    unlink(path)
+  }
 }

@@ -210,13 +210,40 @@ struct TransportTests {
     #expect(fileType(path) == nil)
   }
 
+  @Test func aListenerThatIsReplacedLeavesTheNewSocketInPlace() async throws {
+    let dir = makeTempDirectory()
+    defer { removeDirectory(dir) }
+    let path = "\(dir)/csi.sock"
+    try await withLoop { loop in
+      let inodes = try await onLoop(loop) { (done: Done<(old: UInt, new: UInt, after: UInt?)>) in
+        do {
+          let old = try Transports.listen(.unix(path: path), on: loop) { $0.close() }
+          let oldInode = inode(path)!
+          // The next driver of a rolling update binds the same path while the old one drains.
+          let new = try Transports.listen(.unix(path: path), on: loop) { $0.close() }
+          let newInode = inode(path)!
+          old.close()
+          let after = inode(path)
+          new.close()
+          done((oldInode, newInode, after))
+        } catch {
+          Issue.record("listen failed: \(error)")
+          done((0, 0, nil))
+        }
+      }
+      #expect(inodes.old != inodes.new)
+      #expect(inodes.after == inodes.new)  // the old listener's close left the new socket alone
+    }
+    #expect(fileType(path) == nil)  // and the new one's close removed its own
+  }
+
   @Test func regularFileIsNeverRemoved() async throws {
     let dir = makeTempDirectory()
     defer { removeDirectory(dir) }
     let path = "\(dir)/csi.sock"
     writeFile(path, "not a socket\n")
     let error = try await withLoop { loop in try await listenError(.unix(path: path), on: loop) }
-    #expect(error?.contains("refusing to remove \(path)") == true, "\(String(describing: error))")
+    #expect(error?.contains("refusing to replace \(path)") == true, "\(String(describing: error))")
     #expect(fileType(path) == S_IFREG)
     #expect(readFile(path) == "not a socket\n")
   }
@@ -227,7 +254,7 @@ struct TransportTests {
     let path = "\(dir)/csi.sock"
     mkdir(path, 0o755)
     let error = try await withLoop { loop in try await listenError(.unix(path: path), on: loop) }
-    #expect(error?.contains("refusing to remove \(path)") == true, "\(String(describing: error))")
+    #expect(error?.contains("refusing to replace \(path)") == true, "\(String(describing: error))")
     #expect(fileType(path) == S_IFDIR)
   }
 
@@ -418,4 +445,9 @@ struct MemoryStreamTests {
       #expect(clientSide.closeError == nil)
     }
   }
+}
+
+func inode(_ path: String) -> UInt? {
+  var st = stat()
+  return lstat(path, &st) == 0 ? UInt(st.st_ino) : nil
 }
