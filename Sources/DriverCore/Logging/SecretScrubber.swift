@@ -101,6 +101,9 @@ public struct SecretScrubber: Sendable {
   }
 
   public func scrub(bytes input: [UInt8], limitBytes: Int = defaultLimitBytes) -> String {
+    if !credentialShapes && secretMaps.isEmpty && contextMaps.isEmpty && strings.isEmpty && binary.isEmpty {
+      return Self.bounded(Self.withoutControls(String(decoding: input, as: UTF8.self)), limitBytes: limitBytes)
+    }
     var text = input
     let cut = text.count > Self.maxInputBytes
     if cut { text.removeSubrange(Self.maxInputBytes...) }
