@@ -90,7 +90,7 @@ struct ProviderCall: AsyncParsableCommand {
         let error = r.error.map { "{\"code\":\(json($0.code))}" } ?? "null"
         return "{\"ok\":true,\"response\":{\"object_version\":[\(versions)],\"error\":\(error),\"files\":[\(files)]}}"
       default:
-        return failure("INVALID_ARGUMENT", "unknown method \(scrubber.scrub(command.method, limitBytes: 64)): use Version or Mount")
+        return failure("INVALID_ARGUMENT", "unknown method: use Version or Mount")
       }
     } catch let error as RPCError {
       return failure(error.code.canonicalName, scrubber.scrub(error.message))

@@ -206,3 +206,36 @@ def test_provider_echoes_never_leak(mount_env, csi, log_flags):
         assert not any(ord(c) < 0x20 or c in "\x7f\u202e" for c in det), "a control character in a status"
         assert len(det.encode()) <= 1024
     assert "\x1b" not in log and "\u202e" not in log
+
+
+def test_provider_call_tool_never_echoes_secrets(provider, provider_call):
+    """csi-provider-call: a provider's error text and the JSON decoder's complaints
+    about a command reach its output only scrubbed."""
+    s = sentinels()
+    attributes = json.dumps({"objects": "x", TOKENS_KEY: tokens_json(s["token_ctx"])})
+    secrets = json.dumps({"password": s["secret"], "apikey": s["secret_key_value"]})
+    provider.echo = "status"
+    pc = provider_call(provider.endpoint)
+    outputs = []
+    result = pc.call({"method": "Mount", "attributes": attributes, "secrets": secrets,
+                      "target_path": "/t", "permission": "420", "timeout_ms": 5000})
+    assert result["ok"] is False and result["code"] == "PERMISSION_DENIED", result.get("code")
+    assert "[redacted]" in result["message"]
+    outputs.append(result["message"])
+    # Commands the decoder rejects, with secrets where the decoder looks.
+    for bad in ({"method": "Mount", "attributes": {"password": s["secret"]}},
+                {"method": "Mount", "secrets": secrets, "timeout_ms": s["token_secrets"]},
+                {"method": s["token_secrets"]}):
+        result = pc.call(bad)
+        assert result["ok"] is False and result["code"] == "INVALID_ARGUMENT", result.get("code")
+        outputs.append(result["message"])
+    # A line that is not JSON at all (cut short after a secret).
+    assert pc.proc.stdin is not None
+    pc.proc.stdin.write(f'{{"method": "Mount", "secrets": "{s["secret"]}\n'.encode())
+    pc.proc.stdin.flush()
+    outputs.append(pc._lines.get(timeout=T).decode())
+    outputs.append(pc.stderr())
+    leaks = []
+    for i, text in enumerate(outputs):
+        leaks += scan_for_leaks(f"output {i}", text, s)
+    assert not leaks, leaks
