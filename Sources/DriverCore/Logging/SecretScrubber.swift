@@ -49,10 +49,15 @@ public struct SecretScrubber: Sendable {
   static let maxEncodedSecretBytes = 64 << 10
   static let credentialShapeBytes = 20
 
-  /// Maps whose every value is secret (a `secrets` map), with the tokens key's JSON read for its tokens.
-  private var secretMaps: [[String: String]] = []
-  /// volume_context-like maps: values are secret unless their key is in ``PodVolume/safeContextKeys``.
-  private var contextMaps: [[String: String]] = []
+  // The call's own values, kept by reference (building a scrubber allocates
+  // nothing); read only when text is scrubbed.
+  /// Every value is secret (a `secrets` map); the tokens key's JSON is read for its tokens.
+  private var secretMap: [String: String] = [:]
+  /// Values are secret unless their key is in ``PodVolume/safeContextKeys`` (volume_context, attributes).
+  private var contextMap: [String: String] = [:]
+  /// SecretProviderClass parameters: every value is secret.
+  private var parameters: [String: String] = [:]
+  private var files: [Provider.File] = []
   private var strings: [String] = []
   private var binary: [[UInt8]] = []
   private var credentialShapes = false
@@ -68,15 +73,15 @@ public struct SecretScrubber: Sendable {
   /// `secrets` map (nodePublishSecretRef), the service-account tokens (from
   /// either map) and the values of volume_context keys not known to be safe.
   public init(publishing request: CSI.NodePublishVolumeRequest) {
-    secretMaps = [request.secrets]
-    contextMaps = [request.volumeContext]
+    secretMap = request.secrets
+    contextMap = request.volumeContext
   }
 
   /// For tools that hold a provider MountRequest's maps: `secrets` values are
   /// secret, `attributes` values are unless their key is known to be safe.
   public init(secrets: [String: String], attributes: [String: String]) {
-    secretMaps = [secrets]
-    contextMaps = [attributes]
+    secretMap = secrets
+    contextMap = attributes
   }
 
   /// For text from a caller that carried none of our secrets: no known
@@ -95,13 +100,29 @@ public struct SecretScrubber: Sendable {
     return copy
   }
 
+  /// The values of a SecretProviderClass's `spec.parameters`.
+  public func adding(parameters: [String: String]) -> SecretScrubber {
+    var copy = self
+    copy.parameters = parameters
+    return copy
+  }
+
+  /// The contents of files a provider returned.
+  public func adding(files: [Provider.File]) -> SecretScrubber {
+    var copy = self
+    copy.files = files
+    return copy
+  }
+
   /// `text`, safe to log and to return: see the type's rule.
   public func scrub(_ text: String, limitBytes: Int = defaultLimitBytes) -> String {
     scrub(bytes: Array(text.utf8), limitBytes: limitBytes)
   }
 
   public func scrub(bytes input: [UInt8], limitBytes: Int = defaultLimitBytes) -> String {
-    if !credentialShapes && secretMaps.isEmpty && contextMaps.isEmpty && strings.isEmpty && binary.isEmpty {
+    if !credentialShapes && secretMap.isEmpty && contextMap.isEmpty && parameters.isEmpty && files.isEmpty && strings.isEmpty
+      && binary.isEmpty
+    {
       return Self.bounded(Self.withoutControls(String(decoding: input, as: UTF8.self)), limitBytes: limitBytes)
     }
     var text = input
@@ -147,14 +168,12 @@ public struct SecretScrubber: Sendable {
         add(value)
       }
     }
-    for map in secretMaps {
-      for (key, value) in map { addMapValue(key: key, value: value) }
-    }
-    for map in contextMaps {
-      for (key, value) in map where !PodVolume.safeContextKeys.contains(key) { addMapValue(key: key, value: value) }
-    }
+    for (key, value) in secretMap { addMapValue(key: key, value: value) }
+    for (key, value) in contextMap where !PodVolume.safeContextKeys.contains(key) { addMapValue(key: key, value: value) }
+    parameters.values.forEach(add)
     strings.forEach(add)
     atoms.append(contentsOf: binary)
+    atoms.append(contentsOf: files.map(\.contents))
     return atoms.filter { $0.count >= Self.minimumSecretBytes }
   }
 

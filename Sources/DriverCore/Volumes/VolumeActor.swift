@@ -259,14 +259,14 @@ public actor VolumeActor {
     let timeout = try Self.callBudget(deadline: deadline, now: env.now(), fallback: env.settings.defaultCallTimeout)
     let mountRequest = MountRequestBuilder.build(spc: spc, publish: request, currentVersions: currentVersions)
     // What the provider says goes through this before any log, event or status.
-    var scrubber = SecretScrubber(publishing: request).adding(secrets: spc.parameters.values)
+    var scrubber = SecretScrubber(publishing: request).adding(parameters: spc.parameters)
     let response: Provider.MountResponse
     do {
       response = try await env.providers.connection(for: spc.provider).mount(mountRequest, timeout: timeout, scrubber: scrubber)
     } catch {
       throw PublishError(error)
     }
-    scrubber = scrubber.adding(binary: response.files.map(\.contents))
+    scrubber = scrubber.adding(files: response.files)
     let files = try Self.check(response, provider: spc.provider, scrubber: scrubber)
     if files.isEmpty { return (response.objectVersion, false) }  // a legacy provider wrote the files itself
     let provider = spc.provider
