@@ -7,13 +7,14 @@ import CSIMessages
 /// - Printed: volume_id, target_path, staging_target_path, readonly, the
 ///   volume capability (access mode, access type, fs_type), the values of the
 ///   volume_context keys in ``PodVolume/safeContextKeys`` (class, pod name,
-///   namespace and uid, service account name, ephemeral), provider target_path,
-///   permission and object versions.
+///   namespace and uid, service account name, ephemeral), provider target_path
+///   and permission.
 /// - Keys only: any other volume_context key (pod authors choose them; their
 ///   values may be credentials), publish_context.
 /// - Never: the `secrets` map (only its size), service-account tokens, the
 ///   provider `attributes` and `secrets` JSON (only their size), file paths,
-///   contents and error codes from a provider (counts only), mount flags (count only).
+///   contents, object versions and error codes from a provider (counts only),
+///   mount flags (count only).
 /// - A message type not listed here prints its type name and nothing else, so a
 ///   new message or field stays out of the log until someone decides it is safe.
 ///
@@ -57,13 +58,13 @@ public enum Sanitizer {
         [
           ("attributes", size(m.attributes.utf8.count)), ("secrets", size(m.secrets.utf8.count)),
           ("target_path", quote(m.targetPath)), ("permission", quote(m.permission)),
-          ("current_object_version", versions(m.currentObjectVersion)),
+          ("current_object_version", entries(m.currentObjectVersion.count)),
         ])
     case let m as Provider.MountResponse:
       return message(
         m,
         [
-          ("object_version", versions(m.objectVersion)),
+          ("object_version", entries(m.objectVersion.count)),
           ("files", "<\(m.files.count) files, \(m.files.reduce(0) { $0 + $1.contents.count }) bytes \(redacted)>"),
           ("error", m.error == nil ? "nil" : "<\(redacted)>"),
         ])
@@ -112,9 +113,7 @@ public enum Sanitizer {
   private static func count(_ n: Int) -> String { n == 0 ? "<none>" : "<\(n) \(redacted)>" }
   private static func size(_ bytes: Int) -> String { "<\(bytes) bytes \(redacted)>" }
 
-  private static func versions(_ list: [Provider.ObjectVersion]) -> String {
-    "[" + list.map { "\(quote($0.id)): \(quote($0.version))" }.joined(separator: ", ") + "]"
-  }
+  private static func entries(_ n: Int) -> String { "<\(n) entries>" }
 
   /// Bounded, without control characters, quoted.
   private static func quote(_ string: String) -> String {

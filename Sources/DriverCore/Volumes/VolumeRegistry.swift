@@ -103,6 +103,8 @@ public struct MountingPublisher: VolumePublisher {
       }
       return CSI.NodeUnpublishVolumeResponse()
     } catch {
+      var error = error
+      error.message = SecretScrubber().scrub(error.message, limitBytes: 1024)
       env.logger.warning("unpublish failed", metadata: ["target": "\(request.targetPath)", "error": "\(error.message)"])
       throw error.rpcError
     }
