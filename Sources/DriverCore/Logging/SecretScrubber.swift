@@ -13,7 +13,8 @@ public import CSIMessages
 /// - Every secret of 4 bytes or more is found as it is, JSON-escaped (with and
 ///   without Go's HTML escaping, and escaped twice, as in a JSON document
 ///   quoted inside another), as lower-case hex and as base64 (standard and
-///   URL alphabets, unpadded, from any starting offset).
+///   URL alphabets, unpadded, from any starting offset); secrets over 64 KiB
+///   (file contents) only as they are.
 /// - A form shorter than ``wordBoundaryBelowBytes`` (8) counts only where it is
 ///   a whole word (no ASCII letter, digit or `_` right before or after it), so
 ///   a username "admin" does not turn "administrator" into "[redacted]istrator".
@@ -45,7 +46,8 @@ public struct SecretScrubber: Sendable {
   /// Room for one line of a kubelet event; long enough for a useful reason.
   public static let defaultLimitBytes = 512
   public static let maxInputBytes = 64 << 10
-  /// Larger secrets (file contents) are looked for raw and JSON-escaped only.
+  /// Larger secrets (file contents) are looked for as they are only: an
+  /// error path must not spend long on the loop encoding megabytes.
   static let maxEncodedSecretBytes = 64 << 10
   static let credentialShapeBytes = 20
 
@@ -212,13 +214,13 @@ public struct SecretScrubber: Sendable {
     }
     for atom in atoms {
       add(atom)
+      guard atom.count <= maxEncodedSecretBytes else { continue }
       let string = String(decoding: atom, as: UTF8.self)
       for htmlSafe in [true, false] {
         let once = jsonEscaped(string, htmlSafe: htmlSafe)
         add(once)
         add(jsonEscaped(String(decoding: once, as: UTF8.self), htmlSafe: htmlSafe))
       }
-      guard atom.count <= maxEncodedSecretBytes else { continue }
       add(hex(atom))
       for alphabet in [base64Standard, base64URL] {
         add(base64(atom[...], alphabet: alphabet, partialTail: true))
