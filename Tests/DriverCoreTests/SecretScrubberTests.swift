@@ -125,6 +125,7 @@ private func containsFragment(of secret: String, in text: String, length: Int = 
     let out = scrubber.scrub(pad + token + " tail", limitBytes: 1 << 20)
     #expect(!containsFragment(of: token, in: out, length: 8))
     #expect(out.utf8.count < SecretScrubber.maxInputBytes)
+    #expect(out.hasSuffix("\(marker)…"))
   }
 
   @Test func publishRequestKnowsTokensSecretsAndUnknownContextValues() {

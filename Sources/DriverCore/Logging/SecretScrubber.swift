@@ -154,6 +154,7 @@ public struct SecretScrubber: Sendable {
         i += 1
       }
     }
+    if cut { out.append(contentsOf: "…".utf8) }
     return Self.bounded(Self.withoutControls(String(decoding: out, as: UTF8.self)), limitBytes: limitBytes)
   }
 
