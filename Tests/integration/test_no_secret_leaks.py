@@ -186,6 +186,9 @@ def test_provider_echoes_never_leak(mount_env, csi, log_flags):
     # Health checks whose Version fails echoing the last Mount request.
     env.provider.echo_version = True
     wait_until(lambda: "provider health check failed" in d.stderr(), 15, "a logged health-check failure")
+    # It recovers, naming itself with the echo: the driver logs that name too.
+    from fake_provider import echo_text
+    env.provider.version = ("v1alpha1", echo_text(env.provider.calls("Mount")[-1])[:400], "1.0")
     env.provider.echo_version = False
     wait_until(lambda: "provider healthy again" in d.stderr(), 15, "a logged recovery")
     node.NodeUnpublishVolume(unpublish_request(csi, target, pod_uid="uid-leak"), timeout=T)
