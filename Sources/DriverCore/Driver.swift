@@ -99,7 +99,9 @@ public final class Driver: Sendable {
         do {
           let v = try await providers.connection(for: name).version(timeout: .seconds(5))
           if unhealthy.remove(name) != nil {
-            logger.info("provider healthy again", metadata: ["provider": "\(name)", "runtime": "\(v.runtimeName) \(v.runtimeVersion)"])
+            // The provider's own words: scrubbed like its errors.
+            let runtime = SecretScrubber.unknownSecrets.scrub("\(v.runtimeName) \(v.runtimeVersion)", limitBytes: 128)
+            logger.info("provider healthy again", metadata: ["provider": "\(name)", "runtime": "\(runtime)"])
           }
         } catch {
           if unhealthy.insert(name).inserted {

@@ -65,8 +65,10 @@ struct ProviderCall: AsyncParsableCommand {
     do {
       command = try JSONDecoder().decode(Command.self, from: Data(line.utf8))
     } catch {
-      return failure("INVALID_ARGUMENT", "bad command: \(error)")
+      // The decoder's own text can quote the input, which may hold secrets.
+      return failure("INVALID_ARGUMENT", "bad command: \(describe(error))")
     }
+    let scrubber = scrubber(for: command)
     let timeout = command.timeout_ms.map { Duration.milliseconds($0) }
     do {
       switch command.method {
@@ -88,12 +90,47 @@ struct ProviderCall: AsyncParsableCommand {
         let error = r.error.map { "{\"code\":\(json($0.code))}" } ?? "null"
         return "{\"ok\":true,\"response\":{\"object_version\":[\(versions)],\"error\":\(error),\"files\":[\(files)]}}"
       default:
-        return failure("INVALID_ARGUMENT", "unknown method \(command.method): use Version or Mount")
+        return failure("INVALID_ARGUMENT", "unknown method: use Version or Mount")
       }
     } catch let error as RPCError {
-      return failure(error.code.canonicalName, error.message)
+      return failure(error.code.canonicalName, scrubber.scrub(error.message))
     } catch {
-      return failure("UNKNOWN", "\(error)")
+      return failure("UNKNOWN", scrubber.scrub("\(error)"))
+    }
+  }
+
+  /// What the provider's answer may echo: the command's secrets and attributes.
+  /// A field that is not a JSON object of strings is secret as a whole.
+  static func scrubber(for command: Command) -> SecretScrubber {
+    func map(_ json: String?) -> [String: String]? {
+      guard let json, json != "null" else { return [:] }
+      return try? JSONDecoder().decode([String: String].self, from: Data(json.utf8))
+    }
+    let secrets = map(command.secrets)
+    let attributes = map(command.attributes)
+    var whole: [String] = []
+    if secrets == nil, let raw = command.secrets { whole.append(raw) }
+    if attributes == nil, let raw = command.attributes { whole.append(raw) }
+    return SecretScrubber(secrets: secrets ?? [:], attributes: attributes ?? [:]).adding(secrets: whole)
+  }
+
+  static let commandFields: Set<String> = [
+    "method", "attributes", "secrets", "target_path", "permission", "current_object_version", "timeout_ms", "id", "version",
+  ]
+
+  /// The kind of problem and where, in the command's own field names; never the decoder's text.
+  static func describe(_ error: any Error) -> String {
+    func path(_ keys: [any CodingKey]) -> String {
+      let parts = keys.map { key in key.intValue.map { "[\($0)]" } ?? (commandFields.contains(key.stringValue) ? key.stringValue : "?") }
+      return parts.isEmpty ? "the command" : "field " + parts.joined(separator: ".")
+    }
+    guard let error = error as? DecodingError else { return "not a JSON command" }
+    switch error {
+    case .dataCorrupted(let context): return context.codingPath.isEmpty ? "not valid JSON" : "\(path(context.codingPath)) is invalid"
+    case .keyNotFound(let key, let context): return "\(path(context.codingPath + [key])) is missing"
+    case .typeMismatch(let type, let context): return "\(path(context.codingPath)) must be of type \(type)"
+    case .valueNotFound(let type, let context): return "\(path(context.codingPath)) must be of type \(type), not null"
+    @unknown default: return "not a valid command"
     }
   }
 

@@ -196,22 +196,40 @@ import VolumeFiles
   @Test func errorCodeAndMissingVersionsFail() {
     let withCode = Provider.MountResponse(objectVersion: [.init(id: "a", version: "1")], error: .init(code: "Throttled"))
     #expect(throws: PublishError(.providerError(code: "Throttled"), "provider \"p\" failed to mount: error code Throttled")) {
-      try VolumeActor.check(withCode, provider: "p")
+      try VolumeActor.check(withCode, provider: "p", scrubber: SecretScrubber())
     }
-    #expect(throws: PublishError.self) { try VolumeActor.check(Provider.MountResponse(), provider: "p") }
+    #expect(throws: PublishError.self) { try VolumeActor.check(Provider.MountResponse(), provider: "p", scrubber: SecretScrubber()) }
+  }
+
+  @Test func errorCodeAndFileNamesAreScrubbed() {
+    let secret = "made-up-secret-0042"
+    let scrubber = SecretScrubber(secrets: [secret])
+    let echo = Provider.MountResponse(
+      objectVersion: [.init(id: "a", version: "1")], error: .init(code: "Denied:\(secret)\n\u{1B}[2J"))
+    #expect(throws: PublishError(.providerError(code: "Denied:[redacted]  [2J"), "provider \"p\" failed to mount: error code Denied:[redacted]  [2J")) {
+      try VolumeActor.check(echo, provider: "p", scrubber: scrubber)
+    }
+    let badMode = Provider.MountResponse(
+      objectVersion: [.init(id: "a", version: "1")], files: [.init(path: "x-\(secret)", mode: -1, contents: [])])
+    do {
+      _ = try VolumeActor.check(badMode, provider: "p", scrubber: scrubber)
+      Issue.record("a negative mode was accepted")
+    } catch {
+      #expect(!error.message.contains(secret) && error.message.contains("x-[redacted]"))
+    }
   }
 
   @Test func modesMustBePermissionBits() throws {
     var response = Provider.MountResponse(objectVersion: [.init(id: "a", version: "1")], files: [.init(path: "a", mode: 0o400, contents: [1])])
-    #expect(try VolumeActor.check(response, provider: "p").map(\.mode) == [0o400])
+    #expect(try VolumeActor.check(response, provider: "p", scrubber: SecretScrubber()).map(\.mode) == [0o400])
     response.files[0].mode = 0o100644
-    #expect(throws: PublishError.self) { try VolumeActor.check(response, provider: "p") }
+    #expect(throws: PublishError.self) { try VolumeActor.check(response, provider: "p", scrubber: SecretScrubber()) }
     response.files[0].mode = -1
-    #expect(throws: PublishError.self) { try VolumeActor.check(response, provider: "p") }
+    #expect(throws: PublishError.self) { try VolumeActor.check(response, provider: "p", scrubber: SecretScrubber()) }
   }
 
   @Test func zeroFilesAreAllowedForLegacyProviders() throws {
-    #expect(try VolumeActor.check(Provider.MountResponse(objectVersion: [.init(id: "a", version: "1")]), provider: "p") == [])
+    #expect(try VolumeActor.check(Provider.MountResponse(objectVersion: [.init(id: "a", version: "1")]), provider: "p", scrubber: SecretScrubber()) == [])
   }
 
   @Test func errorCodesMapToGRPCCodes() {

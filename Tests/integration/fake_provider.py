@@ -11,10 +11,17 @@ Knobs (attributes, may be changed between calls):
   mount_error    a string for MountResponse.error.code ("" for none)
   pad_bytes      when > 0, Mount adds one file of that many bytes (oversized responses)
   version        (version, runtime_name, runtime_version) for Version
+  echo           where Mount puts an echo of its request (see echo_text): "status" (the
+                 gRPC error message), "code" (MountResponse.error.code), "path" (an
+                 invalid file path), "mode" (the path of a file with a bad mode),
+                 "contents" (file contents: a successful mount); None for no echo
+  echo_version   when true, Version fails with the echo of the last Mount request
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import threading
 from concurrent import futures
@@ -38,6 +45,8 @@ class FakeProvider:
         self.mount_error = ""
         self.pad_bytes = 0
         self.version = ("v1alpha1", "fake-provider", "0.0.1")
+        self.echo: Optional[str] = None
+        self.echo_version = False
         self.requests: list[tuple[str, object]] = []  # (method, request message)
         self.metadata: list[tuple[str, dict]] = []  # (method, invocation metadata)
         self._lock = threading.Lock()
@@ -110,6 +119,9 @@ class _Servicer:
     def Version(self, request, context):
         f = self.fake
         f._record("Version", request, context)
+        if f.echo_version:
+            mounts = f.calls("Mount")
+            context.abort(grpc.StatusCode.INTERNAL, echo_text(mounts[-1]) if mounts else "no Mount yet")
         f._misbehave(context)
         v, name, rv = f.version
         return f.proto.pb2.VersionResponse(version=v, runtime_name=name, runtime_version=rv)
@@ -122,10 +134,54 @@ class _Servicer:
         resp = pb.MountResponse()
         for oid, ver in f.object_versions:
             resp.object_version.add(id=oid, version=ver)
-        for path, mode, contents in f.files:
+        files = list(f.files)
+        if f.echo:
+            echo = echo_text(request)
+            if f.echo == "status":
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, echo)
+            elif f.echo == "code":
+                resp.error.code = echo
+            elif f.echo == "path":
+                files.append(("../" + echo[:200], 0, b"x"))
+            elif f.echo == "mode":
+                files.append((echo[:200], -1, b"x"))
+            elif f.echo == "contents":
+                files.append(("echo.txt", 0, echo.encode()))
+        for path, mode, contents in files:
             resp.files.add(path=path, mode=mode, contents=contents)
         if f.pad_bytes > 0:
             resp.files.add(path="padding.bin", mode=0, contents=b"\x5a" * f.pad_bytes)
         if f.mount_error:
             resp.error.code = f.mount_error
         return resp
+
+
+TOKENS_KEY = "csi.storage.k8s.io/serviceAccount.tokens"
+
+
+def echo_text(request) -> str:
+    """What a careless provider puts into an error: the request's attributes and
+    secrets JSON, each value in it (each service-account token too) as is,
+    JSON-quoted, base64 (aligned and not), hex and cut short, with control
+    characters around, and long enough that it must be cut."""
+    values: list[str] = []
+    for blob in (request.attributes, request.secrets):
+        try:
+            obj = json.loads(blob)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        for key, value in obj.items():
+            values.append(value)
+            if key == TOKENS_KEY:
+                try:
+                    values += [t["token"] for t in json.loads(value).values()]
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    pass
+    parts = [f"attributes={request.attributes}", f"secrets={request.secrets}"]
+    for v in values:
+        raw = v.encode()
+        parts += [v, json.dumps(v), json.dumps(json.dumps(v)), base64.b64encode(raw).decode(),
+                  base64.b64encode(b"x" + raw).decode(), raw.hex(), v[:20] + "..."]
+    return "denied:\n\x1b[31m " + " | ".join(parts) + " \u202e\r\n" + "." * 700

@@ -1,99 +1,127 @@
-/// Renders CSI and provider messages for logs with secret material replaced.
+import CSIMessages
+
+/// Renders CSI and provider messages for logs by an allowlist: each message
+/// type this driver handles names the fields that may be printed; everything
+/// else is left out or shown only by its shape (a count, a size, a key).
 ///
-/// It walks any value by reflection and strips by field name, so a message
-/// gaining a field keeps the rules: every value of a `secrets` map (or the
-/// whole `secrets` string of a provider MountRequest), the provider
-/// `attributes` JSON (it embeds service-account tokens), file `contents`,
-/// mount flags (the CSI spec says they may be sensitive), and the
-/// `csi.storage.k8s.io/serviceAccount.tokens` entry of any map. Keys stay,
-/// so a log still shows which secrets were passed.
+/// - Printed: volume_id, target_path, staging_target_path, readonly, the
+///   volume capability (access mode, access type, fs_type), the values of the
+///   volume_context keys in ``PodVolume/safeContextKeys`` (class, pod name,
+///   namespace and uid, service account name, ephemeral), provider target_path
+///   and permission.
+/// - Keys only: any other volume_context key (pod authors choose them; their
+///   values may be credentials), publish_context.
+/// - Never: the `secrets` map (only its size), service-account tokens, the
+///   provider `attributes` and `secrets` JSON (only their size), file paths,
+///   contents, object versions and error codes from a provider (counts only),
+///   mount flags (count only).
+/// - A message type not listed here prints its type name and nothing else, so a
+///   new message or field stays out of the log until someone decides it is safe.
+///
+/// Printed strings are bounded and have control characters replaced.
 public enum Sanitizer {
-  public static let stripped = "***stripped***"
-  /// The volume_context (and, on newer kubelets, secrets) key carrying
-  /// service-account tokens.
-  public static let tokensKey = "csi.storage.k8s.io/serviceAccount.tokens"
+  public static let redacted = SecretScrubber.marker
 
-  /// Fields whose whole value is secret, whatever its type.
-  static let secretFields: Set<String> = ["secrets", "attributes", "contents", "mountFlags"]
-
-  /// A one-line rendering of `value` that never contains secret values.
+  /// A one-line rendering of `value` that holds only allowlisted fields.
   public static func render(_ value: Any) -> String {
-    self.render(value, field: nil)
-  }
-
-  private static func render(_ value: Any, field: String?) -> String {
-    if let field, self.secretFields.contains(field) {
-      return self.strip(value)
-    }
     switch value {
-    case let string as String:
-      return self.quote(string)
-    case let map as [String: String]:
-      let entries = map.keys.sorted().map { key in
-        "\(self.quote(key)): \(key == self.tokensKey ? self.stripped : self.quote(map[key]!))"
-      }
-      return "[" + (entries.isEmpty ? ":" : entries.joined(separator: ", ")) + "]"
-    case let bytes as [UInt8]:
-      return "<\(bytes.count) bytes>"
-    case let number as any BinaryInteger:
-      return "\(number)"
-    case let flag as Bool:
-      return "\(flag)"
+    case let m as CSI.NodePublishVolumeRequest:
+      var fields = [
+        ("volume_id", quote(m.volumeID)), ("target_path", quote(m.targetPath)),
+      ]
+      if !m.stagingTargetPath.isEmpty { fields.append(("staging_target_path", quote(m.stagingTargetPath))) }
+      fields += [
+        ("readonly", "\(m.readonly)"),
+        ("volume_capability", m.volumeCapability.map(capability) ?? "nil"),
+        ("volume_context", context(m.volumeContext)),
+        ("secrets", count(m.secrets.count)),
+      ]
+      if !m.publishContext.isEmpty { fields.append(("publish_context", keysOnly(m.publishContext))) }
+      return message(m, fields)
+    case let m as CSI.NodeUnpublishVolumeRequest:
+      return message(m, [("volume_id", quote(m.volumeID)), ("target_path", quote(m.targetPath))])
+    case let m as CSI.NodeStageVolumeRequest:
+      return message(m, [("volume_id", quote(m.volumeID)), ("staging_target_path", quote(m.stagingTargetPath))])
+    case let m as CSI.NodeUnstageVolumeRequest:
+      return message(m, [("volume_id", quote(m.volumeID)), ("staging_target_path", quote(m.stagingTargetPath))])
+    case let m as CSI.NodeGetVolumeStatsRequest:
+      return message(m, [("volume_id", quote(m.volumeID)), ("volume_path", quote(m.volumePath))])
+    case let m as CSI.NodeExpandVolumeRequest:
+      return message(m, [("volume_id", quote(m.volumeID)), ("volume_path", quote(m.volumePath))])
+    case let m as CSI.ProbeResponse:
+      return message(m, [("ready", m.ready.map { "\($0)" } ?? "nil")])
+    case let m as CSI.GetPluginInfoResponse:
+      return message(m, [("name", quote(m.name)), ("vendor_version", quote(m.vendorVersion))])
+    case let m as Provider.MountRequest:
+      return message(
+        m,
+        [
+          ("attributes", size(m.attributes.utf8.count)), ("secrets", size(m.secrets.utf8.count)),
+          ("target_path", quote(m.targetPath)), ("permission", quote(m.permission)),
+          ("current_object_version", entries(m.currentObjectVersion.count)),
+        ])
+    case let m as Provider.MountResponse:
+      return message(
+        m,
+        [
+          ("object_version", entries(m.objectVersion.count)),
+          ("files", "<\(m.files.count) files, \(m.files.reduce(0) { $0 + $1.contents.count }) bytes \(redacted)>"),
+          ("error", m.error == nil ? "nil" : "<\(redacted)>"),
+        ])
+    case let m as Provider.VersionRequest:
+      return message(m, [("version", quote(m.version))])
+    case let m as Provider.VersionResponse:
+      return message(
+        m, [("version", quote(m.version)), ("runtime_name", quote(m.runtimeName)), ("runtime_version", quote(m.runtimeVersion))])
+    case is CSI.NodeGetInfoRequest, is CSI.NodeGetCapabilitiesRequest, is CSI.ProbeRequest, is CSI.GetPluginInfoRequest,
+      is CSI.GetPluginCapabilitiesRequest, is CSI.NodePublishVolumeResponse, is CSI.NodeUnpublishVolumeResponse:
+      return message(value, [])
     default:
-      break
-    }
-
-    let mirror = Mirror(reflecting: value)
-    switch mirror.displayStyle {
-    case .optional:
-      guard let wrapped = mirror.children.first else { return "nil" }
-      return self.render(wrapped.value, field: field)
-    case .collection, .set:
-      return "[" + mirror.children.map { self.render($0.value, field: nil) }.joined(separator: ", ") + "]"
-    case .enum:
-      // A oneof: `.case(payload)`.
-      guard let payload = mirror.children.first else { return ".\(value)" }
-      return ".\(payload.label ?? "")(\(self.render(payload.value, field: payload.label)))"
-    case .struct, .class:
-      if mirror.children.isEmpty || value is any RawRepresentable {
-        // Empty messages, and open enums, which describe themselves.
-        return mirror.children.isEmpty && !(value is any RawRepresentable)
-          ? "\(mirror.subjectType)()" : String(describing: value)
-      }
-      let fields = mirror.children.map { child in
-        "\(child.label ?? "_"): \(self.render(child.value, field: child.label))"
-      }
-      return "\(self.typeName(mirror.subjectType))(\(fields.joined(separator: ", ")))"
-    default:
-      // Tuples and anything unforeseen: never fall back to printing the value.
-      return "<\(mirror.subjectType)>"
-    }
-  }
-
-  /// Keeps the shape (map keys, counts), drops the values.
-  private static func strip(_ value: Any) -> String {
-    switch value {
-    case let map as [String: String]:
-      let entries = map.keys.sorted().map { "\(self.quote($0)): \(self.stripped)" }
-      return "[" + (entries.isEmpty ? ":" : entries.joined(separator: ", ")) + "]"
-    case let strings as [String]:
-      return "[" + strings.map { _ in self.stripped }.joined(separator: ", ") + "]"
-    case let bytes as [UInt8]:
-      return "<\(bytes.count) bytes \(self.stripped)>"
-    case let string as String:
-      return string.isEmpty ? "\"\"" : self.stripped
-    default:
-      return self.stripped
+      return "<\(typeName(type(of: value)))>"
     }
   }
 
+  private static func message(_ value: Any, _ fields: [(String, String)]) -> String {
+    "\(typeName(type(of: value)))(" + fields.map { "\($0.0): \($0.1)" }.joined(separator: ", ") + ")"
+  }
+
+  private static func capability(_ c: CSI.VolumeCapability) -> String {
+    let access: String
+    switch c.accessType {
+    case .mount(let m):
+      access = ".mount(fs_type: \(quote(m.fsType)), mount_flags: \(count(m.mountFlags.count)))"
+    case .block:
+      access = ".block"
+    case nil:
+      access = "nil"
+    }
+    return "VolumeCapability(access_type: \(access), access_mode: \(c.accessMode.map { "\($0.mode)" } ?? "nil"))"
+  }
+
+  /// Safe keys with their values; any other key with its value redacted.
+  private static func context(_ map: [String: String]) -> String {
+    let entries = map.keys.sorted().map { key in
+      "\(quote(key)): \(PodVolume.safeContextKeys.contains(key) ? quote(map[key]!) : redacted)"
+    }
+    return "[" + (entries.isEmpty ? ":" : entries.joined(separator: ", ")) + "]"
+  }
+
+  private static func keysOnly(_ map: [String: String]) -> String {
+    "[" + map.keys.sorted().map { "\(quote($0)): \(redacted)" }.joined(separator: ", ") + "]"
+  }
+
+  private static func count(_ n: Int) -> String { n == 0 ? "<none>" : "<\(n) \(redacted)>" }
+  private static func size(_ bytes: Int) -> String { "<\(bytes) bytes \(redacted)>" }
+
+  private static func entries(_ n: Int) -> String { "<\(n) entries>" }
+
+  /// Bounded, without control characters, quoted.
   private static func quote(_ string: String) -> String {
     var out = "\""
-    for character in string {
+    for character in SecretScrubber().scrub(string, limitBytes: 256) {
       switch character {
       case "\"": out += "\\\""
       case "\\": out += "\\\\"
-      case "\n": out += "\\n"
       default: out.append(character)
       }
     }

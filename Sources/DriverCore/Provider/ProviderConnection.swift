@@ -40,6 +40,7 @@ public struct ProviderCallError: Error, Sendable, CustomStringConvertible {
 
   public var provider: String
   public var kind: Kind
+  /// Scrubbed by the call's ``SecretScrubber``: safe to log and to return.
   public var detail: String
 
   public var description: String {
@@ -81,12 +82,18 @@ public actor ProviderConnection {
     return nil
   }
 
-  public func mount(_ request: Provider.MountRequest, timeout: Duration) async throws(ProviderCallError) -> Provider.MountResponse {
-    try await call(timeout: timeout) { client, budget in try await client.mount(request, timeout: budget) }
+  /// `scrubber` knows the call's secrets: what the provider says in an error
+  /// passes through it before it is kept in the ``ProviderCallError``.
+  public func mount(
+    _ request: Provider.MountRequest, timeout: Duration, scrubber: SecretScrubber
+  ) async throws(ProviderCallError) -> Provider.MountResponse {
+    try await call(timeout: timeout, scrubber: scrubber) { client, budget in try await client.mount(request, timeout: budget) }
   }
 
+  /// A Version request carries none of our secrets, so its error text is
+  /// scrubbed of credential-shaped runs (``SecretScrubber/unknownSecrets``).
   public func version(timeout: Duration) async throws(ProviderCallError) -> Provider.VersionResponse {
-    try await call(timeout: timeout) { client, budget in try await client.version(timeout: budget) }
+    try await call(timeout: timeout, scrubber: .unknownSecrets) { client, budget in try await client.version(timeout: budget) }
   }
 
   /// One call, retried once when the connection turns out to be dead: after a
@@ -94,7 +101,7 @@ public actor ProviderConnection {
   /// before its end has been read. Mount and Version are idempotent, so the
   /// retry is safe; it gets what is left of the same budget.
   private func call<R: Sendable>(
-    timeout: Duration, _ body: (ProviderClient, Duration) async throws -> R
+    timeout: Duration, scrubber: SecretScrubber, _ body: (ProviderClient, Duration) async throws -> R
   ) async throws(ProviderCallError) -> R {
     let budget = min(timeout, settings.callTimeout)
     let start = ContinuousClock.now
@@ -104,7 +111,7 @@ public actor ProviderConnection {
       do {
         return try await body(client, budget - (ContinuousClock.now - start))
       } catch {
-        let failure = classify(error)
+        let failure = classify(error, scrubber: scrubber)
         attempt += 1
         guard failure.kind == .unreachable, attempt < 2, budget - (ContinuousClock.now - start) > .milliseconds(10) else {
           throw failure
@@ -142,21 +149,17 @@ public actor ProviderConnection {
     return fresh
   }
 
-  private func classify(_ error: any Error) -> ProviderCallError {
+  /// Provider text reaches kubelet events, logs and the CSI status: only scrubbed.
+  private func classify(_ error: any Error, scrubber: SecretScrubber) -> ProviderCallError {
     guard let rpc = error as? RPCError else {
-      return ProviderCallError(provider: name, kind: .unreachable, detail: "\(error)")
+      return ProviderCallError(provider: name, kind: .unreachable, detail: scrubber.scrub("\(error)"))
     }
-    let detail = Self.bounded(rpc.message)
+    let detail = scrubber.scrub(rpc.message)
     switch rpc.code {
     case .unavailable: return ProviderCallError(provider: name, kind: .unreachable, detail: detail)
     case .deadlineExceeded: return ProviderCallError(provider: name, kind: .deadlineExceeded, detail: detail)
     default: return ProviderCallError(provider: name, kind: .status(rpc.code), detail: detail)
     }
-  }
-
-  /// Provider messages end up in kubelet events; keep them short.
-  static func bounded(_ message: String) -> String {
-    message.utf8.count <= 300 ? message : String(decoding: message.utf8.prefix(300), as: UTF8.self) + "…"
   }
 }
 

@@ -104,6 +104,8 @@ public final class DirectorySecretProviderClassSource: SecretProviderClassSource
             origin[key] = file.name
             next.classes[key] = spc
           case .invalid(let name, let namespace, let reason):
+            // Parse errors quote the file: bounded, without control characters.
+            let reason = SecretScrubber().scrub(reason)
             let key = Key(namespace: namespace, name: name)
             next.conflicts[key] = "\(reason) (in \(file.name))"
             origin[key] = file.name
@@ -113,8 +115,9 @@ public final class DirectorySecretProviderClassSource: SecretProviderClassSource
           }
         }
       } catch {
-        next.brokenFiles[file.name] = "\(error)"
-        logger.error("cannot use SecretProviderClass file", metadata: ["file": "\(path)", "error": "\(error)"])
+        let reason = SecretScrubber().scrub("\(error)")
+        next.brokenFiles[file.name] = reason
+        logger.error("cannot use SecretProviderClass file", metadata: ["file": "\(path)", "error": "\(reason)"])
       }
     }
     snapshot.withLock { $0 = next }

@@ -9,6 +9,11 @@ public struct PodVolume: Sendable, Hashable {
   public static let podUIDKey = "csi.storage.k8s.io/pod.uid"
   public static let serviceAccountKey = "csi.storage.k8s.io/serviceAccount.name"
   public static let tokensKey = "csi.storage.k8s.io/serviceAccount.tokens"
+  public static let ephemeralKey = "csi.storage.k8s.io/ephemeral"
+  /// volume_context keys whose values are names, never secrets: logs may print
+  /// them and the ``SecretScrubber`` leaves them alone. Any other key's value
+  /// (pod authors choose them freely) is treated as secret.
+  public static let safeContextKeys: Set<String> = [classKey, podNameKey, podNamespaceKey, podUIDKey, serviceAccountKey, ephemeralKey]
 
   public var secretProviderClass: String
   public var podName: String

@@ -156,7 +156,7 @@ public actor VolumeActor {
     _ request: CSI.NodePublishVolumeRequest, pod: PodVolume, deadline: ContinuousClock.Instant?, env: VolumeEnvironment
   ) async throws(PublishError) {
     let t0 = ContinuousClock.now
-    let spc = try await resolveClass(pod, env: env)
+    let spc = try await resolveClass(pod, env: env, scrubber: SecretScrubber(publishing: request))
     let t1 = ContinuousClock.now
     let size = env.settings.tmpfsSizeBytes
     let created = try await onPool { [self] () throws(PublishError) -> [String] in
@@ -205,7 +205,7 @@ public actor VolumeActor {
       return .upToDate
     }
     do {
-      let spc = try await resolveClass(pod, env: env)
+      let spc = try await resolveClass(pod, env: env, scrubber: SecretScrubber(publishing: request))
       let (versions, changed) = try await fetchAndWrite(
         request, spc: spc, currentVersions: current.versions, deadline: deadline, env: env)
       current.provider = spc.provider
@@ -226,15 +226,18 @@ public actor VolumeActor {
     }
   }
 
-  private func resolveClass(_ pod: PodVolume, env: VolumeEnvironment) async throws(PublishError) -> SecretProviderClass {
+  /// Parse and lookup errors quote files and API answers: they go through `scrubber`.
+  private func resolveClass(
+    _ pod: PodVolume, env: VolumeEnvironment, scrubber: SecretScrubber
+  ) async throws(PublishError) -> SecretProviderClass {
     let found: SecretProviderClass?
     do {
       found = try await env.classes.secretProviderClass(name: pod.secretProviderClass, namespace: pod.podNamespace)
     } catch let error as SecretProviderClassError {
-      throw PublishError(.classInvalid, error.description)
+      throw PublishError(.classInvalid, scrubber.scrub(error.description))
     } catch {
       throw PublishError(
-        .classInvalid, "cannot read SecretProviderClass \(pod.podNamespace)/\(pod.secretProviderClass): \(error)")
+        .classInvalid, "cannot read SecretProviderClass \(pod.podNamespace)/\(pod.secretProviderClass): \(scrubber.scrub("\(error)"))")
     }
     guard let spc = found else {
       throw PublishError(
@@ -255,27 +258,32 @@ public actor VolumeActor {
   ) async throws(PublishError) -> ([Provider.ObjectVersion], Bool) {
     let timeout = try Self.callBudget(deadline: deadline, now: env.now(), fallback: env.settings.defaultCallTimeout)
     let mountRequest = MountRequestBuilder.build(spc: spc, publish: request, currentVersions: currentVersions)
+    // What the provider says goes through this before any log, event or status.
+    var scrubber = SecretScrubber(publishing: request).adding(parameters: spc.parameters)
     let response: Provider.MountResponse
     do {
-      response = try await env.providers.connection(for: spc.provider).mount(mountRequest, timeout: timeout)
+      response = try await env.providers.connection(for: spc.provider).mount(mountRequest, timeout: timeout, scrubber: scrubber)
     } catch {
       throw PublishError(error)
     }
-    let files = try Self.check(response, provider: spc.provider)
+    scrubber = scrubber.adding(files: response.files)
+    let files = try Self.check(response, provider: spc.provider, scrubber: scrubber)
     if files.isEmpty { return (response.objectVersion, false) }  // a legacy provider wrote the files itself
     let provider = spc.provider
     // On the pool when other volumes are busy (a burst), so the loop keeps
     // receiving provider answers and replying to kubelet meanwhile; alone, inline.
-    let outcome = try await onPool { [targetPath] () throws(PublishError) -> WriteOutcome in
+    let outcome = try await onPool { [targetPath, scrubber] () throws(PublishError) -> WriteOutcome in
       do {
         return try AtomicWriter(directory: targetPath).write(files, defaultMode: MountRequestBuilder.defaultFileMode)
       } catch let error as VolumeFileError {
+        // These quote the provider's file names.
         switch error.kind {
-        case .invalidPath, .invalidMode: throw PublishError(.badProviderResponse, "provider \"\(provider)\" returned a bad file: \(error)")
-        default: throw PublishError(.writeFailed, "cannot write secrets to \(targetPath): \(error)")
+        case .invalidPath, .invalidMode:
+          throw PublishError(.badProviderResponse, "provider \"\(provider)\" returned a bad file: \(scrubber.scrub("\(error)"))")
+        default: throw PublishError(.writeFailed, "cannot write secrets to \(targetPath): \(scrubber.scrub("\(error)"))")
         }
       } catch {
-        throw PublishError(.writeFailed, "cannot write secrets to \(targetPath): \(error)")
+        throw PublishError(.writeFailed, "cannot write secrets to \(targetPath): \(scrubber.scrub("\(error)"))")
       }
     }
     return (response.objectVersion, outcome == .written)
@@ -300,10 +308,14 @@ public actor VolumeActor {
   }
 
   /// The provider's rules: an error code or no object versions is a failure;
-  /// modes must be permission bits.
-  static func check(_ response: Provider.MountResponse, provider: String) throws(PublishError) -> [SecretFile] {
+  /// modes must be permission bits. The code and file names are the
+  /// provider's text: only scrubbed do they reach messages and metric labels.
+  static func check(
+    _ response: Provider.MountResponse, provider: String, scrubber: SecretScrubber
+  ) throws(PublishError) -> [SecretFile] {
     if let code = response.error?.code, !code.isEmpty {
-      throw PublishError(.providerError(code: code), "provider \"\(provider)\" failed to mount: error code \(code)")
+      let safe = scrubber.scrub(code, limitBytes: 128)
+      throw PublishError(.providerError(code: safe), "provider \"\(provider)\" failed to mount: error code \(safe)")
     }
     guard !response.objectVersion.isEmpty else {
       throw PublishError(.badProviderResponse, "provider \"\(provider)\" returned no object versions")
@@ -311,7 +323,8 @@ public actor VolumeActor {
     return try response.files.map { file throws(PublishError) in
       guard file.mode >= 0, file.mode <= 0o7777 else {
         throw PublishError(
-          .badProviderResponse, "provider \"\(provider)\" returned mode \(String(file.mode, radix: 8)) for \(file.path)")
+          .badProviderResponse,
+          "provider \"\(provider)\" returned mode \(String(file.mode, radix: 8)) for \(scrubber.scrub(file.path, limitBytes: 256))")
       }
       return SecretFile(path: file.path, mode: UInt32(file.mode), contents: file.contents)
     }

@@ -82,6 +82,10 @@ public struct MountingPublisher: VolumePublisher {
       env.logger.debug("published", metadata: ["target": "\(request.targetPath)", "outcome": "\(outcome)"])
       return CSI.NodePublishVolumeResponse()
     } catch {
+      // Messages are built from scrubbed parts; once more over the whole, with
+      // the request's secrets, before kubelet and the log see it.
+      var error = error
+      error.message = SecretScrubber(publishing: request).scrub(error.message, limitBytes: 1024)
       env.logger.warning(
         "publish failed",
         metadata: ["target": "\(request.targetPath)", "code": "\(error.code.canonicalName)", "error_type": "\(error.errorType)", "error": "\(error.message)"])
@@ -99,6 +103,8 @@ public struct MountingPublisher: VolumePublisher {
       }
       return CSI.NodeUnpublishVolumeResponse()
     } catch {
+      var error = error
+      error.message = SecretScrubber().scrub(error.message, limitBytes: 1024)
       env.logger.warning("unpublish failed", metadata: ["target": "\(request.targetPath)", "error": "\(error.message)"])
       throw error.rpcError
     }
