@@ -74,12 +74,16 @@ import UVRuntime
     }
   }
 
-  @Test func rateLimitPacesBeyondTheBurst() async throws {
+  @Test func rateLimitHoldsCallsBeyondTheBurst() async throws {
     try await Self.withLoop { loop in
-      let gate = ProviderGate(limits: .init(ratePerSecond: 200, burst: 2), loop: loop)
-      for _ in 0..<6 { try await gate.withPermit(.refresh) {} }
-      // The first two were the burst; the other four had to wait for tokens.
-      #expect(await gate.waited.refreshes == 4)
+      // One token per thousand seconds: after the burst of two, the third call waits.
+      let gate = ProviderGate(limits: .init(ratePerSecond: 0.001, burst: 2), loop: loop)
+      for _ in 0..<2 { try await gate.withPermit(.refresh) {} }
+      let third = Task { try await gate.withPermit(.refresh) {} }
+      try await Self.waitQueued(gate, firstMounts: 0, refreshes: 1)
+      #expect(await gate.waited.refreshes == 1)
+      third.cancel()
+      await #expect(throws: CancellationError.self) { try await third.value }
     }
   }
 

@@ -38,7 +38,7 @@ public actor ProviderGate {
   private var refreshes: [Waiter] = []
   private var nextID = 0
   private var bucket: TokenBucket?
-  private var pacing = false
+  private var pacer: Task<Void, Never>?
   /// Calls that had to wait for a slot or a token, by priority (metrics and tests).
   public private(set) var waited: (firstMounts: Int, refreshes: Int) = (0, 0)
 
@@ -94,6 +94,11 @@ public actor ProviderGate {
     } else if let i = refreshes.firstIndex(where: { $0.id == id }) {
       refreshes.remove(at: i).continuation.resume(throwing: CancellationError())
     }
+    if firstMounts.isEmpty && refreshes.isEmpty {
+      // Nobody left to pace for: stop the timer rather than leave it on the loop.
+      pacer?.cancel()
+      pacer = nil
+    }
   }
 
   private func hasSlot() -> Bool { limits.concurrency <= 0 || inFlight < limits.concurrency }
@@ -122,16 +127,19 @@ public actor ProviderGate {
 
   /// Out of tokens: look again when the next one is due (one timer at a time).
   private func pace(after wait: Duration) {
-    guard !pacing else { return }
-    pacing = true
-    Task {
-      try? await loop.sleep(milliseconds: wait.timerMilliseconds)
+    guard pacer == nil else { return }
+    pacer = Task {
+      do {
+        try await loop.sleep(milliseconds: wait.timerMilliseconds)
+      } catch {
+        return  // cancelled: the queue emptied
+      }
       self.paced()
     }
   }
 
   private func paced() {
-    pacing = false
+    pacer = nil
     dispatch()
   }
 }
