@@ -112,7 +112,7 @@ let package = Package(
     .executableTarget(
       name: "csi-reference-provider",
       dependencies: [
-        "CSIMessages", "GRPCH2", "UVRuntime", "COpenSSL", "CLinux",
+        "CSIMessages", "GRPCH2", "UVRuntime", "VolumeFiles", "COpenSSL", "CLinux",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
