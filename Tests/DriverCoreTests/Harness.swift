@@ -10,7 +10,7 @@ let testConfig = DriverConfig(version: "v9.9.9-test", nodeID: "node-a")
 /// Runs `body` against the Identity and Node services over the in-process transport.
 func withDriver<Result: Sendable>(
   config: DriverConfig = testConfig,
-  publisher: any VolumePublisher = UnimplementedVolumePublisher(),
+  publisher: any VolumePublisher = RecordingPublisher(),
   interceptors: [any ServerInterceptor] = [],
   _ body: (GRPCClient<InProcessTransport.Client>) async throws -> Result
 ) async throws -> Result {

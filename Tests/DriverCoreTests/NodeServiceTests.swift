@@ -43,14 +43,6 @@ import Testing
     #expect(publisher.published.withLock { $0.isEmpty })
   }
 
-  @Test func publishWithoutAPublisherIsUnimplemented() async throws {
-    try await withDriver { client in
-      let (code, message) = await status(client, CSI.Node.nodePublishVolume, validPublish)
-      #expect(code == .unimplemented)
-      #expect(message == "volume mounting is not implemented yet")
-    }
-  }
-
   @Test func publishHandsAValidRequestToThePublisher() async throws {
     let publisher = RecordingPublisher()
     try await withDriver(publisher: publisher) { client in
@@ -68,13 +60,6 @@ import Testing
       let (code, message) = await status(client, CSI.Node.nodeUnpublishVolume, request)
       #expect(code == .invalidArgument)
       #expect(message.contains(field))
-    }
-  }
-
-  @Test func unpublishWithoutAPublisherIsUnimplemented() async throws {
-    try await withDriver { client in
-      let request = CSI.NodeUnpublishVolumeRequest(volumeID: "v", targetPath: "/t")
-      #expect(await status(client, CSI.Node.nodeUnpublishVolume, request).code == .unimplemented)
     }
   }
 

@@ -12,16 +12,3 @@ public protocol VolumePublisher: Sendable {
   func publish(_ request: CSI.NodePublishVolumeRequest, deadline: ContinuousClock.Instant?) async throws -> CSI.NodePublishVolumeResponse
   func unpublish(_ request: CSI.NodeUnpublishVolumeRequest, deadline: ContinuousClock.Instant?) async throws -> CSI.NodeUnpublishVolumeResponse
 }
-
-/// The publisher until mounting exists: every call answers UNIMPLEMENTED.
-public struct UnimplementedVolumePublisher: VolumePublisher {
-  public init() {}
-
-  public func publish(_ request: CSI.NodePublishVolumeRequest, deadline: ContinuousClock.Instant?) async throws -> CSI.NodePublishVolumeResponse {
-    throw RPCError(code: .unimplemented, message: "volume mounting is not implemented yet")
-  }
-
-  public func unpublish(_ request: CSI.NodeUnpublishVolumeRequest, deadline: ContinuousClock.Instant?) async throws -> CSI.NodeUnpublishVolumeResponse {
-    throw RPCError(code: .unimplemented, message: "volume unmounting is not implemented yet")
-  }
-}

@@ -69,13 +69,10 @@ public actor VolumeActor {
 
   /// What this driver process mounted here, or recovered after a restart.
   struct Record {
-    var className: String
-    var namespace: String
-    var provider: String
+    /// What the provider last returned, sent back as current_object_version.
     var versions: [Provider.ObjectVersion]
     /// Last successful provider fetch; nil when recovered after a restart.
     var lastFetch: ContinuousClock.Instant?
-    var lastRefreshError: PublishError?
   }
 
   private var record: Record?
@@ -95,9 +92,6 @@ public actor VolumeActor {
 
   /// True when nothing is mounted here as far as this actor knows.
   var isIdle: Bool { record == nil && !busy && waiters.isEmpty }
-
-  /// The last refresh's failure, until a refresh succeeds (metrics and events read it).
-  public var lastRefreshError: PublishError? { record?.lastRefreshError }
 
   // MARK: one request at a time
 
@@ -134,7 +128,7 @@ public actor VolumeActor {
     if mounted, hasContent() {
       if record == nil {
         // Mounted by an earlier run of the driver: adopt it; its age is unknown, so it is due.
-        record = Record(className: pod.secretProviderClass, namespace: pod.podNamespace, provider: "", versions: [], lastFetch: nil)
+        record = Record(versions: [], lastFetch: nil)
       }
       return await republish(request, pod: pod, deadline: deadline, env: env)
     }
@@ -178,8 +172,7 @@ public actor VolumeActor {
           "first mount phases",
           metadata: ["target": "\(targetPath)", "class_ms": "\(ms(t1 - t0))", "mount_ms": "\(ms(t2 - t1))", "fetch_write_ms": "\(ms(ContinuousClock.now - t2))"])
       }
-      record = Record(
-        className: spc.name, namespace: spc.namespace, provider: spc.provider, versions: versions, lastFetch: env.now())
+      record = Record(versions: versions, lastFetch: env.now())
     } catch {
       // Fail closed: no tmpfs, no directory, so kubelet's retry starts clean
       // and no pod starts on an empty or partial volume.
@@ -208,17 +201,13 @@ public actor VolumeActor {
       let spc = try await resolveClass(pod, env: env)
       let (versions, changed) = try await fetchAndWrite(
         request, spc: spc, currentVersions: current.versions, deadline: deadline, env: env)
-      current.provider = spc.provider
       current.versions = versions
       current.lastFetch = env.now()
-      current.lastRefreshError = nil
       record = current
       return .refreshed(changed: changed)
     } catch {
       // kubelet may delete the mount directory after a failed republish: answer
-      // success, keep the old content, and record the failure.
-      current.lastRefreshError = error
-      record = current
+      // success, keep the old content, and report the failure.
       env.logger.warning(
         "refresh failed; keeping the mounted content",
         metadata: ["target": "\(targetPath)", "class": "\(pod.podNamespace)/\(pod.secretProviderClass)", "error": "\(error)"])

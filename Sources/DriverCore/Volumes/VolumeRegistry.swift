@@ -21,9 +21,6 @@ public final class VolumeRegistry: Sendable {
     self.loop = loop
   }
 
-  /// Volumes known to this process (mounted, or with a request in flight).
-  public var count: Int { entries.withLock { $0.count } }
-
   /// Runs `body` on the target's actor; the entry lives at least until it returns.
   public func withVolume<T: Sendable>(
     _ targetPath: String, _ body: (VolumeActor) async throws(PublishError) -> T
