@@ -38,6 +38,8 @@ let package = Package(
     .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
     .target(name: "CLinux"),
 
+    // Text formats every executable shares: Go durations (flags), klog and JSON log lines, JSON strings.
+    .target(name: "TextFormats", swiftSettings: strict),
     // Runtime: the libuv loop as an executor, timers, signals, byte-stream transports.
     .target(name: "UVRuntime", dependencies: ["CUV"], swiftSettings: strict),
     // gRPC over HTTP/2 (nghttp2) as GRPCCore ServerTransport / ClientTransport.
@@ -58,7 +60,7 @@ let package = Package(
     .target(
       name: "DriverCore",
       dependencies: [
-        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "VolumeFiles",
+        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "VolumeFiles", "TextFormats",
         .product(name: "Yams", package: "Yams"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Logging", package: "swift-log"),
@@ -68,7 +70,7 @@ let package = Package(
     .executableTarget(
       name: "secrets-store-csi-driver",
       dependencies: [
-        "DriverCore", "UVRuntime", "GRPCH2",
+        "DriverCore", "UVRuntime", "GRPCH2", "TextFormats",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -78,7 +80,7 @@ let package = Package(
     .executableTarget(
       name: "csi-provider-call",
       dependencies: [
-        "DriverCore", "CSIMessages", "UVRuntime",
+        "DriverCore", "CSIMessages", "GRPCH2", "UVRuntime", "TextFormats",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
@@ -99,7 +101,7 @@ let package = Package(
     .executableTarget(
       name: "csi-load",
       dependencies: [
-        "CSIMessages", "GRPCH2", "UVRuntime",
+        "CSIMessages", "GRPCH2", "UVRuntime", "TextFormats",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -112,13 +114,14 @@ let package = Package(
     .executableTarget(
       name: "csi-reference-provider",
       dependencies: [
-        "CSIMessages", "GRPCH2", "UVRuntime", "VolumeFiles", "COpenSSL", "CLinux",
+        "CSIMessages", "GRPCH2", "UVRuntime", "VolumeFiles", "TextFormats", "COpenSSL", "CLinux",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strict
     ),
 
+    .testTarget(name: "TextFormatsTests", dependencies: ["TextFormats"], swiftSettings: strict),
     .testTarget(name: "UVRuntimeTests", dependencies: ["UVRuntime"], swiftSettings: strict),
     .testTarget(
       name: "GRPCH2Tests",

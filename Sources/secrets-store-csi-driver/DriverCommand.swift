@@ -4,6 +4,7 @@ import GRPCCore
 import GRPCH2
 import Glibc
 import Logging
+import TextFormats
 import UVRuntime
 
 /// Turns flags into a validated configuration and runs the driver; nothing else.

@@ -1,5 +1,6 @@
 public import CSIMessages
 import Glibc
+import GRPCH2
 import Logging
 public import UVRuntime
 
