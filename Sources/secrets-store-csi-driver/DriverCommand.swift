@@ -285,7 +285,7 @@ struct UpstreamFlag: Sendable {
         kept += arguments[(i - 1)...]
         break
       }
-      let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
+      let parts = argument.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
       guard let flag = byName[parts[0]] else {
         kept.append(argument)
         continue

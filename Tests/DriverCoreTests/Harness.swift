@@ -47,8 +47,8 @@ final class RecordingPublisher: VolumePublisher {
   let published = Mutex<[CSI.NodePublishVolumeRequest]>([])
   let unpublished = Mutex<[CSI.NodeUnpublishVolumeRequest]>([])
 
-  func publish(_ request: CSI.NodePublishVolumeRequest, deadline: ContinuousClock.Instant?) async throws -> CSI.NodePublishVolumeResponse {
-    self.published.withLock { $0.append(request) }
+  func publish(_ request: ValidPublishRequest, deadline: ContinuousClock.Instant?) async throws -> CSI.NodePublishVolumeResponse {
+    self.published.withLock { $0.append(request.csi) }
     return CSI.NodePublishVolumeResponse()
   }
 
@@ -93,5 +93,7 @@ let validPublish = CSI.NodePublishVolumeRequest(
   targetPath: "/var/lib/kubelet/pods/uid/volumes/kubernetes.io~csi/secrets/mount",
   volumeCapability: .init(accessType: .mount(.init()), accessMode: .init(mode: .singleNodeWriter)),
   readonly: true,
-  volumeContext: ["secretProviderClass": "my-spc", "csi.storage.k8s.io/pod.name": "web-0"]
+  volumeContext: [
+    "secretProviderClass": "my-spc", "csi.storage.k8s.io/pod.name": "web-0", "csi.storage.k8s.io/pod.namespace": "default",
+  ]
 )

@@ -218,9 +218,9 @@ import VolumeFiles
   }
 
   @Test func targetPathsMustBeAbsoluteAndClean() {
-    #expect(throws: Never.self) { try MountingPublisher.checkTargetPath("/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/v/mount") }
-    for bad in ["relative/path", "/a/../b", "/a/./b", "/a//b", "/a/", "/"] {
-      #expect(throws: PublishError.self, "\(bad)") { try MountingPublisher.checkTargetPath(bad) }
+    #expect(throws: Never.self) { try NodeService.checkTargetPath("/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/v/mount") }
+    for bad in ["relative/path", "/a/../b", "/a/./b", "/a//b", "/a/", "/", "/a\u{0}b"] {
+      #expect(throws: RPCError.self, "\(bad)") { try NodeService.checkTargetPath(bad) }
     }
   }
 }

@@ -29,7 +29,19 @@ import Testing
     noCapability.volumeCapability = nil
     var writable = validPublish
     writable.readonly = false
-    return [("volume_id", noVolumeID), ("target_path", noTarget), ("volume_capability", noCapability), ("readonly", writable)]
+    var relativeTarget = validPublish
+    relativeTarget.targetPath = "pods/uid/volumes/kubernetes.io~csi/secrets/mount"
+    var dottedTarget = validPublish
+    dottedTarget.targetPath = "/var/lib/kubelet/pods/uid/../../../../etc"
+    var noClass = validPublish
+    noClass.volumeContext["secretProviderClass"] = nil
+    var noNamespace = validPublish
+    noNamespace.volumeContext["csi.storage.k8s.io/pod.namespace"] = nil
+    return [
+      ("volume_id", noVolumeID), ("target_path", noTarget), ("volume_capability", noCapability), ("readonly", writable),
+      ("target_path", relativeTarget), ("target_path", dottedTarget), ("secretProviderClass", noClass),
+      ("pod.namespace", noNamespace),
+    ]
   }()
 
   @Test(arguments: NodeServiceTests.invalidPublishes)
@@ -54,13 +66,16 @@ import Testing
   @Test(arguments: [
     ("volume_id", CSI.NodeUnpublishVolumeRequest(volumeID: "", targetPath: "/t")),
     ("target_path", CSI.NodeUnpublishVolumeRequest(volumeID: "v", targetPath: "")),
+    ("target_path", CSI.NodeUnpublishVolumeRequest(volumeID: "v", targetPath: "/a/../b")),
   ])
   func unpublishRejectsAnIncompleteRequest(_ field: String, _ request: CSI.NodeUnpublishVolumeRequest) async throws {
-    try await withDriver { client in
+    let publisher = RecordingPublisher()
+    try await withDriver(publisher: publisher) { client in
       let (code, message) = await status(client, CSI.Node.nodeUnpublishVolume, request)
       #expect(code == .invalidArgument)
       #expect(message.contains(field))
     }
+    #expect(publisher.unpublished.withLock { $0.isEmpty })
   }
 
   @Test func unpublishHandsAValidRequestToThePublisher() async throws {

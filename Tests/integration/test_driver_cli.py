@@ -185,8 +185,10 @@ def ignored_flag_warnings(stderr: str) -> list[str]:
 
 @pytest.mark.parametrize("extra", [
     [],
-    # Older manifests, given twice, and Go's single-dash spelling: still one warning each.
-    ["--filtered-watch-secret=true", "-metrics-addr=:9095", "--enable-pprof=false", "--kubeconfig", "/nonexistent"],
+    # Older manifests, given twice, Go's single-dash spelling, values in the next argument
+    # (empty ones too): still one warning each.
+    ["--filtered-watch-secret=true", "-metrics-addr=:9095", "--enable-pprof=false", "--kubeconfig", "",
+     "-pprof-port", "6065", "--additional-provider-volume-paths", ""],
 ], ids=["v1.6", "older"])
 def test_starts_with_upstream_daemonset_args_and_warns_once_per_ignored_flag(start_driver, workdir, csi, extra):
     endpoint = f"unix://{workdir}/upstream.sock"
@@ -196,7 +198,7 @@ def test_starts_with_upstream_daemonset_args_and_warns_once_per_ignored_flag(sta
     assert d.stop(signal.SIGTERM) == 0, d.describe()
     warned = ignored_flag_warnings(d.stderr())
     # --enable-pprof=false asks for nothing, so nothing to warn about.
-    expected = ["--metrics-addr"] + (["--filtered-watch-secret", "--kubeconfig"] if extra else [])
+    expected = ["--metrics-addr"] + (["--filtered-watch-secret", "--kubeconfig", "--pprof-port"] if extra else [])
     assert sorted(warned) == sorted(expected), d.describe()
 
 

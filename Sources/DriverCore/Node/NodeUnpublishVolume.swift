@@ -9,12 +9,13 @@ extension NodeService {
     return try await self.publisher.unpublish(request, deadline: deadline)
   }
 
-  static func validate(_ request: CSI.NodeUnpublishVolumeRequest) throws {
+  static func validate(_ request: CSI.NodeUnpublishVolumeRequest) throws(RPCError) {
     guard !request.volumeID.isEmpty else {
       throw RPCError.invalidArgument("volume_id is required in NodeUnpublishVolumeRequest")
     }
     guard !request.targetPath.isEmpty else {
       throw RPCError.invalidArgument("target_path is required in NodeUnpublishVolumeRequest")
     }
+    try checkTargetPath(request.targetPath)
   }
 }

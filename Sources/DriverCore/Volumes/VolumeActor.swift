@@ -1,4 +1,4 @@
-public import CSIMessages
+import CSIMessages
 import Glibc
 public import Logging
 public import UVRuntime
@@ -113,12 +113,13 @@ public actor VolumeActor {
 
   // MARK: publish
 
+  /// `valid` has passed `NodeService.validate`: nothing is checked again under the lock.
   public func publish(
-    _ request: CSI.NodePublishVolumeRequest, deadline: ContinuousClock.Instant?, env: VolumeEnvironment
+    _ valid: ValidPublishRequest, deadline: ContinuousClock.Instant?, env: VolumeEnvironment
   ) async throws(PublishError) -> PublishOutcome {
     await acquire()
     defer { release() }
-    let pod = try PodVolume(volumeContext: request.volumeContext)
+    let (request, pod) = (valid.csi, valid.pod)
     let mounted: Bool
     do {
       mounted = try Mounts.isMountPoint(targetPath)
