@@ -266,3 +266,28 @@ import VolumeFiles
     #expect(loop.leakedHandles.isEmpty)
   }
 }
+
+/// DriverCore's system calls go through VolumeFiles' `sys`: errors name the call and the path.
+@Suite struct SyscallErrorTests {
+  static func systemCall(_ body: () async throws -> Void) async -> (call: String, path: String)? {
+    do {
+      try await body()
+    } catch let error as VolumeFileError {
+      if case .system(let call, let path, _) = error.kind { return (call, path) }
+    } catch {}
+    return nil
+  }
+
+  @Test func readingConfigurationNamesTheFailedCall() async {
+    let missing = await Self.systemCall { _ = try FileIO.readAll("/nonexistent-dir/spc.yaml", limit: 1 << 20) }
+    #expect(missing?.call == "open" && missing?.path == "/nonexistent-dir/spc.yaml")
+    let directory = await Self.systemCall { _ = try FileIO.readAll("/", limit: 1 << 20) }
+    #expect(directory?.call == "read" && directory?.path == "/")
+  }
+
+  @Test func aMissingClassDirectoryNamesTheFailedCall() async {
+    let source = DirectorySecretProviderClassSource(directory: "/nonexistent-spc-dir")
+    let failure = await Self.systemCall { _ = try await source.secretProviderClass(name: "a", namespace: "b") }
+    #expect(failure?.call == "stat" && failure?.path == "/nonexistent-spc-dir")
+  }
+}

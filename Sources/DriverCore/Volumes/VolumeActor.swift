@@ -126,7 +126,7 @@ public actor VolumeActor {
     } catch {
       throw PublishError(.mountPoint, "cannot read the mount table for \(targetPath): \(error)")
     }
-    if mounted, hasContent() {
+    if mounted, try hasContent() {
       if record == nil {
         // Mounted by an earlier run of the driver: adopt it; its age is unknown, so it is due.
         record = Record(versions: [], lastFetch: nil)
@@ -142,9 +142,18 @@ public actor VolumeActor {
     return .mounted
   }
 
-  private func hasContent() -> Bool {
+  /// Whether the writer's `..data` link is there.
+  private func hasContent() throws(PublishError) -> Bool {
+    let path = targetPath + "/..data"
     var st = stat()
-    return lstat(targetPath + "/..data", &st) == 0
+    do {
+      _ = try sys("lstat", path) { lstat(path, &st) }
+      return true
+    } catch let error as VolumeFileError where error.errno == ENOENT {
+      return false
+    } catch {
+      throw PublishError(.mountPoint, "cannot inspect the volume at \(targetPath): \(error)")
+    }
   }
 
   private func firstMount(
@@ -329,13 +338,15 @@ public actor VolumeActor {
     defer { release() }
     try await onPool { [self] () throws(PublishError) in
       try unmountAll()
-      if rmdir(targetPath) != 0 {
-        switch errno {
+      do {
+        _ = try sys("rmdir", targetPath) { rmdir(targetPath) }
+      } catch {
+        switch (error as? VolumeFileError)?.errno {
         case ENOENT: break
         case ENOTEMPTY, EEXIST:
           throw PublishError(.mountPoint, "\(targetPath) is not a mount point and not empty; left in place")
         default:
-          throw PublishError(.mountPoint, "cannot remove \(targetPath): \(String(cString: strerror(errno)))")
+          throw PublishError(.mountPoint, "cannot remove \(targetPath): \(error)")
         }
       }
     }
@@ -345,7 +356,8 @@ public actor VolumeActor {
   /// Unmounts every mount stacked on the target.
   private nonisolated func unmountAll() throws(PublishError) {
     var st = stat()
-    if lstat(targetPath, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK {
+    // Gone or unreadable is not a link: the mount table decides below.
+    if (try? sys("lstat", targetPath) { lstat(targetPath, &st) }) != nil, (st.st_mode & S_IFMT) == S_IFLNK {
       // Never follow a link out of kubelet's volume directory to unmount something else.
       throw PublishError(.mountPoint, "\(targetPath) is a symbolic link, not a volume; left in place")
     }
@@ -372,30 +384,34 @@ public actor VolumeActor {
     var pending: [String] = []
     var path = targetPath
     while true {
-      if mkdir(path, 0o750) == 0 {
+      do {
+        _ = try sys("mkdir", path) { mkdir(path, 0o750) }
         created.append(path)
         break
+      } catch {
+        let code = (error as? VolumeFileError)?.errno
+        if code == EEXIST { break }
+        guard code == ENOENT, let slash = path.lastIndex(of: "/"), slash != path.startIndex else {
+          throw PublishError(.mountPoint, "cannot create \(path): \(error)")
+        }
+        pending.append(path)
+        path = String(path[..<slash])
       }
-      let code = errno
-      if code == EEXIST { break }
-      guard code == ENOENT, let slash = path.lastIndex(of: "/"), slash != path.startIndex else {
-        throw PublishError(.mountPoint, "cannot create \(path): \(String(cString: strerror(code)))")
-      }
-      pending.append(path)
-      path = String(path[..<slash])
     }
     // Then back down, making what was missing.
     for dir in pending.reversed() {
-      if mkdir(dir, 0o750) == 0 {
+      do {
+        _ = try sys("mkdir", dir) { mkdir(dir, 0o750) }
         created.append(dir)
-      } else if errno != EEXIST {
-        let reason = String(cString: strerror(errno))
+      } catch let error as VolumeFileError where error.errno == EEXIST {
+        continue
+      } catch {
         removeDirectories(created)
-        throw PublishError(.mountPoint, "cannot create \(dir): \(reason)")
+        throw PublishError(.mountPoint, "cannot create \(dir): \(error)")
       }
     }
     var st = stat()
-    guard lstat(targetPath, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+    guard (try? sys("lstat", targetPath) { lstat(targetPath, &st) }) != nil, (st.st_mode & S_IFMT) == S_IFDIR else {
       removeDirectories(created)
       throw PublishError(.mountPoint, "\(targetPath) exists and is not a directory")
     }
@@ -403,6 +419,6 @@ public actor VolumeActor {
   }
 
   private nonisolated func removeDirectories(_ created: [String]) {
-    for dir in created.reversed() { rmdir(dir) }
+    for dir in created.reversed() { _ = try? sys("rmdir", dir) { rmdir(dir) } }
   }
 }
