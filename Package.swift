@@ -70,7 +70,7 @@ let package = Package(
     .executableTarget(
       name: "secrets-store-csi-driver",
       dependencies: [
-        "DriverCore", "UVRuntime", "GRPCH2", "TextFormats",
+        "DriverCore", "UVRuntime", "GRPCH2", "TextFormats", "VolumeFiles",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],

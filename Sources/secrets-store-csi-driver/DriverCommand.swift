@@ -6,6 +6,7 @@ import Glibc
 import Logging
 import TextFormats
 import UVRuntime
+import VolumeFiles
 
 /// Turns flags into a validated configuration and runs the driver; nothing else.
 @main
@@ -172,7 +173,7 @@ struct DriverCommand: AsyncParsableCommand {
     }
     if let spcDir {
       var isDir = stat()
-      guard stat(spcDir, &isDir) == 0, (isDir.st_mode & S_IFMT) == S_IFDIR else {
+      guard (try? sys("stat", spcDir) { stat(spcDir, &isDir) }) != nil, (isDir.st_mode & S_IFMT) == S_IFDIR else {
         throw ValidationError("--spc-dir \(spcDir) is not a directory")
       }
     }
