@@ -54,7 +54,8 @@ let package = Package(
       dependencies: ["CProtobufC", .product(name: "GRPCCore", package: "grpc-swift-2")],
       swiftSettings: strict
     ),
-    // Volume contents on disk: path rules, the atomic `..data` writer, tmpfs mounts.
+    // Volume contents on disk: path rules, the atomic `..data` writer, tmpfs mounts, and
+    // `sys`, the wrapper every system call goes through.
     .target(name: "VolumeFiles", dependencies: ["CLinux"], swiftSettings: strict),
     // The driver: CSI Identity and Node services, volumes, providers, configuration, logging.
     .target(
