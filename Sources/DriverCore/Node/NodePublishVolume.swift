@@ -14,13 +14,7 @@ extension NodeService {
   /// driver's own rule (the volume holds secrets written by the driver, so pods mount
   /// it read-only), and the volume context keys that name the pod and its class.
   static func validate(_ request: CSI.NodePublishVolumeRequest) throws(RPCError) -> ValidPublishRequest {
-    guard !request.volumeID.isEmpty else {
-      throw RPCError.invalidArgument("volume_id is required in NodePublishVolumeRequest")
-    }
-    guard !request.targetPath.isEmpty else {
-      throw RPCError.invalidArgument("target_path is required in NodePublishVolumeRequest")
-    }
-    try checkTargetPath(request.targetPath)
+    try validateVolume(id: request.volumeID, targetPath: request.targetPath, in: "NodePublishVolumeRequest")
     guard request.volumeCapability != nil else {
       throw RPCError.invalidArgument("volume_capability is required in NodePublishVolumeRequest")
     }
@@ -32,6 +26,13 @@ extension NodeService {
     } catch {
       throw error.rpcError
     }
+  }
+
+  /// What publish and unpublish both require: a volume id and a target path.
+  static func validateVolume(id: String, targetPath: String, in message: String) throws(RPCError) {
+    guard !id.isEmpty else { throw RPCError.invalidArgument("volume_id is required in \(message)") }
+    guard !targetPath.isEmpty else { throw RPCError.invalidArgument("target_path is required in \(message)") }
+    try checkTargetPath(targetPath)
   }
 
   /// Target paths come from kubelet; still, mount and rmdir only absolute, clean paths.

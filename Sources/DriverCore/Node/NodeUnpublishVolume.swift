@@ -10,12 +10,6 @@ extension NodeService {
   }
 
   static func validate(_ request: CSI.NodeUnpublishVolumeRequest) throws(RPCError) {
-    guard !request.volumeID.isEmpty else {
-      throw RPCError.invalidArgument("volume_id is required in NodeUnpublishVolumeRequest")
-    }
-    guard !request.targetPath.isEmpty else {
-      throw RPCError.invalidArgument("target_path is required in NodeUnpublishVolumeRequest")
-    }
-    try checkTargetPath(request.targetPath)
+    try validateVolume(id: request.volumeID, targetPath: request.targetPath, in: "NodeUnpublishVolumeRequest")
   }
 }

@@ -56,7 +56,7 @@ public enum PublishOutcome: Sendable, Hashable {
   case refreshed(changed: Bool)
   /// Republish before the volume was due (or with rotation off): nothing done.
   case upToDate
-  /// Republish whose refresh failed: the old content stays, the failure is recorded.
+  /// Republish whose refresh failed: the old content stays, the failure is logged.
   case refreshFailed(PublishError)
 }
 
