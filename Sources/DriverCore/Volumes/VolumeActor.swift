@@ -149,7 +149,7 @@ public actor VolumeActor {
     do {
       _ = try sys("lstat", path) { lstat(path, &st) }
       return true
-    } catch let error as VolumeFileError where error.errno == ENOENT {
+    } catch let error as VolumeFileError where error.errno == ENOENT || error.errno == ENOTDIR {
       return false
     } catch {
       throw PublishError(.mountPoint, "cannot inspect the volume at \(targetPath): \(error)")
