@@ -40,6 +40,8 @@ let package = Package(
     // The version this build is, stamped by scripts/stamp-version.sh.
     .target(name: "CBuildInfo"),
 
+    // Text formats every executable shares: Go durations (flags), klog and JSON log lines, JSON strings.
+    .target(name: "TextFormats", swiftSettings: strict),
     // Runtime: the libuv loop as an executor, timers, signals, byte-stream transports.
     .target(name: "UVRuntime", dependencies: ["CUV"], swiftSettings: strict),
     // gRPC over HTTP/2 (nghttp2) as GRPCCore ServerTransport / ClientTransport.
@@ -59,13 +61,14 @@ let package = Package(
     // Kubernetes API client: configuration, typed objects, verbs, watches, rate limits.
     // HTTP comes in through the KubeTransport protocol.
     .target(name: "KubeClient", dependencies: ["UVRuntime", "YAML"], swiftSettings: strict),
-    // Volume contents on disk: path rules, the atomic `..data` writer, tmpfs mounts.
+    // Volume contents on disk: path rules, the atomic `..data` writer, tmpfs mounts, and
+    // `sys`, the wrapper every system call goes through.
     .target(name: "VolumeFiles", dependencies: ["CLinux"], swiftSettings: strict),
     // The driver: CSI Identity and Node services, volumes, providers, configuration, logging.
     .target(
       name: "DriverCore",
       dependencies: [
-        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "VolumeFiles", "YAML", "KubeClient",
+        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "VolumeFiles", "TextFormats", "YAML", "KubeClient",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -74,7 +77,7 @@ let package = Package(
     .executableTarget(
       name: "secrets-store-csi-driver",
       dependencies: [
-        "DriverCore", "UVRuntime", "GRPCH2",
+        "DriverCore", "UVRuntime", "GRPCH2", "TextFormats", "VolumeFiles",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -84,7 +87,7 @@ let package = Package(
     .executableTarget(
       name: "csi-provider-call",
       dependencies: [
-        "DriverCore", "CSIMessages", "UVRuntime",
+        "DriverCore", "CSIMessages", "GRPCH2", "UVRuntime", "TextFormats",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
@@ -105,7 +108,7 @@ let package = Package(
     .executableTarget(
       name: "csi-load",
       dependencies: [
-        "CSIMessages", "GRPCH2", "UVRuntime",
+        "CSIMessages", "GRPCH2", "UVRuntime", "TextFormats",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -118,13 +121,14 @@ let package = Package(
     .executableTarget(
       name: "csi-reference-provider",
       dependencies: [
-        "CSIMessages", "GRPCH2", "UVRuntime", "COpenSSL", "CLinux",
+        "CSIMessages", "GRPCH2", "UVRuntime", "VolumeFiles", "TextFormats", "COpenSSL", "CLinux",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strict
     ),
 
+    .testTarget(name: "TextFormatsTests", dependencies: ["TextFormats"], swiftSettings: strict),
     .testTarget(name: "UVRuntimeTests", dependencies: ["UVRuntime"], swiftSettings: strict),
     .testTarget(
       name: "GRPCH2Tests",

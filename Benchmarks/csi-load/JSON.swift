@@ -1,3 +1,5 @@
+import TextFormats
+
 /// A JSON value with ordered object keys, so results files read top-down the way
 /// the summary does. Non-finite numbers become `null`.
 enum JSON: Sendable {
@@ -75,23 +77,6 @@ enum JSON: Sendable {
   }
 
   static func quote(_ s: String, into out: inout String) {
-    out += "\""
-    for u in s.unicodeScalars {
-      switch u {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\r": out += "\\r"
-      case "\t": out += "\\t"
-      default:
-        if u.value < 0x20 {
-          let hex = String(u.value, radix: 16)
-          out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        } else {
-          out.unicodeScalars.append(u)
-        }
-      }
-    }
-    out += "\""
+    JSONText.appendString(s, to: &out, htmlSafe: false)
   }
 }

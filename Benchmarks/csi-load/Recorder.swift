@@ -1,5 +1,6 @@
 import Glibc
 import GRPCCore
+import GRPCH2
 import Histogram
 
 /// The RPCs the harness times separately.
@@ -35,13 +36,7 @@ enum CallKind: Int, CaseIterable, Sendable {
 /// Canonical gRPC status names, as grpcurl and the Go client print them.
 func statusName(_ error: any Error) -> String {
   guard let rpc = error as? RPCError else { return "CLIENT_ERROR" }
-  let names = [
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-    "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
-  ]
-  let raw = rpc.code.rawValue
-  return raw >= 0 && raw < names.count ? names[raw] : "CODE_\(raw)"
+  return rpc.code.canonicalName
 }
 
 /// Latencies in microseconds: 1 µs to 10 minutes, 3 significant digits.

@@ -1,4 +1,5 @@
 import Glibc
+import TextFormats
 
 /// Monotonic nanoseconds (CLOCK_MONOTONIC): every latency and time offset.
 func monotonicNs() -> UInt64 {
@@ -69,16 +70,12 @@ struct SeededRandom: RandomNumberGenerator, Sendable {
   }
 }
 
-/// Durations as the flags spell them: `250ms`, `1.5s`, `2m`, `1h`, or plain seconds.
+/// Durations as the flags spell them: Go durations (`250ms`, `1.5s`, `2m`, `1h30m`), or plain seconds.
 enum DurationText {
   static func seconds(_ text: String) -> Double? {
     let t = text.trimmingCharacters()
     if let v = Double(t) { return v >= 0 && v.isFinite ? v : nil }
-    for (suffix, scale) in [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)] where t.hasSuffix(suffix) {
-      guard let v = Double(t.dropLast(suffix.count)), v >= 0, v.isFinite else { return nil }
-      return v * scale
-    }
-    return nil
+    return GoDuration.seconds(t)
   }
 }
 

@@ -40,9 +40,6 @@ public final class H2ServerTransport: ServerTransport, @unchecked Sendable {
     self.loop = loop
   }
 
-  /// Open connections (for tests and metrics). Loop thread only.
-  public var connectionCount: Int { connections.count }
-
   public func listen(
     streamHandler: @escaping @Sendable (_ stream: RPCStream<Inbound, Outbound>, _ context: ServerContext) async -> Void
   ) async throws {

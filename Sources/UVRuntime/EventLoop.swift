@@ -354,7 +354,4 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     shutdown()
     pthread_join(thread, nil)
   }
-
-  /// Milliseconds of the loop's clock (cached per iteration).
-  public var nowMs: UInt64 { uv_now(uvLoop) }
 }

@@ -3,8 +3,10 @@ import Glibc
 
 /// Runs one system call: retries EINTR and turns -1 into `VolumeFileError.system` naming
 /// the call and path. The path is an autoclosure so the success path builds no strings.
+/// Every system call of the driver goes through here, except close(2): on Linux the
+/// descriptor is gone even when it fails, so it must not be retried and is not checked.
 @inline(__always)
-func sys<R: BinaryInteger>(
+public func sys<R: BinaryInteger>(
   _ call: StaticString, _ path: @autoclosure () -> String, _ body: () -> R
 ) throws -> R {
   while true {
@@ -38,6 +40,13 @@ enum EntryType: Sendable {
 struct DirectoryEntry {
   var name: Name
   var type: EntryType
+}
+
+/// The names in the directory `path` (not `.` and `..`), in the order the kernel lists them.
+public func directoryNames(_ path: String) throws -> [String] {
+  let directory = try OpenDirectory(root: path)
+  defer { directory.close() }
+  return try directory.entries(path: path).map { string($0.name) }
 }
 
 /// An open directory descriptor for *at calls and for listing; `close()` exactly once.

@@ -4,6 +4,8 @@ import DriverCore
 import FoundationEssentials
 import GRPCCore
 import Glibc
+import GRPCH2
+import TextFormats
 import UVRuntime
 
 /// A developer and test tool: one provider client for its whole life, fed JSON
@@ -138,5 +140,5 @@ struct ProviderCall: AsyncParsableCommand {
     "{\"ok\":false,\"code\":\(json(code)),\"message\":\(json(message))}"
   }
 
-  static func json(_ s: String) -> String { StderrLogHandler.jsonString(s) }
+  static func json(_ s: String) -> String { JSONText.string(s, htmlSafe: false) }
 }

@@ -1,6 +1,7 @@
 import CLinux
 import COpenSSL
 import Glibc
+import VolumeFiles
 
 /// Object contents from files under --data-dir, read afresh on every call so a
 /// test or demo rotates a secret by rewriting its file.
@@ -31,11 +32,12 @@ struct DataDir: Sendable {
       throw MountFailure(code: "DataDirMissing", reason: "--data-dir does not exist: \(String(cString: strerror(errno)))")
     }
     var st = stat()
-    guard stat(resolved, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+    guard (try? sys("stat", resolved) { stat(resolved, &st) }) != nil, (st.st_mode & S_IFMT) == S_IFDIR else {
       throw MountFailure(code: "DataDirMissing", reason: "--data-dir is not a directory")
     }
     root = resolved == "/" ? "" : resolved
-    directory = Directory(fd: open(resolved, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+    // Should it not open, every lookup resolves its path first instead (see `contents`).
+    directory = Directory(fd: (try? sys("open", resolved) { open(resolved, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }) ?? -1)
   }
 
   static func realPath(_ path: String) -> String? {
@@ -49,15 +51,19 @@ struct DataDir: Sendable {
     // O_NONBLOCK: a FIFO planted in the directory must not hang the call.
     var fd: Int32 = -1
     if directory.fd >= 0 {
-      repeat {
-        fd = clinux_openat2_within(directory.fd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-      } while fd < 0 && (errno == EAGAIN || errno == EINTR)  // EAGAIN: a rename raced the walk
-      if fd < 0 {
-        switch errno {
-        case ENOSYS: fd = try openResolvingFirst(name)
-        case ENOENT, ENOTDIR: throw MountFailure(code: "ObjectNotFound", reason: "no file for an object under --data-dir")
-        case EXDEV: throw MountFailure(code: "InvalidParameters", reason: "an object file resolves outside --data-dir")
-        default: throw MountFailure(code: "ObjectReadFailed", reason: "open: \(String(cString: strerror(errno)))")
+      while true {
+        do {
+          fd = try sys("openat2", name) { clinux_openat2_within(directory.fd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
+          break
+        } catch {
+          switch (error as? VolumeFileError)?.errno {
+          case EAGAIN: continue  // a rename raced the walk
+          case ENOSYS: fd = try openResolvingFirst(name)
+          case ENOENT, ENOTDIR: throw MountFailure(code: "ObjectNotFound", reason: "no file for an object under --data-dir")
+          case EXDEV: throw MountFailure(code: "InvalidParameters", reason: "an object file resolves outside --data-dir")
+          default: throw MountFailure(code: "ObjectReadFailed", reason: "open: \(Self.reason(error))")
+          }
+          break
         }
       }
     } else {
@@ -80,18 +86,26 @@ struct DataDir: Sendable {
     guard resolved.utf8.starts(with: (root + "/").utf8) else {
       throw MountFailure(code: "InvalidParameters", reason: "an object file resolves outside --data-dir")
     }
-    let fd = open(resolved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-    guard fd >= 0 else {
-      let e = errno
-      if e == ENOENT { throw MountFailure(code: "ObjectNotFound", reason: "object file vanished while opening") }
-      throw MountFailure(code: "ObjectReadFailed", reason: "open: \(String(cString: strerror(e)))")
+    do {
+      return try sys("open", resolved) { open(resolved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK) }
+    } catch {
+      if (error as? VolumeFileError)?.errno == ENOENT {
+        throw MountFailure(code: "ObjectNotFound", reason: "object file vanished while opening")
+      }
+      throw MountFailure(code: "ObjectReadFailed", reason: "open: \(Self.reason(error))")
     }
-    return fd
+  }
+
+  /// The errno text of a failed call, without the path: a MountFailure's reason never
+  /// holds a name from the request.
+  private static func reason(_ error: any Error) -> String {
+    guard let code = (error as? VolumeFileError)?.errno else { return "\(error)" }
+    return String(cString: strerror(code))
   }
 
   private func read(_ fd: Int32) throws(MountFailure) -> [UInt8] {
     var st = stat()
-    guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+    guard (try? sys("fstat", "") { fstat(fd, &st) }) != nil, (st.st_mode & S_IFMT) == S_IFREG else {
       throw MountFailure(code: "ObjectReadFailed", reason: "an object file is not a regular file")
     }
     guard Int(st.st_size) <= Self.maxObjectBytes else {
@@ -102,10 +116,11 @@ struct DataDir: Sendable {
     contents.reserveCapacity(Int(st.st_size) + 1)
     var chunk = [UInt8](repeating: 0, count: max(4096, min(Int(st.st_size) + 1, 1 << 20)))
     while true {
-      let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-      if n < 0 {
-        if errno == EINTR { continue }
-        throw MountFailure(code: "ObjectReadFailed", reason: "read: \(String(cString: strerror(errno)))")
+      let n: Int
+      do {
+        n = try chunk.withUnsafeMutableBytes { buffer in try sys("read", "") { Glibc.read(fd, buffer.baseAddress, buffer.count) } }
+      } catch {
+        throw MountFailure(code: "ObjectReadFailed", reason: "read: \(Self.reason(error))")
       }
       if n == 0 { break }
       contents.append(contentsOf: chunk[..<n])

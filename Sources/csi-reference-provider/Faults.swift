@@ -1,23 +1,9 @@
 import Glibc
+import TextFormats
 
 /// A fault-setting text that does not parse; `description` names the setting, never a secret.
 struct FaultParseError: Error, CustomStringConvertible {
   var description: String
-}
-
-/// Durations as flags and parameters spell them: `0`, `250ms`, `1.5s`, `2m`.
-enum DurationText {
-  /// Milliseconds, or nil when `text` is not a duration.
-  static func milliseconds(_ text: String) -> Double? {
-    let t = text.trimmingSpaces()
-    if t == "0" { return 0 }
-    let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000)]
-    for (suffix, scale) in units where t.hasSuffix(suffix) {
-      guard let value = Double(t.dropLast(suffix.count)), value.isFinite, value >= 0 else { return nil }
-      return value * scale
-    }
-    return nil
-  }
 }
 
 extension String {
@@ -47,13 +33,13 @@ enum Latency: Equatable, Sendable, CustomStringConvertible {
     let bad = FaultParseError(
       description: "latency must be 0, a duration like 50ms, normal:MEAN,STDDEV or longtail:MEDIAN,P99")
     guard let colon = t.firstIndex(of: ":") else {
-      guard let ms = DurationText.milliseconds(t) else { throw bad }
+      guard let ms = GoDuration.milliseconds(t) else { throw bad }
       self = ms == 0 ? .none : .fixed(ms: ms)
       return
     }
     let kind = t[..<colon].lowercased()
     let args = t[t.index(after: colon)...].split(separator: ",", omittingEmptySubsequences: false)
-      .map { DurationText.milliseconds(String($0)) }
+      .map { GoDuration.milliseconds(String($0).trimmingSpaces()) }
     switch (kind, args.count) {
     case ("fixed", 1):
       guard let ms = args[0] else { throw bad }
@@ -195,7 +181,7 @@ struct FaultSettings: Equatable, Sendable {
   }
 
   static func parseDuration(_ text: String, _ name: String) throws(FaultParseError) -> Double {
-    guard let ms = DurationText.milliseconds(text) else {
+    guard let ms = GoDuration.milliseconds(text.trimmingSpaces()) else {
       throw FaultParseError(description: "\(name) must be a duration like 500ms, 10s or 1m")
     }
     return ms

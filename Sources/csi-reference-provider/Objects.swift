@@ -1,5 +1,6 @@
 import FoundationEssentials
 import UVRuntime
+import VolumeFiles
 
 /// One entry of the `objects` parameter:
 /// `{"objectName": "db-password", "path": "db/password", "mode": 256 | "0400", "value": "inline"}`.
@@ -80,11 +81,11 @@ enum ObjectsParameter {
     var names = Set<String>()
     var paths = Set<String>()
     for (i, e) in entries.enumerated() {
-      guard PathRules.isValidRelativePath(e.objectName) else {
+      guard PathRules.isValid(e.objectName) else {
         throw .invalid("objects[\(i)].objectName must be a clean relative name (no '..', no leading '/', no '..' prefix)")
       }
       let path = e.path ?? e.objectName
-      guard PathRules.isValidRelativePath(path) else {
+      guard PathRules.isValid(path) else {
         throw .invalid("objects[\(i)].path must be a clean relative path (no '..', no leading '/', no '..' prefix)")
       }
       let mode = e.mode?.bits ?? 0
@@ -96,22 +97,5 @@ enum ObjectsParameter {
       specs.append(ObjectSpec(name: e.objectName, path: path, mode: Int32(mode), value: e.value))
     }
     return specs
-  }
-}
-
-/// The driver's rules for a file path in a response (see COMPAT.md "Writing files"),
-/// applied to what we send and to names looked up under --data-dir.
-enum PathRules {
-  static func isValidRelativePath(_ path: String) -> Bool {
-    let bytes = path.utf8
-    guard !bytes.isEmpty, bytes.count <= 4096, bytes.first != UInt8(ascii: "/"), !bytes.contains(0) else { return false }
-    for element in bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
-      // Empty (a `//` or trailing `/`), `.`, `..` and the writer's `..`-prefixed names.
-      guard !element.isEmpty, element.count <= 255 else { return false }
-      if element.first == UInt8(ascii: ".") && (element.count == 1 || element.dropFirst().first == UInt8(ascii: ".")) {
-        return false
-      }
-    }
-    return true
   }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import UVRuntime
+import VolumeFiles
 
 /// Turns flags into a validated configuration and runs the provider; nothing else.
 @main
@@ -170,8 +171,11 @@ struct ProviderCommand: AsyncParsableCommand {
     }
     if let slash, slash != path.startIndex {
       let dir = String(path[..<slash])
-      if mkdir(dir, 0o755) != 0 && errno != EEXIST {
-        log.warning("cannot create the socket directory", ["dir": dir, "error": String(cString: strerror(errno))])
+      do {
+        _ = try sys("mkdir", dir) { mkdir(dir, 0o755) }
+      } catch let error as VolumeFileError where error.errno == EEXIST {
+      } catch {
+        log.warning("cannot create the socket directory", ["dir": dir, "error": "\(error)"])
       }
     }
   }

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import UVRuntime
+import VolumeFiles
 
 /// Call counters, shared by every handler (any thread), written as JSON for the
 /// load harness.
@@ -111,26 +112,27 @@ final class StatsWriter {
   /// nil on success, else what failed.
   static func writeAtomically(_ bytes: [UInt8], to path: String) -> String? {
     let tmp = "\(path).tmp.\(getpid())"
-    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { return "open \(tmp): \(String(cString: strerror(errno)))" }
-    var offset = 0
-    while offset < bytes.count {
-      let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-      if n < 0 {
-        if errno == EINTR { continue }
-        let problem = "write \(tmp): \(String(cString: strerror(errno)))"
-        close(fd)
-        unlink(tmp)
-        return problem
+    let fd: Int32
+    do {
+      fd = try sys("open", tmp) { open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+    } catch {
+      return "\(error)"
+    }
+    var problem: (any Error)?
+    do {
+      var offset = 0
+      while offset < bytes.count {
+        offset += try bytes.withUnsafeBytes { buffer in try sys("write", tmp) { write(fd, buffer.baseAddress! + offset, buffer.count - offset) } }
       }
-      offset += n
+    } catch {
+      problem = error
     }
     close(fd)
-    guard rename(tmp, path) == 0 else {
-      let problem = "rename to \(path): \(String(cString: strerror(errno)))"
-      unlink(tmp)
-      return problem
+    if problem == nil {
+      do { _ = try sys("rename", path) { rename(tmp, path) } } catch { problem = error }
     }
-    return nil
+    guard let problem else { return nil }
+    _ = try? sys("unlink", tmp) { unlink(tmp) }
+    return "\(problem)"
   }
 }

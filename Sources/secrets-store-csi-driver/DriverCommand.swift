@@ -4,7 +4,9 @@ import GRPCCore
 import GRPCH2
 import Glibc
 import Logging
+import TextFormats
 import UVRuntime
+import VolumeFiles
 
 /// Turns flags into a validated configuration and runs the driver; nothing else.
 @main
@@ -18,6 +20,10 @@ struct DriverCommand: AsyncParsableCommand {
       Example: secrets-store-csi-driver --endpoint unix:///csi/csi.sock --nodeid "$KUBE_NODE_NAME"
 
       SIGTERM or SIGINT starts a graceful shutdown: the listener closes, calls in flight finish, and the socket file is removed. A second signal stops at once.
+
+      Go-style spellings work as upstream's: -flag, --flag=value, --bool-flag=true|false, klog's -v=N.
+
+      Accepted so that upstream's DaemonSet and chart work unchanged, but not implemented yet: \(UpstreamFlag.ignored.map { $0.name + ($0.isBool ? "" : "=<\($0.valueName)>") }.joined(separator: ", ")). Each one given is ignored with one warning at startup that says what it would do (a boolean given as false asks for nothing and is ignored silently).
       """
   )
 
@@ -87,7 +93,9 @@ struct DriverCommand: AsyncParsableCommand {
   var version = false
 
   /// Boolean flags existing manifests pass Go-style, as `--flag=true`.
-  static let goBoolFlags: Set<String> = ["--enable-secret-rotation", "--provider-health-check", "--log-format-json", "--version"]
+  static let goBoolFlags = Set(
+    ["--enable-secret-rotation", "--provider-health-check", "--log-format-json", "--version"]
+      + UpstreamFlag.ignored.filter(\.isBool).map(\.name))
 
   /// Turns what upstream's Go flag parser accepts into what this parser does:
   /// klog's `-v=N` becomes `--log-level`, `--bool-flag=true|false` becomes the
@@ -132,7 +140,7 @@ struct DriverCommand: AsyncParsableCommand {
   }
 
   static func main() async {
-    await main(rewriteGoFlags(Array(CommandLine.arguments.dropFirst())))
+    await main(UpstreamFlag.removingIgnored(from: rewriteGoFlags(Array(CommandLine.arguments.dropFirst()))).arguments)
   }
 
   func validate() throws {
@@ -165,7 +173,7 @@ struct DriverCommand: AsyncParsableCommand {
     }
     if let spcDir {
       var isDir = stat()
-      guard stat(spcDir, &isDir) == 0, (isDir.st_mode & S_IFMT) == S_IFDIR else {
+      guard (try? sys("stat", spcDir) { stat(spcDir, &isDir) }) != nil, (isDir.st_mode & S_IFMT) == S_IFDIR else {
         throw ValidationError("--spc-dir \(spcDir) is not a directory")
       }
     }
@@ -180,6 +188,13 @@ struct DriverCommand: AsyncParsableCommand {
     let level = Logger.Level(rawValue: logLevel)!
     LoggingSystem.bootstrap { StderrLogHandler(label: $0, json: json, level: level) }
     let logger = Logger(label: "secrets-store-csi-driver")
+    // The same arguments `main` parsed; each ignored flag once, however often it was given.
+    let ignored = UpstreamFlag.removingIgnored(from: Self.rewriteGoFlags(Array(CommandLine.arguments.dropFirst()))).ignored
+    for (flag, value) in ignored {
+      logger.warning(
+        "flag accepted for compatibility with upstream, not implemented yet: ignored",
+        metadata: ["flag": "\(flag.name)", "value": "\(value)", "effect": "\(flag.help)"])
+    }
     let config = DriverConfig(driverName: drivername, version: DriverVersion.current, nodeID: nodeid!)
     let endpoint = try Endpoint(parsing: endpoint)
     let dirs = additionalProviderVolumePaths.split(separator: ",").map { String($0) }.filter { !$0.isEmpty } + [providerVolume]
@@ -206,5 +221,87 @@ struct DriverCommand: AsyncParsableCommand {
       logger.error("driver stopped: \(error)")
       throw ExitCode.failure
     }
+  }
+}
+
+/// Flags upstream's driver accepts (its own, klog's and controller-runtime's, all on Go's
+/// command line) that this driver does not implement yet. Accepted, so that upstream's
+/// DaemonSet and chart start this image unchanged, and warned about once at startup.
+struct UpstreamFlag: Sendable {
+  var name: String
+  /// A boolean takes no value (`--flag`, or `--flag=true|false` before `rewriteGoFlags`).
+  var isBool: Bool
+  var valueName: String
+  /// What upstream does with it, and what this driver does instead.
+  var help: String
+
+  static func bool(_ name: String, _ help: String) -> UpstreamFlag {
+    UpstreamFlag(name: name, isBool: true, valueName: "", help: help)
+  }
+
+  static func value(_ name: String, _ valueName: String, _ help: String) -> UpstreamFlag {
+    UpstreamFlag(name: name, isBool: false, valueName: valueName, help: help)
+  }
+
+  static let ignored: [UpstreamFlag] = [
+    .value("--metrics-addr", "addr", "where upstream serves Prometheus metrics (default :8095); no metrics endpoint yet"),
+    .value("--metrics-backend", "name", "upstream's metrics exporter (Prometheus); no metrics endpoint yet"),
+    .bool("--enable-pprof", "upstream's Go profiling endpoint; there is no Go runtime to profile"),
+    .value("--pprof-port", "port", "port of upstream's Go profiling endpoint; see --enable-pprof"),
+    .bool("--filtered-watch-secret", "removed upstream in v1.3 (always on since); no Secret watch yet"),
+    .value("--kubeconfig", "path", "a kubeconfig for the Kubernetes API; no Kubernetes API client yet (see --spc-dir)"),
+    .value("--vmodule", "pattern=N", "klog's per-file verbosity; use -v or --log-level"),
+    .bool("--logtostderr", "klog; this driver always logs to stderr"),
+    .bool("--alsologtostderr", "klog; this driver always logs to stderr"),
+    .value("--stderrthreshold", "level", "klog; this driver always logs to stderr"),
+    .value("--log_dir", "dir", "klog's log files; this driver logs to stderr only"),
+    .value("--log_file", "path", "klog's log files; this driver logs to stderr only"),
+    .value("--log_file_max_size", "MB", "klog's log files; this driver logs to stderr only"),
+    .bool("--skip_headers", "klog's line headers; always written"),
+    .bool("--skip_log_headers", "klog's log file headers; no log files"),
+    .bool("--add_dir_header", "klog's line headers; always written"),
+    .bool("--one_output", "klog's log files; this driver logs to stderr only"),
+    .value("--log_backtrace_at", "file:N", "klog's stack traces on a line; not supported"),
+  ]
+
+  private static let byName: [String: UpstreamFlag] = Dictionary(uniqueKeysWithValues: ignored.map { ($0.name, $0) })
+
+  /// Splits `arguments` (after `rewriteGoFlags`) into those for the parser and the ignored
+  /// flags given, each once, in order of first appearance, with the value last given.
+  static func removingIgnored(from arguments: [String]) -> (arguments: [String], ignored: [(UpstreamFlag, String)]) {
+    var kept: [String] = []
+    var found: [(UpstreamFlag, String)] = []
+    func note(_ flag: UpstreamFlag, _ value: String) {
+      if let i = found.firstIndex(where: { $0.0.name == flag.name }) {
+        found[i].1 = value
+      } else {
+        found.append((flag, value))
+      }
+    }
+    var i = 0
+    while i < arguments.count {
+      let argument = arguments[i]
+      i += 1
+      if argument == "--" {
+        kept += arguments[(i - 1)...]
+        break
+      }
+      let parts = argument.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+      guard let flag = byName[parts[0]] else {
+        kept.append(argument)
+        continue
+      }
+      if parts.count == 2 {
+        note(flag, parts[1])
+      } else if flag.isBool {
+        note(flag, "true")
+      } else if i < arguments.count {
+        note(flag, arguments[i])
+        i += 1
+      } else {
+        kept.append(argument)  // no value: let the parser say so
+      }
+    }
+    return (kept, found)
   }
 }

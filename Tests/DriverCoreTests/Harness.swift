@@ -10,7 +10,7 @@ let testConfig = DriverConfig(version: "v9.9.9-test", nodeID: "node-a")
 /// Runs `body` against the Identity and Node services over the in-process transport.
 func withDriver<Result: Sendable>(
   config: DriverConfig = testConfig,
-  publisher: any VolumePublisher = UnimplementedVolumePublisher(),
+  publisher: any VolumePublisher = RecordingPublisher(),
   interceptors: [any ServerInterceptor] = [],
   _ body: (GRPCClient<InProcessTransport.Client>) async throws -> Result
 ) async throws -> Result {
@@ -47,8 +47,8 @@ final class RecordingPublisher: VolumePublisher {
   let published = Mutex<[CSI.NodePublishVolumeRequest]>([])
   let unpublished = Mutex<[CSI.NodeUnpublishVolumeRequest]>([])
 
-  func publish(_ request: CSI.NodePublishVolumeRequest, deadline: ContinuousClock.Instant?) async throws -> CSI.NodePublishVolumeResponse {
-    self.published.withLock { $0.append(request) }
+  func publish(_ request: ValidPublishRequest, deadline: ContinuousClock.Instant?) async throws -> CSI.NodePublishVolumeResponse {
+    self.published.withLock { $0.append(request.csi) }
     return CSI.NodePublishVolumeResponse()
   }
 
@@ -93,5 +93,7 @@ let validPublish = CSI.NodePublishVolumeRequest(
   targetPath: "/var/lib/kubelet/pods/uid/volumes/kubernetes.io~csi/secrets/mount",
   volumeCapability: .init(accessType: .mount(.init()), accessMode: .init(mode: .singleNodeWriter)),
   readonly: true,
-  volumeContext: ["secretProviderClass": "my-spc", "csi.storage.k8s.io/pod.name": "web-0"]
+  volumeContext: [
+    "secretProviderClass": "my-spc", "csi.storage.k8s.io/pod.name": "web-0", "csi.storage.k8s.io/pod.namespace": "default",
+  ]
 )

@@ -102,13 +102,15 @@ private var publishWithSecrets: CSI.NodePublishVolumeRequest {
   @Test func infoLevelLogsNoRequests() async throws {
     let logs = CapturedLogs()
     let interceptor = LoggingInterceptor(logger: logs.logger(level: .info))
+    var failing = publishWithSecrets
+    failing.readonly = false
     try await withDriver(interceptors: [interceptor]) { client in
-      _ = await status(client, CSI.Node.nodePublishVolume, publishWithSecrets)
+      _ = await status(client, CSI.Node.nodePublishVolume, failing)
       _ = try await client.call(CSI.Identity.probe, .init())
     }
     let lines = logs.all
-    #expect(lines.count == 1)  // the publish; Probe finishing OK is debug-only
-    #expect(lines.first?.contains("rpc.code=UNIMPLEMENTED") == true)
+    #expect(lines.count == 1)  // the failed publish; Probe finishing OK is debug-only
+    #expect(lines.first?.contains("rpc.code=INVALID_ARGUMENT") == true)
     #expect(!lines.contains { $0.contains("rpc.request") })
   }
 }

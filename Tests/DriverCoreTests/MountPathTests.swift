@@ -167,23 +167,6 @@ import VolumeFiles
     #expect(try Self.object(request.secrets) == ["user": "u"])
   }
 
-  @Test func jsonEscapingRoundTrips() throws {
-    let tricky = ["q\"uote": "back\\slash", "ctl": "\u{01}\n\t\r", "html": "<a&b>", "uni": "ü🔑\u{2028}"]
-    let text = JSONText.object(tricky)
-    #expect(try Self.object(text) == tricky)
-    #expect(text.contains("\\u003ca\\u0026b\\u003e"))
-    #expect(JSONText.object(["b": "1", "a": "2"]) == "{\"a\":\"2\",\"b\":\"1\"}")
-  }
-
-  /// The exact bytes Go's encoding/json writes for the same map.
-  @Test func jsonEscapingMatchesGoByteForByte() {
-    let text = JSONText.object(["k": "a\"b\\c\u{01}\u{1f}\n\r\t<>&\u{2028}\u{2029}\u{2027}ü🔑 end"])
-    #expect(text == #"{"k":"a\"b\\c\u0001\u001f\n\r\t\u003c\u003e\u0026\u2028\u2029\#u{2027}ü🔑 end"}"#)
-    var log = ""
-    JSONText.appendString("<&>\u{2028}\"", to: &log, htmlSafe: false)
-    #expect(log == "\"<&>\u{2028}\\\"\"")
-  }
-
   @Test func podVolumeNeedsClassAndNamespace() {
     #expect(throws: PublishError.self) { try PodVolume(volumeContext: [:]) }
     #expect(throws: PublishError.self) { try PodVolume(volumeContext: ["secretProviderClass": "s"]) }
@@ -252,20 +235,10 @@ import VolumeFiles
     #expect(throws: PublishError.self) { try VolumeActor.callBudget(deadline: now, now: now, fallback: .seconds(1)) }
   }
 
-  @Test(arguments: [("2m", Duration.seconds(120)), ("90s", .seconds(90)), ("1h30m", .seconds(5400)), ("500ms", .milliseconds(500)), ("1.5s", .milliseconds(1500)), ("0", .zero)])
-  func goDurations(text: String, expected: Duration) throws {
-    #expect(try GoDuration.parse(text) == expected)
-  }
-
-  @Test(arguments: ["", "5", "m", "5x", "-1s", "1s2"])
-  func badGoDurations(text: String) {
-    #expect(throws: GoDuration.ParseError.self) { try GoDuration.parse(text) }
-  }
-
   @Test func targetPathsMustBeAbsoluteAndClean() {
-    #expect(throws: Never.self) { try MountingPublisher.checkTargetPath("/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/v/mount") }
-    for bad in ["relative/path", "/a/../b", "/a/./b", "/a//b", "/a/", "/"] {
-      #expect(throws: PublishError.self, "\(bad)") { try MountingPublisher.checkTargetPath(bad) }
+    #expect(throws: Never.self) { try NodeService.checkTargetPath("/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/v/mount") }
+    for bad in ["relative/path", "/a/../b", "/a/./b", "/a//b", "/a/", "/", "/a\u{0}b"] {
+      #expect(throws: RPCError.self, "\(bad)") { try NodeService.checkTargetPath(bad) }
     }
   }
 }
@@ -309,5 +282,30 @@ import VolumeFiles
     await providers.closeAll()
     await loop.shutdownAndWait()
     #expect(loop.leakedHandles.isEmpty)
+  }
+}
+
+/// DriverCore's system calls go through VolumeFiles' `sys`: errors name the call and the path.
+@Suite struct SyscallErrorTests {
+  static func systemCall(_ body: () async throws -> Void) async -> (call: String, path: String)? {
+    do {
+      try await body()
+    } catch let error as VolumeFileError {
+      if case .system(let call, let path, _) = error.kind { return (call, path) }
+    } catch {}
+    return nil
+  }
+
+  @Test func readingConfigurationNamesTheFailedCall() async {
+    let missing = await Self.systemCall { _ = try FileIO.readAll("/nonexistent-dir/spc.yaml", limit: 1 << 20) }
+    #expect(missing?.call == "open" && missing?.path == "/nonexistent-dir/spc.yaml")
+    let directory = await Self.systemCall { _ = try FileIO.readAll("/", limit: 1 << 20) }
+    #expect(directory?.call == "read" && directory?.path == "/")
+  }
+
+  @Test func aMissingClassDirectoryNamesTheFailedCall() async {
+    let source = DirectorySecretProviderClassSource(directory: "/nonexistent-spc-dir")
+    let failure = await Self.systemCall { _ = try await source.secretProviderClass(name: "a", namespace: "b") }
+    #expect(failure?.call == "stat" && failure?.path == "/nonexistent-spc-dir")
   }
 }

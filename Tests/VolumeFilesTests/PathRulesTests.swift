@@ -1,6 +1,8 @@
 import Testing
 import VolumeFiles
 
+/// One rule for the driver (paths a provider returns) and the reference provider (names
+/// and paths in its `objects` parameter): these cases are both sides' former tests.
 @Suite struct PathRulesTests {
   static let longElement = String(repeating: "x", count: 255)
   // 15 × 255 + 254 + 1 bytes of names and 16 slashes: exactly 4096.
@@ -8,12 +10,13 @@ import VolumeFiles
     .joined(separator: "/")
 
   @Test(arguments: [
-    "a", "password", "a.txt", ".hidden", "db/password", "a/b/c/d", "a/.b", "a/..b", "a/b..", "x..",
-    "with space", "ünïcödé/名前", longElement, "dir/" + longElement, longestPath,
+    "a", "password", "a.txt", ".hidden", "db/password", "a/b/c/d", "a/.b", "a/b..", "x..", "a.b/c.d",
+    "with space", "ünïcödé/名前", "certs/tls.crt", "db-password", longElement, "dir/" + longElement, longestPath,
   ])
   func acceptsCleanRelativePaths(_ path: String) throws {
     #expect(Self.longestPath.utf8.count == 4096)
     try PathRules.validate(path)
+    #expect(PathRules.isValid(path))
   }
 
   @Test(arguments: [
@@ -30,10 +33,16 @@ import VolumeFiles
     ("../x", "contains a \"..\" element"),
     ("a/../b", "contains a \"..\" element"),
     ("a/..", "contains a \"..\" element"),
+    ("../etc/passwd", "contains a \"..\" element"),
     ("..data", "reserved for the writer"),
     ("..data_tmp", "reserved for the writer"),
+    ("..2024_01_01", "reserved for the writer"),
     ("..foo/bar", "reserved for the writer"),
     ("...", "reserved for the writer"),
+    // Deeper elements too (the reference provider's rule, now the only one).
+    ("a/..b", "reserved for the writer"),
+    ("a/..data", "reserved for the writer"),
+    ("a/b/...", "reserved for the writer"),
     ("a\u{0}b", "contains a NUL byte"),
     (longElement + "x", "element longer than 255 bytes"),
     ("a/" + longElement + "x", "element longer than 255 bytes"),
@@ -48,6 +57,7 @@ import VolumeFiles
     #expect(reported == path)
     #expect(why.contains(reason), "reason was: \(why)")
     #expect(error.description.contains(reason))
+    #expect(!PathRules.isValid(path))
   }
 
   @Test func descriptionQuotesAndEscapesThePath() throws {

@@ -173,3 +173,71 @@ def test_driver_links_neither_full_foundation_nor_icu(driver_path):
     assert "libFoundation.so" not in libs, r.stdout
     assert "lib_FoundationICU.so" not in libs, r.stdout
     assert "libFoundationInternationalization.so" not in libs, r.stdout
+
+
+def upstream_daemonset_args(endpoint: str) -> list[str]:
+    """The `secrets-store` container's args in upstream v1.6's deploy/secrets-store-csi-driver.yaml
+    ($(CSI_ENDPOINT) and $(KUBE_NODE_NAME) substituted), plus what its Helm chart adds."""
+    return [
+        f"--endpoint={endpoint}",
+        "--nodeid=test-node",
+        "--provider-volume=/var/run/secrets-store-csi-providers",
+        "--additional-provider-volume-paths=/etc/kubernetes/secrets-store-csi-providers",
+        "--metrics-addr=:8095",
+        "--enable-secret-rotation=false",
+        "--rotation-poll-interval=2m",
+        "--provider-health-check=false",
+        "--provider-health-check-interval=2m",
+        # The chart: logVerbosity, logFormatJSON, maxCallRecvMsgSize.
+        "-v=5",
+        "--log-format-json=true",
+        "--max-call-recv-msg-size=4194304",
+    ]
+
+
+def ignored_flag_warnings(stderr: str) -> list[str]:
+    """The `flag` field of every ignored-flag warning in JSON log lines."""
+    flags = []
+    for line in stderr.splitlines():
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        if entry.get("level") == "warning" and "flag" in entry:
+            flags.append(entry["flag"])
+    return flags
+
+
+@pytest.mark.parametrize("extra", [
+    [],
+    # Older manifests, given twice, Go's single-dash spelling, values in the next argument
+    # (empty ones too): still one warning each.
+    ["--filtered-watch-secret=true", "-metrics-addr=:9095", "--enable-pprof=false", "--kubeconfig", "",
+     "-pprof-port", "6065", "--additional-provider-volume-paths", ""],
+], ids=["v1.6", "older"])
+def test_starts_with_upstream_daemonset_args_and_warns_once_per_ignored_flag(start_driver, workdir, csi, extra):
+    endpoint = f"unix://{workdir}/upstream.sock"
+    d = start_driver(*upstream_daemonset_args(endpoint), *extra, endpoint=endpoint, nodeid=None)
+    info = csi.grpc.IdentityStub(d.channel()).GetPluginInfo(csi.pb2.GetPluginInfoRequest(), timeout=10)
+    assert info.name == "secrets-store.csi.k8s.io"
+    assert d.stop(signal.SIGTERM) == 0, d.describe()
+    warned = ignored_flag_warnings(d.stderr())
+    # --enable-pprof=false asks for nothing, so nothing to warn about.
+    expected = ["--metrics-addr"] + (["--filtered-watch-secret", "--kubeconfig", "--pprof-port"] if extra else [])
+    assert sorted(warned) == sorted(expected), d.describe()
+
+
+def test_help_names_the_accepted_upstream_flags(driver_path):
+    r = run_cmd([str(driver_path), "--help"])
+    assert r.returncode == 0, r.stderr
+    text = " ".join((r.stdout + r.stderr).split())
+    for flag in ("--metrics-addr", "--filtered-watch-secret", "--enable-pprof", "--pprof-port",
+                 "--provider-health-check-interval", "--rotation-poll-interval"):
+        assert flag in text, f"--help does not mention {flag}"
+
+
+@pytest.mark.parametrize("value", ["true", "false", "True", "0", "1"])
+def test_go_style_bool_values_are_accepted(start_driver, csi, value):
+    d = start_driver(f"--enable-secret-rotation={value}", f"--provider-health-check={value}",
+                     "--provider-health-check-interval=1m")
+    assert csi.grpc.NodeStub(d.channel()).NodeGetInfo(csi.pb2.NodeGetInfoRequest(), timeout=10).node_id
+    assert d.stop(signal.SIGTERM) == 0, d.describe()

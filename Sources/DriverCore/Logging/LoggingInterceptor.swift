@@ -1,4 +1,5 @@
 public import GRPCCore
+import GRPCH2
 public import Logging
 
 /// Logs every RPC: its method, duration and status code at info level (debug

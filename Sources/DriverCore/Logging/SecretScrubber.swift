@@ -1,4 +1,5 @@
 public import CSIMessages
+import TextFormats
 
 /// Makes foreign text (a provider's gRPC status message or MountResponse error
 /// code, a file name it returned, a decoder's or parser's complaint) safe to

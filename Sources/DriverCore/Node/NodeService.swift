@@ -9,7 +9,7 @@ public struct NodeService: RegistrableRPCService {
   public let config: DriverConfig
   public let publisher: any VolumePublisher
 
-  public init(config: DriverConfig, publisher: any VolumePublisher = UnimplementedVolumePublisher()) {
+  public init(config: DriverConfig, publisher: any VolumePublisher) {
     self.config = config
     self.publisher = publisher
   }

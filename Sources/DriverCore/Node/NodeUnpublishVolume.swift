@@ -9,12 +9,7 @@ extension NodeService {
     return try await self.publisher.unpublish(request, deadline: deadline)
   }
 
-  static func validate(_ request: CSI.NodeUnpublishVolumeRequest) throws {
-    guard !request.volumeID.isEmpty else {
-      throw RPCError.invalidArgument("volume_id is required in NodeUnpublishVolumeRequest")
-    }
-    guard !request.targetPath.isEmpty else {
-      throw RPCError.invalidArgument("target_path is required in NodeUnpublishVolumeRequest")
-    }
+  static func validate(_ request: CSI.NodeUnpublishVolumeRequest) throws(RPCError) {
+    try validateVolume(id: request.volumeID, targetPath: request.targetPath, in: "NodeUnpublishVolumeRequest")
   }
 }

@@ -1,5 +1,6 @@
 public import CSIMessages
 import CLinux
+import GRPCH2
 public import GRPCCore
 public import UVRuntime
 

@@ -1,6 +1,7 @@
 import Glibc
 public import Logging
 import UVRuntime
+import VolumeFiles
 
 /// SecretProviderClasses from a directory of YAML/JSON files (`--spc-dir`):
 /// standalone mode for development, demos, benchmarks and nodes without API
@@ -126,7 +127,7 @@ public final class DirectorySecretProviderClassSource: SecretProviderClassSource
 
   private static func stamp(_ path: String, name: String) throws -> FileStamp {
     var st = stat()
-    guard stat(path, &st) == 0 else { throw FileIO.Error(call: "stat", path: path, errno: errno) }
+    _ = try sys("stat", path) { stat(path, &st) }
     return FileStamp(name: name, size: Int(st.st_size), inode: UInt(st.st_ino), mtimeNanos: st.st_mtim.tv_sec * 1_000_000_000 + st.st_mtim.tv_nsec)
   }
 
@@ -138,19 +139,14 @@ public final class DirectorySecretProviderClassSource: SecretProviderClassSource
   }
 
   private func listing() throws -> [FileStamp] {
-    guard let dir = opendir(directory) else {
-      throw FileIO.Error(call: "opendir", path: directory, errno: errno)
-    }
-    defer { closedir(dir) }
     var out: [FileStamp] = []
-    while let entry = readdir(dir) {
-      let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-        String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
-      }
+    for name in try directoryNames(directory) {
       guard !name.hasPrefix("."), name.hasSuffix(".yaml") || name.hasSuffix(".yml") || name.hasSuffix(".json") else { continue }
       var st = stat()
-      // stat, not lstat: a ConfigMap volume presents its files as symlinks.
-      guard stat(directory + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+      let path = directory + "/" + name
+      // stat, not lstat: a ConfigMap volume presents its files as symlinks. One that
+      // vanished or cannot be read since the listing is skipped, as before it was listed.
+      guard (try? sys("stat", path) { stat(path, &st) }) != nil, (st.st_mode & S_IFMT) == S_IFREG else { continue }
       out.append(FileStamp(name: name, size: Int(st.st_size), inode: UInt(st.st_ino), mtimeNanos: st.st_mtim.tv_sec * 1_000_000_000 + st.st_mtim.tv_nsec))
     }
     out.sort { $0.name < $1.name }

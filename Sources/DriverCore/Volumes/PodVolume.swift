@@ -1,4 +1,5 @@
 import CSIMessages
+import TextFormats
 
 /// What a NodePublishVolumeRequest says about the pod and its class, read
 /// from the volume context kubelet fills in (`podInfoOnMount: true`).

@@ -1,4 +1,4 @@
-public import CSIMessages
+import CSIMessages
 import Glibc
 public import Logging
 public import UVRuntime
@@ -56,7 +56,7 @@ public enum PublishOutcome: Sendable, Hashable {
   case refreshed(changed: Bool)
   /// Republish before the volume was due (or with rotation off): nothing done.
   case upToDate
-  /// Republish whose refresh failed: the old content stays, the failure is recorded.
+  /// Republish whose refresh failed: the old content stays, the failure is logged.
   case refreshFailed(PublishError)
 }
 
@@ -69,13 +69,10 @@ public actor VolumeActor {
 
   /// What this driver process mounted here, or recovered after a restart.
   struct Record {
-    var className: String
-    var namespace: String
-    var provider: String
+    /// What the provider last returned, sent back as current_object_version.
     var versions: [Provider.ObjectVersion]
     /// Last successful provider fetch; nil when recovered after a restart.
     var lastFetch: ContinuousClock.Instant?
-    var lastRefreshError: PublishError?
   }
 
   private var record: Record?
@@ -95,9 +92,6 @@ public actor VolumeActor {
 
   /// True when nothing is mounted here as far as this actor knows.
   var isIdle: Bool { record == nil && !busy && waiters.isEmpty }
-
-  /// The last refresh's failure, until a refresh succeeds (metrics and events read it).
-  public var lastRefreshError: PublishError? { record?.lastRefreshError }
 
   // MARK: one request at a time
 
@@ -119,22 +113,23 @@ public actor VolumeActor {
 
   // MARK: publish
 
+  /// `valid` has passed `NodeService.validate`: nothing is checked again under the lock.
   public func publish(
-    _ request: CSI.NodePublishVolumeRequest, deadline: ContinuousClock.Instant?, env: VolumeEnvironment
+    _ valid: ValidPublishRequest, deadline: ContinuousClock.Instant?, env: VolumeEnvironment
   ) async throws(PublishError) -> PublishOutcome {
     await acquire()
     defer { release() }
-    let pod = try PodVolume(volumeContext: request.volumeContext)
+    let (request, pod) = (valid.csi, valid.pod)
     let mounted: Bool
     do {
       mounted = try Mounts.isMountPoint(targetPath)
     } catch {
       throw PublishError(.mountPoint, "cannot read the mount table for \(targetPath): \(error)")
     }
-    if mounted, hasContent() {
+    if mounted, try hasContent() {
       if record == nil {
         // Mounted by an earlier run of the driver: adopt it; its age is unknown, so it is due.
-        record = Record(className: pod.secretProviderClass, namespace: pod.podNamespace, provider: "", versions: [], lastFetch: nil)
+        record = Record(versions: [], lastFetch: nil)
       }
       return await republish(request, pod: pod, deadline: deadline, env: env)
     }
@@ -147,9 +142,18 @@ public actor VolumeActor {
     return .mounted
   }
 
-  private func hasContent() -> Bool {
+  /// Whether the writer's `..data` link is there.
+  private func hasContent() throws(PublishError) -> Bool {
+    let path = targetPath + "/..data"
     var st = stat()
-    return lstat(targetPath + "/..data", &st) == 0
+    do {
+      _ = try sys("lstat", path) { lstat(path, &st) }
+      return true
+    } catch let error as VolumeFileError where error.errno == ENOENT || error.errno == ENOTDIR {
+      return false
+    } catch {
+      throw PublishError(.mountPoint, "cannot inspect the volume at \(targetPath): \(error)")
+    }
   }
 
   private func firstMount(
@@ -178,8 +182,7 @@ public actor VolumeActor {
           "first mount phases",
           metadata: ["target": "\(targetPath)", "class_ms": "\(ms(t1 - t0))", "mount_ms": "\(ms(t2 - t1))", "fetch_write_ms": "\(ms(ContinuousClock.now - t2))"])
       }
-      record = Record(
-        className: spc.name, namespace: spc.namespace, provider: spc.provider, versions: versions, lastFetch: env.now())
+      record = Record(versions: versions, lastFetch: env.now())
     } catch {
       // Fail closed: no tmpfs, no directory, so kubelet's retry starts clean
       // and no pod starts on an empty or partial volume.
@@ -208,17 +211,13 @@ public actor VolumeActor {
       let spc = try await resolveClass(pod, env: env, scrubber: SecretScrubber(publishing: request))
       let (versions, changed) = try await fetchAndWrite(
         request, spc: spc, currentVersions: current.versions, deadline: deadline, env: env)
-      current.provider = spc.provider
       current.versions = versions
       current.lastFetch = env.now()
-      current.lastRefreshError = nil
       record = current
       return .refreshed(changed: changed)
     } catch {
       // kubelet may delete the mount directory after a failed republish: answer
-      // success, keep the old content, and record the failure.
-      current.lastRefreshError = error
-      record = current
+      // success, keep the old content, and report the failure.
       env.logger.warning(
         "refresh failed; keeping the mounted content",
         metadata: ["target": "\(targetPath)", "class": "\(pod.podNamespace)/\(pod.secretProviderClass)", "error": "\(error)"])
@@ -352,13 +351,15 @@ public actor VolumeActor {
     defer { release() }
     try await onPool { [self] () throws(PublishError) in
       try unmountAll()
-      if rmdir(targetPath) != 0 {
-        switch errno {
+      do {
+        _ = try sys("rmdir", targetPath) { rmdir(targetPath) }
+      } catch {
+        switch (error as? VolumeFileError)?.errno {
         case ENOENT: break
         case ENOTEMPTY, EEXIST:
           throw PublishError(.mountPoint, "\(targetPath) is not a mount point and not empty; left in place")
         default:
-          throw PublishError(.mountPoint, "cannot remove \(targetPath): \(String(cString: strerror(errno)))")
+          throw PublishError(.mountPoint, "cannot remove \(targetPath): \(error)")
         }
       }
     }
@@ -368,7 +369,8 @@ public actor VolumeActor {
   /// Unmounts every mount stacked on the target.
   private nonisolated func unmountAll() throws(PublishError) {
     var st = stat()
-    if lstat(targetPath, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK {
+    // Gone or unreadable is not a link: the mount table decides below.
+    if (try? sys("lstat", targetPath) { lstat(targetPath, &st) }) != nil, (st.st_mode & S_IFMT) == S_IFLNK {
       // Never follow a link out of kubelet's volume directory to unmount something else.
       throw PublishError(.mountPoint, "\(targetPath) is a symbolic link, not a volume; left in place")
     }
@@ -395,30 +397,34 @@ public actor VolumeActor {
     var pending: [String] = []
     var path = targetPath
     while true {
-      if mkdir(path, 0o750) == 0 {
+      do {
+        _ = try sys("mkdir", path) { mkdir(path, 0o750) }
         created.append(path)
         break
+      } catch {
+        let code = (error as? VolumeFileError)?.errno
+        if code == EEXIST { break }
+        guard code == ENOENT, let slash = path.lastIndex(of: "/"), slash != path.startIndex else {
+          throw PublishError(.mountPoint, "cannot create \(path): \(error)")
+        }
+        pending.append(path)
+        path = String(path[..<slash])
       }
-      let code = errno
-      if code == EEXIST { break }
-      guard code == ENOENT, let slash = path.lastIndex(of: "/"), slash != path.startIndex else {
-        throw PublishError(.mountPoint, "cannot create \(path): \(String(cString: strerror(code)))")
-      }
-      pending.append(path)
-      path = String(path[..<slash])
     }
     // Then back down, making what was missing.
     for dir in pending.reversed() {
-      if mkdir(dir, 0o750) == 0 {
+      do {
+        _ = try sys("mkdir", dir) { mkdir(dir, 0o750) }
         created.append(dir)
-      } else if errno != EEXIST {
-        let reason = String(cString: strerror(errno))
+      } catch let error as VolumeFileError where error.errno == EEXIST {
+        continue
+      } catch {
         removeDirectories(created)
-        throw PublishError(.mountPoint, "cannot create \(dir): \(reason)")
+        throw PublishError(.mountPoint, "cannot create \(dir): \(error)")
       }
     }
     var st = stat()
-    guard lstat(targetPath, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+    guard (try? sys("lstat", targetPath) { lstat(targetPath, &st) }) != nil, (st.st_mode & S_IFMT) == S_IFDIR else {
       removeDirectories(created)
       throw PublishError(.mountPoint, "\(targetPath) exists and is not a directory")
     }
@@ -426,6 +432,6 @@ public actor VolumeActor {
   }
 
   private nonisolated func removeDirectories(_ created: [String]) {
-    for dir in created.reversed() { rmdir(dir) }
+    for dir in created.reversed() { _ = try? sys("rmdir", dir) { rmdir(dir) } }
   }
 }

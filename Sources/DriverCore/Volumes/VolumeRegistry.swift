@@ -1,5 +1,6 @@
 public import CSIMessages
 import Glibc
+import GRPCH2
 import Logging
 public import UVRuntime
 
@@ -20,9 +21,6 @@ public final class VolumeRegistry: Sendable {
   public init(loop: EventLoop) {
     self.loop = loop
   }
-
-  /// Volumes known to this process (mounted, or with a request in flight).
-  public var count: Int { entries.withLock { $0.count } }
 
   /// Runs `body` on the target's actor; the entry lives at least until it returns.
   public func withVolume<T: Sendable>(
@@ -71,24 +69,24 @@ public struct MountingPublisher: VolumePublisher {
   }
 
   public func publish(
-    _ request: CSI.NodePublishVolumeRequest, deadline: ContinuousClock.Instant?
+    _ request: ValidPublishRequest, deadline: ContinuousClock.Instant?
   ) async throws -> CSI.NodePublishVolumeResponse {
     let env = self.env
+    let target = request.csi.targetPath
     do {
-      try Self.checkTargetPath(request.targetPath)
-      let outcome = try await registry.withVolume(request.targetPath) { volume throws(PublishError) in
+      let outcome = try await registry.withVolume(target) { volume throws(PublishError) in
         try await volume.publish(request, deadline: deadline, env: env)
       }
-      env.logger.debug("published", metadata: ["target": "\(request.targetPath)", "outcome": "\(outcome)"])
+      env.logger.debug("published", metadata: ["target": "\(target)", "outcome": "\(outcome)"])
       return CSI.NodePublishVolumeResponse()
     } catch {
       // Messages are built from scrubbed parts; once more over the whole, with
       // the request's secrets, before kubelet and the log see it.
       var error = error
-      error.message = SecretScrubber(publishing: request).scrub(error.message, limitBytes: 1024)
+      error.message = SecretScrubber(publishing: request.csi).scrub(error.message, limitBytes: 1024)
       env.logger.warning(
         "publish failed",
-        metadata: ["target": "\(request.targetPath)", "code": "\(error.code.canonicalName)", "error_type": "\(error.errorType)", "error": "\(error.message)"])
+        metadata: ["target": "\(target)", "code": "\(error.code.canonicalName)", "error_type": "\(error.errorType)", "error": "\(error.message)"])
       throw error.rpcError
     }
   }
@@ -97,7 +95,6 @@ public struct MountingPublisher: VolumePublisher {
     _ request: CSI.NodeUnpublishVolumeRequest, deadline: ContinuousClock.Instant?
   ) async throws -> CSI.NodeUnpublishVolumeResponse {
     do {
-      try Self.checkTargetPath(request.targetPath)
       try await registry.withVolume(request.targetPath) { volume throws(PublishError) in
         try await volume.unpublish()
       }
@@ -107,16 +104,6 @@ public struct MountingPublisher: VolumePublisher {
       error.message = SecretScrubber().scrub(error.message, limitBytes: 1024)
       env.logger.warning("unpublish failed", metadata: ["target": "\(request.targetPath)", "error": "\(error.message)"])
       throw error.rpcError
-    }
-  }
-
-  /// Target paths come from kubelet; still, mount and rmdir only absolute, clean paths.
-  static func checkTargetPath(_ path: String) throws(PublishError) {
-    let elements = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-    guard path.hasPrefix("/"), path.count > 1, !path.hasSuffix("/"),
-      !elements.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }), !path.utf8.contains(0)
-    else {
-      throw PublishError.invalidArgument("target_path \"\(path)\" must be an absolute, clean path")
     }
   }
 }

@@ -1,11 +1,12 @@
-/// Minimal JSON output for the provider request: objects of strings, keys
-/// sorted (as Go's encoding/json does, so providers see what upstream sends).
+/// Minimal JSON output: objects of strings for the provider request, keys sorted
+/// (as Go's encoding/json does, so providers see what upstream sends), and the
+/// strings of JSON log lines.
 ///
 /// Works on UTF-8 bytes and copies runs that need no escaping in one go: the
 /// attributes carry the pod's service-account tokens (a kilobyte or more per
 /// audience) on every publish, so this is on the hot path.
-enum JSONText {
-  static func object(_ values: [String: String]) -> String {
+public enum JSONText {
+  public static func object(_ values: [String: String]) -> String {
     var out: [UInt8] = []
     var size = 2
     for (key, value) in values { size += key.utf8.count + value.utf8.count + 6 }
@@ -23,8 +24,15 @@ enum JSONText {
     return String(decoding: out, as: UTF8.self)
   }
 
+  /// `s` as a quoted JSON string.
+  public static func string(_ s: String, htmlSafe: Bool = true) -> String {
+    var out = ""
+    appendString(s, to: &out, htmlSafe: htmlSafe)
+    return out
+  }
+
   /// Appends `s` as a quoted JSON string.
-  static func appendString(_ s: String, to out: inout String, htmlSafe: Bool = true) {
+  public static func appendString(_ s: String, to out: inout String, htmlSafe: Bool = true) {
     var bytes: [UInt8] = []
     bytes.reserveCapacity(s.utf8.count + 2)
     appendString(s, to: &bytes, htmlSafe: htmlSafe)
@@ -33,7 +41,7 @@ enum JSONText {
 
   /// Appends `s` as a quoted JSON string. `htmlSafe` escapes `<`, `>`, `&` and
   /// U+2028/9 as Go's encoding/json does; matching it keeps requests byte-identical.
-  static func appendString(_ s: String, to out: inout [UInt8], htmlSafe: Bool = true) {
+  public static func appendString(_ s: String, to out: inout [UInt8], htmlSafe: Bool = true) {
     out.append(quote)
     var s = s
     s.withUTF8 { bytes in

@@ -1,7 +1,7 @@
 public import GRPCCore
 
 extension RPCError.Code {
-  /// The canonical gRPC name (INVALID_ARGUMENT...), as kubelet and grpcurl print it.
+  /// The canonical gRPC name (INVALID_ARGUMENT...), as kubelet, grpcurl and the Go client print it.
   public var canonicalName: String {
     Self.canonicalNames[self] ?? "\(self)"
   }
