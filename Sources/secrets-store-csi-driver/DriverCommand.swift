@@ -86,7 +86,7 @@ struct DriverCommand: AsyncParsableCommand {
 
   @Option(
     name: .customLong("log-level"),
-    help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error, critical. -v=N (klog) also works: 4 and up is debug.", valueName: "level"))
+    help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error, critical. -v=N (klog) also works: 4 and 5 are debug, 6 and up trace.", valueName: "level"))
   var logLevel: String = "info"
 
   @Flag(help: "Print the version and exit.")
@@ -99,20 +99,23 @@ struct DriverCommand: AsyncParsableCommand {
 
   /// Turns what upstream's Go flag parser accepts into what this parser does:
   /// klog's `-v=N` becomes `--log-level`, `--bool-flag=true|false` becomes the
-  /// flag or nothing, and single-dash long flags (`-endpoint`) get two dashes.
+  /// flag or nothing, single-dash long flags (`-endpoint`) get two dashes, and an
+  /// empty `--flag=` (upstream's chart renders one for an emptied list) becomes
+  /// the flag with an empty value.
   static func rewriteGoFlags(_ arguments: [String]) -> [String] {
-    rewriteKlogVerbosity(arguments).compactMap { a -> String? in
+    rewriteKlogVerbosity(arguments).flatMap { a -> [String] in
       var a = a
       if a.hasPrefix("-"), !a.hasPrefix("--"), a.count > 2, a.dropFirst().first?.isLetter == true { a = "-" + a }
-      let parts = a.split(separator: "=", maxSplits: 1).map(String.init)
+      let parts = a.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
       if parts.count == 2, goBoolFlags.contains(parts[0]) {
         switch parts[1].lowercased() {
-        case "true", "1", "t": return parts[0]
-        case "false", "0", "f": return nil
-        default: return a
+        case "true", "1", "t": return [parts[0]]
+        case "false", "0", "f": return []
+        default: return [a]
         }
       }
-      return a
+      if parts.count == 2, parts[0].hasPrefix("--"), parts[1].isEmpty { return [parts[0], ""] }
+      return [a]
     }
   }
 
@@ -130,7 +133,7 @@ struct DriverCommand: AsyncParsableCommand {
         i += 1
       }
       if let level {
-        out += ["--log-level", level >= 4 ? "debug" : "info"]
+        out += ["--log-level", level >= 6 ? "trace" : level >= 4 ? "debug" : "info"]
       } else {
         out.append(a)
       }

@@ -2,6 +2,7 @@ import CSIMessages
 import Glibc
 public import Logging
 public import UVRuntime
+import KubeClient
 import VolumeFiles
 
 /// How volumes are mounted and refreshed (from flags).
@@ -35,16 +36,23 @@ public struct VolumeEnvironment: Sendable {
   public var settings: VolumeSettings
   public var logger: Logger
   public var now: @Sendable () -> ContinuousClock.Instant
+  /// In a cluster: SecretProviderClassPodStatus objects and synced Secrets (nil standalone).
+  public var status: StatusWriter?
+  /// In a cluster: events on the pod (nil standalone).
+  public var events: EventRecorder?
 
   public init(
     classes: any SecretProviderClassSource, providers: ProviderConnections, settings: VolumeSettings, logger: Logger,
-    now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
+    now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }, status: StatusWriter? = nil,
+    events: EventRecorder? = nil
   ) {
     self.classes = classes
     self.providers = providers
     self.settings = settings
     self.logger = logger
     self.now = now
+    self.status = status
+    self.events = events
   }
 }
 
@@ -175,7 +183,7 @@ public actor VolumeActor {
     }
     let t2 = ContinuousClock.now
     do {
-      let (versions, _) = try await fetchAndWrite(request, spc: spc, currentVersions: [], deadline: deadline, env: env)
+      let (versions, _, files) = try await fetchAndWrite(request, spc: spc, currentVersions: [], deadline: deadline, env: env)
       if env.logger.logLevel <= .debug {
         let ms = LoggingInterceptor.milliseconds
         env.logger.debug(
@@ -183,6 +191,7 @@ public actor VolumeActor {
           metadata: ["target": "\(targetPath)", "class_ms": "\(ms(t1 - t0))", "mount_ms": "\(ms(t2 - t1))", "fetch_write_ms": "\(ms(ContinuousClock.now - t2))"])
       }
       record = Record(versions: versions, lastFetch: env.now())
+      report(pod: pod, spc: spc, versions: versions, files: files, rotated: false, env: env)
     } catch {
       // Fail closed: no tmpfs, no directory, so kubelet's retry starts clean
       // and no pod starts on an empty or partial volume.
@@ -203,17 +212,34 @@ public actor VolumeActor {
   ) async -> PublishOutcome {
     // Without rotation, mounted content never changes (as upstream), even for a
     // volume adopted after a restart.
-    guard var current = record, env.settings.rotationEnabled else { return .upToDate }
+    guard var current = record, env.settings.rotationEnabled else {
+      if record?.lastFetch == nil, let status = env.status {
+        // Adopted after a restart: make sure its status object exists (no versions known).
+        status.mounted(PodVolumeStatus(
+          targetPath: targetPath, podName: pod.podName, podNamespace: pod.podNamespace, podUID: pod.podUID,
+          className: pod.secretProviderClass, objects: []))
+      }
+      return .upToDate
+    }
     if let last = current.lastFetch, env.now() - last < env.settings.rotationPollInterval {
       return .upToDate
     }
     do {
       let spc = try await resolveClass(pod, env: env, scrubber: SecretScrubber(publishing: request))
-      let (versions, changed) = try await fetchAndWrite(
+      let (versions, changed, files) = try await fetchAndWrite(
         request, spc: spc, currentVersions: current.versions, deadline: deadline, env: env)
+      let adopted = current.lastFetch == nil
       current.versions = versions
       current.lastFetch = env.now()
       record = current
+      if changed || adopted || versions != current.versions {
+        report(pod: pod, spc: spc, versions: versions, files: files, rotated: changed, env: env)
+      }
+      if changed {
+        env.events?.emit(
+          eventPod(pod), warning: false, reason: "MountRotationComplete",
+          message: "volume content of SecretProviderClass \(pod.secretProviderClass) was rotated")
+      }
       return .refreshed(changed: changed)
     } catch {
       // kubelet may delete the mount directory after a failed republish: answer
@@ -221,8 +247,38 @@ public actor VolumeActor {
       env.logger.warning(
         "refresh failed; keeping the mounted content",
         metadata: ["target": "\(targetPath)", "class": "\(pod.podNamespace)/\(pod.secretProviderClass)", "error": "\(error)"])
+      env.events?.emit(eventPod(pod), warning: true, reason: "MountRotationFailed", message: error.message)
       return .refreshFailed(error)
     }
+  }
+
+  /// Tells the cluster what is mounted (status object, then the class's Secrets); the
+  /// writes happen later, off this request's path.
+  private func report(
+    pod: PodVolume, spc: SecretProviderClass, versions: [Provider.ObjectVersion], files: [SecretFile], rotated: Bool,
+    env: VolumeEnvironment
+  ) {
+    guard let status = env.status else { return }
+    var secrets: [SyncedSecret] = []
+    if !spc.secretObjects.isEmpty {
+      var byName: [String: [UInt8]] = [:]
+      for file in files { byName[file.path] = file.contents }
+      do {
+        secrets = try SyncedSecret.build(spc.secretObjects, namespace: pod.podNamespace, files: byName)
+      } catch {
+        env.logger.error("secretObjects not synced", metadata: ["target": "\(targetPath)", "error": "\(error)"])
+        env.events?.emit(eventPod(pod), warning: true, reason: "SecretSyncFailed", message: error.message)
+      }
+    }
+    status.mounted(
+      PodVolumeStatus(
+        targetPath: targetPath, podName: pod.podName, podNamespace: pod.podNamespace, podUID: pod.podUID,
+        className: pod.secretProviderClass, objects: versions.map { .init(id: $0.id, version: $0.version) }, secrets: secrets,
+        rotated: rotated))
+  }
+
+  private nonisolated func eventPod(_ pod: PodVolume) -> EventRecorder.Pod {
+    EventRecorder.Pod(name: pod.podName, namespace: pod.podNamespace, uid: pod.podUID)
   }
 
   /// Parse and lookup errors quote files and API answers: they go through `scrubber`.
@@ -254,7 +310,7 @@ public actor VolumeActor {
   private func fetchAndWrite(
     _ request: CSI.NodePublishVolumeRequest, spc: SecretProviderClass, currentVersions: [Provider.ObjectVersion],
     deadline: ContinuousClock.Instant?, env: VolumeEnvironment
-  ) async throws(PublishError) -> ([Provider.ObjectVersion], Bool) {
+  ) async throws(PublishError) -> ([Provider.ObjectVersion], Bool, [SecretFile]) {
     let timeout = try Self.callBudget(deadline: deadline, now: env.now(), fallback: env.settings.defaultCallTimeout)
     let mountRequest = MountRequestBuilder.build(spc: spc, publish: request, currentVersions: currentVersions)
     // What the provider says goes through this before any log, event or status.
@@ -267,7 +323,7 @@ public actor VolumeActor {
     }
     scrubber = scrubber.adding(files: response.files)
     let files = try Self.check(response, provider: spc.provider, scrubber: scrubber)
-    if files.isEmpty { return (response.objectVersion, false) }  // a legacy provider wrote the files itself
+    if files.isEmpty { return (response.objectVersion, false, []) }  // a legacy provider wrote the files itself
     let provider = spc.provider
     // On the pool when other volumes are busy (a burst), so the loop keeps
     // receiving provider answers and replying to kubelet meanwhile; alone, inline.
@@ -285,7 +341,7 @@ public actor VolumeActor {
         throw PublishError(.writeFailed, "cannot write secrets to \(targetPath): \(scrubber.scrub("\(error)"))")
       }
     }
-    return (response.objectVersion, outcome == .written)
+    return (response.objectVersion, outcome == .written, files)
   }
 
   /// Runs blocking filesystem work (mkdir, mount, writes, unmount) on libuv's
@@ -346,9 +402,10 @@ public actor VolumeActor {
 
   /// Unmounts and removes the target. Idempotent, never calls the provider,
   /// and works for volumes mounted before the driver restarted.
-  public func unpublish() async throws(PublishError) {
+  public func unpublish(env: VolumeEnvironment) async throws(PublishError) {
     await acquire()
     defer { release() }
+    env.status?.unmounted(targetPath: targetPath)
     try await onPool { [self] () throws(PublishError) in
       try unmountAll()
       do {

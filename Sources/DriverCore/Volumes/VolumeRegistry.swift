@@ -94,9 +94,10 @@ public struct MountingPublisher: VolumePublisher {
   public func unpublish(
     _ request: CSI.NodeUnpublishVolumeRequest, deadline: ContinuousClock.Instant?
   ) async throws -> CSI.NodeUnpublishVolumeResponse {
+    let env = self.env
     do {
       try await registry.withVolume(request.targetPath) { volume throws(PublishError) in
-        try await volume.unpublish()
+        try await volume.unpublish(env: env)
       }
       return CSI.NodeUnpublishVolumeResponse()
     } catch {
