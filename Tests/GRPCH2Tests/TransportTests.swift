@@ -54,6 +54,11 @@ struct EchoService: RegistrableRPCService {
       if text.hasPrefix("big:"), let n = Int(text.dropFirst(4)) {
         return StreamingServerResponse(single: ServerResponse(message: Array(repeating: 7, count: n)))
       }
+      if text == "deadline" {
+        // The deadline the transport hands the handler, as milliseconds left.
+        let left = context.callDeadline.map { "\(($0 - .now).timerMilliseconds)" } ?? "none"
+        return StreamingServerResponse(single: ServerResponse(message: Array(left.utf8)))
+      }
       if text == "fail" {
         throw RPCError(code: .notFound, message: "nothing called 'fail' here: 100% sure")
       }
@@ -221,6 +226,14 @@ func rpcCode(_ body: () async throws -> Void) async -> RPCError.Code? {
       #expect(try await service.handlersCancelled() == 1)
       // A call that ends in time is not disturbed by its (now closed) timer.
       #expect(try await echo(client, "quick", transportTimeout: .seconds(30)) == Array("quick".utf8))
+    }
+  }
+
+  @Test func handlersLearnTheDeadlineFromTheTransport() async throws {
+    try await withEchoServer(endpoint: .unix(path: tempSocketPath("ctxdeadline"))) { client, _, _ throws in
+      #expect(String(decoding: try await echo(client, "deadline"), as: UTF8.self) == "none")
+      let left = Int(String(decoding: try await echo(client, "deadline", transportTimeout: .seconds(30)), as: UTF8.self))
+      #expect(left != nil && left! > 0 && left! <= 30_000, "\(String(describing: left))")
     }
   }
 

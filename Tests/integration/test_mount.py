@@ -202,6 +202,41 @@ def test_slow_provider_past_the_deadline_leaves_nothing(mount_env, csi):
     assert read_volume(target) == {"secret.txt": (0o644, b"value")}
 
 
+# ---- deadlines: only grpc-timeout counts
+
+SPOOF = "x-h2-grpc-timeout"  # the name the server once read a deadline from
+
+
+def test_spoofed_deadline_header_does_not_cut_a_call_short(mount_env, csi):
+    """A client's own `x-h2-grpc-timeout` is not a deadline: with no
+    grpc-timeout, the driver gives the provider its default budget."""
+    env = mount_env
+    env.start()
+    target = target_path(env.root, "uid-12s")
+    env.node().NodePublishVolume(publish_request(csi, target, pod_uid="uid-12s"), metadata=((SPOOF, "1n"),))
+    assert read_volume(target) == {"secret.txt": (0o644, b"value")}
+    [left] = env.provider.deadlines("Mount")
+    assert left > T, f"the provider got {left:.3f}s: the spoofed header set the budget"
+
+
+@pytest.mark.parametrize("spoof", ["1n", "99999999H"])
+def test_spoofed_deadline_header_neither_shortens_nor_extends_grpc_timeout(mount_env, csi, spoof):
+    """The spoofed header goes first (raw HTTP/2), grpc-timeout second: the
+    provider's budget comes from grpc-timeout alone (a tenth less, the driver's margin)."""
+    from h2_client import raw_unary
+
+    env = mount_env
+    env.start()
+    target = target_path(env.root, "uid-12" + spoof)
+    req = publish_request(csi, target, pod_uid="uid-12" + spoof)
+    res = raw_unary(str(env.driver.socket_path), "/csi.v1.Node/NodePublishVolume", req.SerializeToString(),
+                    extra_headers=[(SPOOF, spoof), ("grpc-timeout", "10S")], wait=T)
+    assert res.ended and res.status() == "0", (res.headers, res.trailers)
+    assert read_volume(target) == {"secret.txt": (0o644, b"value")}
+    [left] = env.provider.deadlines("Mount")
+    assert 5 < left <= 10, f"the provider got {left:.3f}s for a 10 s grpc-timeout"
+
+
 def test_oversized_provider_response_is_refused(mount_env, csi):
     env = mount_env
     env.provider.pad_bytes = 2 << 20
