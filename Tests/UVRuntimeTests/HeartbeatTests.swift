@@ -2,17 +2,6 @@ import Glibc
 import Testing
 import UVRuntime
 
-/// Waits (polling, off the loop) until `condition` holds; false after `bound`.
-func eventually(within bound: Duration = .seconds(10), _ condition: () -> Bool) async throws -> Bool {
-  let clock = ContinuousClock()
-  let end = clock.now + bound
-  while !condition() {
-    if clock.now >= end { return false }
-    try await Task.sleep(for: .milliseconds(5))
-  }
-  return true
-}
-
 @Suite struct HeartbeatTests {
   let ms: UInt64 = 1_000_000
 
