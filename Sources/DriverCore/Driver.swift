@@ -37,15 +37,20 @@ public final class Driver: Sendable {
   let logger: Logger
   let server: GRPCServer<H2ServerTransport>
   let transport: H2ServerTransport
+  /// What the Identity service's Probe answers.
+  public let readiness: Readiness
+  let loopHealth: LoopHealthSettings
 
   public init(
     config: DriverConfig, endpoint: Endpoint, maxReceiveMessageBytes: Int, logger: Logger, mount: MountConfig = MountConfig(),
-    loop: EventLoop? = nil
+    loop: EventLoop? = nil, loopHealth: LoopHealthSettings = LoopHealthSettings()
   ) {
     self.config = config
     self.endpoint = endpoint
     self.logger = logger
     self.mount = mount
+    self.loopHealth = loopHealth
+    readiness = Readiness(recovery: loopHealth.recovery)
     let loop = loop ?? EventLoop(name: "csi-loop")
     self.loop = loop
     providers = ProviderConnections(loop: loop, settings: mount.providers)
@@ -55,7 +60,7 @@ public final class Driver: Sendable {
     transport = H2ServerTransport(config: .init(endpoint: endpoint, maxReceiveMessageBytes: maxReceiveMessageBytes), loop: loop)
     server = GRPCServer(
       transport: transport,
-      services: [IdentityService(config: config), NodeService(config: config, publisher: publisher)],
+      services: [IdentityService(config: config, readiness: readiness), NodeService(config: config, publisher: publisher)],
       interceptors: [LoggingInterceptor(logger: logger)])
   }
 
@@ -66,6 +71,12 @@ public final class Driver: Sendable {
         try UVSignal(on: loop, signal: signum) { [self] signum in onSignal(signum) }
       }
     }
+    let heartbeat = try await loop.submit { [self, logger, loopHealth] in
+      LoopHeartbeat(on: loop, interval: loopHealth.interval, stallAfter: loopHealth.stallAfter) { length in
+        logger.warning("event loop stalled; Probe answers not ready for a while", metadata: ["stall": "\(length)"])
+      }
+    }
+    readiness.watch(heartbeat)
     logger.info(
       "serving CSI",
       metadata: [
@@ -80,7 +91,10 @@ public final class Driver: Sendable {
     health?.cancel()
     await health?.value
     await providers.closeAll()
-    try await loop.submit { for s in signals { s.close() } }
+    try await loop.submit {
+      for s in signals { s.close() }
+      heartbeat.stop()
+    }
     await loop.shutdownAndWait()
     if !loop.leakedHandles.isEmpty {
       logger.warning("libuv handles left open at shutdown", metadata: ["handles": "\(loop.leakedHandles)"])
@@ -122,14 +136,20 @@ public final class Driver: Sendable {
     }
     if count == 1 {
       logger.info("signal received, shutting down gracefully", metadata: ["signal": "\(signum)"])
-      server.beginGracefulShutdown()
+      beginGracefulShutdown()
     } else {
       logger.warning("second signal, stopping now", metadata: ["signal": "\(signum)"])
       _exit(1)
     }
   }
 
+  /// Returns once the CSI endpoint is bound (or failed to bind).
+  public func waitUntilServing() async {
+    await transport.waitUntilListening()
+  }
+
   public func beginGracefulShutdown() {
+    readiness.beginShutdown()
     server.beginGracefulShutdown()
   }
 }

@@ -213,9 +213,9 @@ final class GRPCClientStream: H2Stream, @unchecked Sendable {
         ("user-agent", "secrets-store-csi-driver-swift"), ("grpc-accept-encoding", "identity"),
       ]
       var metadata = metadata
-      let deadline = GRPCTimeout.encodedTimeout(in: metadata)
+      let deadline = GRPCTimeout.clientTimeout(in: metadata)
       if let deadline {
-        metadata.removeAllValues(forKey: GRPCTimeout.deadlineMetadataKey)
+        metadata.removeAllValues(forKey: GRPCTimeout.clientDeadlineKey)
         headers.append(("grpc-timeout", deadline))
       }
       GRPCServerStream.append(metadata, to: &headers)
@@ -247,8 +247,8 @@ final class GRPCClientStream: H2Stream, @unchecked Sendable {
     end(Status(code: .cancelled, message: "call cancelled"))
   }
 
-  /// Ends the call with DEADLINE_EXCEEDED when the deadline the caller put in
-  /// `GRPCTimeout.deadlineMetadataKey` passes (a loop timer, closed with the call).
+  /// Ends the call with DEADLINE_EXCEEDED when the deadline the caller asked
+  /// for with `GRPCTimeout.metadata` passes (a loop timer, closed with the call).
   private func startDeadline(_ timeout: Duration) {
     startDeadline(timeout) { stream in
       guard let stream = stream as? GRPCClientStream, stream.continuation != nil else { return }

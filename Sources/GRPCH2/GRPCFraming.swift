@@ -121,26 +121,30 @@ public enum PercentEncoding {
 }
 
 /// `grpc-timeout`: at most 8 digits and a unit (H M S m u n).
+///
+/// A call's deadline lives in the transport: a loop timer per call ends it
+/// (GRPCCore's own deadline is a `Task.sleep`, which on Linux keeps its memory
+/// until it would have fired). On the server, only the `grpc-timeout` header
+/// sets it, and handlers read it from `ServerContext.callDeadline`, never from
+/// metadata, so a client cannot hand a handler a deadline of its choosing.
 public enum GRPCTimeout {
-  /// Where the server transport hands a call's `grpc-timeout` to handlers, and
-  /// where clients put a deadline for the client transport to enforce (instead
-  /// of `CallOptions.timeout`, whose timer is GRPCCore's `Task.sleep`).
-  public static let deadlineMetadataKey = "x-h2-grpc-timeout"
-
-  /// Metadata that asks the client transport to enforce `timeout`.
+  /// Request metadata that asks our client transport to enforce `timeout` and
+  /// send it as `grpc-timeout` (instead of `CallOptions.timeout`, whose timer is
+  /// GRPCCore's `Task.sleep`). The client transport takes it out of the
+  /// metadata: it never reaches the wire.
   public static func metadata(_ timeout: Duration) -> Metadata {
-    [deadlineMetadataKey: .string(encode(timeout))]
+    [clientDeadlineKey: .string(encode(timeout))]
   }
 
-  /// The encoded timeout under `deadlineMetadataKey`, if there is one.
-  public static func encodedTimeout(in metadata: Metadata) -> String? {
-    var values = metadata[stringValues: deadlineMetadataKey].makeIterator()
+  /// Where `metadata(_:)` puts the timeout for the client transport. A server
+  /// drops an inbound header of this name, so no handler that forwards the
+  /// metadata it received can turn a caller's header into a deadline downstream.
+  static let clientDeadlineKey = "x-h2-grpc-timeout"
+
+  /// The encoded timeout `metadata(_:)` put in `metadata`, if there is one.
+  static func clientTimeout(in metadata: Metadata) -> String? {
+    var values = metadata[stringValues: clientDeadlineKey].makeIterator()
     return values.next()
-  }
-
-  /// The timeout under `deadlineMetadataKey`, if there is a valid one.
-  public static func timeout(in metadata: Metadata) -> Duration? {
-    encodedTimeout(in: metadata).flatMap(decode)
   }
 
   public static func encode(_ duration: Duration) -> String {

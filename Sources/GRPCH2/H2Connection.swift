@@ -36,6 +36,7 @@ class H2Stream {
   /// call, closed with it) rather than GRPCCore's Task.sleep, which on Linux
   /// keeps its memory until it would have fired.
   func startDeadline(_ timeout: Duration, expired: @escaping (H2Stream) -> Void) {
+    stopDeadline()
     let timer = UVTimer(on: connection.loop)
     deadlineTimer = timer
     timer.start(timeoutMs: timeout.timerMilliseconds) { [weak self] in

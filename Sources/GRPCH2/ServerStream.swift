@@ -13,6 +13,8 @@ final class GRPCServerStream: H2Stream, @unchecked Sendable {
   private var started = false
   private var responseHeadersSent = false
   private var statusSent = false
+  /// When the caller's `grpc-timeout` runs out; the transport ends the call then.
+  private(set) var deadline: ContinuousClock.Instant?
   /// Lets an RST_STREAM from the client cancel the handler, whenever it is attached.
   let cancellation = Locked<(handle: ServerContext.RPCCancellationHandle?, cancelled: Bool)>((nil, false))
 
@@ -46,14 +48,16 @@ final class GRPCServerStream: H2Stream, @unchecked Sendable {
       case "grpc-accept-encoding": continue
       case "grpc-timeout":
         // The transport owns the deadline: its loop timer ends the call, and the
-        // handler learns the budget under `GRPCTimeout.deadlineMetadataKey`.
-        // GRPCCore never sees `grpc-timeout`, so it starts no Task.sleep of its
-        // own (on Linux a cancelled sleep keeps its memory until it would have
-        // fired: minutes, at kubelet's deadlines, for every call).
-        if let timeout = GRPCTimeout.decode(value) {
-          metadata.addString(value, forKey: GRPCTimeout.deadlineMetadataKey)
+        // handler reads it from `ServerContext.callDeadline`. GRPCCore never
+        // sees `grpc-timeout`, so it starts no Task.sleep of its own (on Linux a
+        // cancelled sleep keeps its memory until it would have fired: minutes,
+        // at kubelet's deadlines, for every call). The first valid one counts.
+        if deadline == nil, let timeout = GRPCTimeout.decode(value) {
+          deadline = .now + timeout
           startDeadline(timeout)
         }
+      case GRPCTimeout.clientDeadlineKey:
+        continue  // our client transport's private request, never a peer's to make
       default:
         if name.hasPrefix(":") { continue }
         if name.hasSuffix("-bin") {
@@ -92,7 +96,10 @@ final class GRPCServerStream: H2Stream, @unchecked Sendable {
       inbound: RPCAsyncSequence<RPCRequestPart<[UInt8]>, any Error>(wrapping: stream),
       outbound: RPCWriter<RPCResponsePart<[UInt8]>>.Closable(wrapping: ServerStreamWriter(stream: self))
     )
-    server.accept(AcceptedStream(rpc: rpc, stream: self, remotePeer: connection.transport.remoteAddress, localPeer: connection.transport.localAddress))
+    server.accept(
+      AcceptedStream(
+        rpc: rpc, stream: self, remotePeer: connection.transport.remoteAddress, localPeer: connection.transport.localAddress,
+        call: H2CallContext(deadline: deadline)))
   }
 
   /// Enforces `grpc-timeout` in the transport, so a call whose request never
@@ -225,6 +232,7 @@ struct AcceptedStream: Sendable {
   var stream: GRPCServerStream
   var remotePeer: String
   var localPeer: String
+  var call: H2CallContext
 }
 
 /// The handler's writer: runs on the loop thread, directly when already there.

@@ -59,9 +59,10 @@ public final class H2ServerTransport: ServerTransport, @unchecked Sendable {
             group.addTask {
               await withServerContextRPCCancellationHandle { handle in
                 stream.stream.attach(handle)
-                let context = ServerContext(
+                var context = ServerContext(
                   descriptor: stream.rpc.descriptor, remotePeer: stream.remotePeer,
                   localPeer: stream.localPeer, cancellation: handle)
+                context.transportSpecific = stream.call
                 await streamHandler(stream.rpc, context)
               }
             }
@@ -159,4 +160,27 @@ extension H2ServerTransport: H2ConnectionOwner {
   }
 
   func connectionDidReceiveGoAway(_ connection: H2Connection) {}
+}
+
+/// What this transport knows about a call beyond GRPCCore's context: set by
+/// the transport from the request's headers, read by handlers through
+/// `ServerContext.callDeadline`.
+public struct H2CallContext: ServerContext.TransportSpecific {
+  /// When the caller's `grpc-timeout` runs out: the transport's loop timer ends
+  /// the call then. Nil when the caller sent none.
+  public var deadline: ContinuousClock.Instant?
+
+  public init(deadline: ContinuousClock.Instant?) {
+    self.deadline = deadline
+  }
+}
+
+extension ServerContext {
+  /// The caller's deadline, from its `grpc-timeout` header and nothing else
+  /// (no metadata a client could write), for handlers to budget the calls they
+  /// make downstream. Nil when the caller sent none or another transport
+  /// carries the call.
+  public var callDeadline: ContinuousClock.Instant? {
+    (transportSpecific as? H2CallContext)?.deadline
+  }
 }

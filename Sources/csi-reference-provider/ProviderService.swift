@@ -17,8 +17,8 @@ struct ProviderService: RegistrableRPCService {
 
   func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
     router.registerUnary(Provider.CSIDriverProvider.version) { _, _ in version() }
-    router.registerUnary(Provider.CSIDriverProvider.mount) { request, metadata in
-      try await mount(request, deadlineMs: GRPCTimeoutHeader.deadlineMs(metadata))
+    router.registerUnary(Provider.CSIDriverProvider.mount) { request, context in
+      try await mount(request, deadlineMs: Self.deadlineMs(context.callDeadline))
     }
   }
 
@@ -73,6 +73,13 @@ struct ProviderService: RegistrableRPCService {
     }
   }
 
+  /// The caller's deadline (its `grpc-timeout`, from the transport) on `Mounter.monotonicMs()`'s clock.
+  static func deadlineMs(_ deadline: ContinuousClock.Instant?) -> Double? {
+    guard let deadline else { return nil }
+    let (seconds, atto) = (deadline - .now).components
+    return Mounter.monotonicMs() + Double(seconds) * 1000 + Double(atto) / 1e15
+  }
+
   private func finish(_ outcome: MountOutcome, errorLabel: String?, reason: String?) {
     stats.mountFinished(error: errorLabel, hostile: outcome.hostile, objects: outcome.objectCount)
     guard log.enabled(.debug) else { return }
@@ -82,31 +89,6 @@ struct ProviderService: RegistrableRPCService {
     } else {
       log.debug("Mount", ["objects": "\(outcome.objectCount)", "outcome": result, "latency_ms": "\(outcome.delayMs)"])
     }
-  }
-}
-
-extension RPCRouter {
-  /// Registers a unary handler for a typed method. An `RPCError` thrown by the
-  /// handler reaches the client as that status.
-  fileprivate mutating func registerUnary<Request, Response>(
-    _ method: UnaryMethod<Request, Response>,
-    handler: @escaping @Sendable (Request, Metadata) async throws -> Response
-  ) {
-    registerHandler(forMethod: method.descriptor, deserializer: method.deserializer, serializer: method.serializer) {
-      request, _ in
-      let single = try await ServerRequest(stream: request)
-      return StreamingServerResponse(single: ServerResponse(message: try await handler(single.message, single.metadata)))
-    }
-  }
-}
-
-/// The caller's `grpc-timeout` (the server transport hands it over under
-/// `GRPCTimeout.deadlineMetadataKey`) as a deadline on `Mounter.monotonicMs()`'s clock.
-enum GRPCTimeoutHeader {
-  static func deadlineMs(_ metadata: Metadata) -> Double? {
-    guard let timeout = GRPCTimeout.timeout(in: metadata) else { return nil }
-    let (seconds, atto) = timeout.components
-    return Mounter.monotonicMs() + Double(seconds) * 1000 + Double(atto) / 1e15
   }
 }
 

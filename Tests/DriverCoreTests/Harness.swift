@@ -11,13 +11,14 @@ let testConfig = DriverConfig(version: "v9.9.9-test", nodeID: "node-a")
 func withDriver<Result: Sendable>(
   config: DriverConfig = testConfig,
   publisher: any VolumePublisher = RecordingPublisher(),
+  readiness: Readiness = Readiness(),
   interceptors: [any ServerInterceptor] = [],
   _ body: (GRPCClient<InProcessTransport.Client>) async throws -> Result
 ) async throws -> Result {
   let transport = InProcessTransport()
   return try await withGRPCServer(
     transport: transport.server,
-    services: [IdentityService(config: config), NodeService(config: config, publisher: publisher)],
+    services: [IdentityService(config: config, readiness: readiness), NodeService(config: config, publisher: publisher)],
     interceptors: interceptors
   ) { _ in
     try await withGRPCClient(transport: transport.client) { client in

@@ -18,13 +18,28 @@ struct EchoService: RegistrableRPCService {
   static let collect = MethodDescriptor(fullyQualifiedService: "test.Echo", method: "Collect")
   let loop: EventLoop
   let cancelled = Locked(0)
+  /// "hold" calls that have started, and whether they may finish.
+  let held = Locked((started: 0, released: false))
 
-  /// How many handlers were cancelled, after waiting (up to 2 s) for the first.
+  /// How many handlers were cancelled, after waiting (up to 10 s) for the first.
   func handlersCancelled() async throws -> Int {
-    for _ in 0..<200 where cancelled.withLock({ $0 }) == 0 {
+    for _ in 0..<1_000 where cancelled.withLock({ $0 }) == 0 {
       try await loop.sleep(milliseconds: 10)
     }
     return cancelled.withLock { $0 }
+  }
+
+  /// Whether a "hold" call has reached its handler, after waiting (up to 10 s) for one.
+  func holding() async throws -> Bool {
+    for _ in 0..<1_000 where held.withLock({ $0.started }) == 0 {
+      try await loop.sleep(milliseconds: 10)
+    }
+    return held.withLock { $0.started } > 0
+  }
+
+  /// Lets every "hold" call answer.
+  func release() {
+    held.withLock { $0.released = true }
   }
 
   func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
@@ -51,8 +66,18 @@ struct EchoService: RegistrableRPCService {
           throw RPCError(code: .cancelled, message: "cancelled")
         }
       }
+      if text == "hold" {
+        // In flight until the test says otherwise.
+        held.withLock { $0.started += 1 }
+        while !held.withLock({ $0.released }) { try await loop.sleep(milliseconds: 1) }
+      }
       if text.hasPrefix("big:"), let n = Int(text.dropFirst(4)) {
         return StreamingServerResponse(single: ServerResponse(message: Array(repeating: 7, count: n)))
+      }
+      if text == "deadline" {
+        // The deadline the transport hands the handler, as milliseconds left.
+        let left = context.callDeadline.map { "\(($0 - .now).timerMilliseconds)" } ?? "none"
+        return StreamingServerResponse(single: ServerResponse(message: Array(left.utf8)))
       }
       if text == "fail" {
         throw RPCError(code: .notFound, message: "nothing called 'fail' here: 100% sure")
@@ -224,6 +249,14 @@ func rpcCode(_ body: () async throws -> Void) async -> RPCError.Code? {
     }
   }
 
+  @Test func handlersLearnTheDeadlineFromTheTransport() async throws {
+    try await withEchoServer(endpoint: .unix(path: tempSocketPath("ctxdeadline"))) { client, _, _ throws in
+      #expect(String(decoding: try await echo(client, "deadline"), as: UTF8.self) == "none")
+      let left = Int(String(decoding: try await echo(client, "deadline", transportTimeout: .seconds(30)), as: UTF8.self))
+      #expect(left != nil && left! > 0 && left! <= 30_000, "\(String(describing: left))")
+    }
+  }
+
   @Test func deadlineCancelsTheServerHandler() async throws {
     try await withEchoServer(endpoint: .unix(path: tempSocketPath("deadline"))) { client, service, _ throws in
       let code = await rpcCode { _ = try await echo(client, "sleep:10000", timeout: .milliseconds(100)) }
@@ -271,15 +304,19 @@ func rpcCode(_ body: () async throws -> Void) async -> RPCError.Code? {
     let path = tempSocketPath("drain")
     let loop = EventLoop(name: "drain")
     let transport = H2ServerTransport(config: .init(endpoint: .unix(path: path)), loop: loop)
-    let server = GRPCServer(transport: transport, services: [EchoService(loop: loop)])
+    let service = EchoService(loop: loop)
+    let server = GRPCServer(transport: transport, services: [service])
     let serving = Task { try await server.serve() }
     await transport.waitUntilListening()
     let clientTransport = H2ClientTransport(config: .init(endpoint: .unix(path: path)), loop: loop)
     try await withGRPCClient(transport: clientTransport) { client throws in
-      async let slow = echo(client, "sleep:300")
-      try await loop.sleep(milliseconds: 100)
+      async let inFlight = echo(client, "hold")
+      #expect(try await service.holding(), "the call never reached its handler")
       server.beginGracefulShutdown()
-      #expect(try await slow == Array("sleep:300".utf8))
+      // Draining: no new calls, while the one in flight goes on.
+      #expect(await rpcCode { _ = try await echo(client, "refused") } == .unavailable)
+      service.release()
+      #expect(try await inFlight == Array("hold".utf8))
       try await serving.value
       // The listener is gone and its socket file removed.
       #expect(access(path, F_OK) != 0)

@@ -145,14 +145,13 @@ struct EventLoopTests {
     let spin = EventLoop(name: "spin", spin: .microseconds(200))
     let before = spin.spinStatus.bursts
     #expect(try await spin.submit { 6 * 7 } == 42)
-    var waited = 0
-    while spin.spinStatus.spinning && waited < 5_000 {  // bounded wait for the event, not a timing check
-      usleep(1_000)
-      waited += 1
-    }
-    let after = spin.spinStatus
-    #expect(after.bursts > before, "the loop never spun after work")
-    #expect(!after.spinning, "the loop kept spinning while idle")
+    // `submit` returns as soon as its job has run; the loop notes the work (and
+    // starts spinning) after the job's batch, so wait for that event, then for
+    // the spin to end. Both waits are bounded (10 s), not timing checks.
+    let spun = try await eventually { spin.spinStatus.bursts > before }
+    #expect(spun, "the loop never spun after work")
+    let stopped = try await eventually { !spin.spinStatus.spinning }
+    #expect(stopped, "the loop kept spinning while idle")
     await spin.shutdownAndWait()
     #expect(spin.leakedHandles == [] && spin.closeResult == 0)
 
@@ -167,13 +166,9 @@ struct EventLoopTests {
   @Test func expectReplyNeverLeavesTheLoopSpinning() async throws {
     let loop = EventLoop(name: "reply", spin: .microseconds(1))
     try await loop.submit { loop.expectReply(within: .microseconds(300)) }
-    var waited = 0
-    while loop.spinStatus.spinning && waited < 5_000 {  // bounded wait for the event, not a timing check
-      usleep(1_000)
-      waited += 1
-    }
-    #expect(loop.spinStatus.bursts >= 1)
-    #expect(!loop.spinStatus.spinning)
+    #expect(loop.spinStatus.bursts >= 1)  // started by expectReply itself, inside the job
+    let stopped = try await eventually { !loop.spinStatus.spinning }
+    #expect(stopped, "the loop kept spinning while idle")
     await loop.shutdownAndWait()
     #expect(loop.leakedHandles == [] && loop.closeResult == 0)
   }

@@ -20,6 +20,17 @@ func withLoop<T>(_ name: String = "test", _ body: (EventLoop) async throws -> T)
   return result
 }
 
+/// Waits (polling, off the loop) until `condition` holds; false after `bound`.
+func eventually(within bound: Duration = .seconds(10), _ condition: () -> Bool) async throws -> Bool {
+  let clock = ContinuousClock()
+  let end = clock.now + bound
+  while !condition() {
+    if clock.now >= end { return false }
+    try await Task.sleep(for: .milliseconds(5))
+  }
+  return true
+}
+
 /// Ends an `onLoop` body, from the loop thread, exactly once.
 struct Done<T: Sendable>: Sendable {
   let continuation: CheckedContinuation<T, any Error>

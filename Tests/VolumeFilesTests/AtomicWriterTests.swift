@@ -3,7 +3,7 @@ import Synchronization
 import Testing
 import VolumeFiles
 
-@Suite(.enabled(if: canMount, "mounts tmpfs: needs root"))
+@Suite(.enabled(if: canMount, "NOT RUN: mounts tmpfs, which needs root (run the tests as root)"))
 struct AtomicWriterTests {
   func file(_ path: String, _ text: String, mode: UInt32 = 0o644) -> SecretFile {
     SecretFile(path: path, mode: mode, contents: bytes(text))

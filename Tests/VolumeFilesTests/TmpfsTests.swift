@@ -2,7 +2,7 @@ import Glibc
 import Testing
 import VolumeFiles
 
-@Suite(.enabled(if: canMount, "mounts tmpfs: needs root"))
+@Suite(.enabled(if: canMount, "NOT RUN: mounts tmpfs, which needs root (run the tests as root)"))
 struct TmpfsTests {
   /// The /proc/self/mountinfo line for `mountPoint`, split into its fields.
   struct MountInfo {

@@ -49,6 +49,7 @@ class FakeProvider:
         self.echo_version = False
         self.requests: list[tuple[str, object]] = []  # (method, request message)
         self.metadata: list[tuple[str, dict]] = []  # (method, invocation metadata)
+        self.time_left: list[tuple[str, float]] = []  # (method, seconds to the call's deadline on arrival)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: Optional[grpc.Server] = None
@@ -98,10 +99,16 @@ class FakeProvider:
         with self._lock:
             return [r for m, r in self.requests if m == method]
 
+    def deadlines(self, method: str) -> list[float]:
+        """Seconds each call had left when it arrived (huge when it had no deadline)."""
+        with self._lock:
+            return [t for m, t in self.time_left if m == method]
+
     def _record(self, method: str, request, context) -> None:
         with self._lock:
             self.requests.append((method, request))
             self.metadata.append((method, dict(context.invocation_metadata())))
+            self.time_left.append((method, context.time_remaining()))
 
     def _misbehave(self, context) -> None:
         if self.delay > 0:

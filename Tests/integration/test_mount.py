@@ -202,6 +202,41 @@ def test_slow_provider_past_the_deadline_leaves_nothing(mount_env, csi):
     assert read_volume(target) == {"secret.txt": (0o644, b"value")}
 
 
+# ---- deadlines: only grpc-timeout counts
+
+SPOOF = "x-h2-grpc-timeout"  # the name the server once read a deadline from
+
+
+def test_spoofed_deadline_header_does_not_cut_a_call_short(mount_env, csi):
+    """A client's own `x-h2-grpc-timeout` is not a deadline: with no
+    grpc-timeout, the driver gives the provider its default budget."""
+    env = mount_env
+    env.start()
+    target = target_path(env.root, "uid-12s")
+    env.node().NodePublishVolume(publish_request(csi, target, pod_uid="uid-12s"), metadata=((SPOOF, "1n"),))
+    assert read_volume(target) == {"secret.txt": (0o644, b"value")}
+    [left] = env.provider.deadlines("Mount")
+    assert left > T, f"the provider got {left:.3f}s: the spoofed header set the budget"
+
+
+@pytest.mark.parametrize("spoof", ["1n", "99999999H"])
+def test_spoofed_deadline_header_neither_shortens_nor_extends_grpc_timeout(mount_env, csi, spoof):
+    """The spoofed header goes first (raw HTTP/2), grpc-timeout second: the
+    provider's budget comes from grpc-timeout alone (a tenth less, the driver's margin)."""
+    from h2_client import raw_unary
+
+    env = mount_env
+    env.start()
+    target = target_path(env.root, "uid-12" + spoof)
+    req = publish_request(csi, target, pod_uid="uid-12" + spoof)
+    res = raw_unary(str(env.driver.socket_path), "/csi.v1.Node/NodePublishVolume", req.SerializeToString(),
+                    extra_headers=[(SPOOF, spoof), ("grpc-timeout", "10S")], wait=T)
+    assert res.ended and res.status() == "0", (res.headers, res.trailers)
+    assert read_volume(target) == {"secret.txt": (0o644, b"value")}
+    [left] = env.provider.deadlines("Mount")
+    assert 5 < left <= 10, f"the provider got {left:.3f}s for a 10 s grpc-timeout"
+
+
 def test_oversized_provider_response_is_refused(mount_env, csi):
     env = mount_env
     env.provider.pad_bytes = 2 << 20
@@ -247,35 +282,68 @@ def test_republish_without_rotation_does_not_call_the_provider(mount_env, csi):
     assert read_volume(target) == {"secret.txt": (0o644, b"value")}
 
 
+def sleep_until(t: float) -> None:
+    """Waits until time.monotonic() reaches `t`: for tests where time passing
+    is itself the condition (a rotation interval running out)."""
+    while (left := t - time.monotonic()) > 0:
+        time.sleep(left)
+
+
+# The driver's clock and this process's may run at slightly different rates
+# (CLOCK_MONOTONIC is slewed by NTP, at most 500 ppm): waits past an interval add this.
+CLOCK_SLACK = 0.05
+
+
 def test_rotation_refreshes_when_due_by_last_fetch(mount_env, csi):
+    """A republish fetches again once the interval has passed since the last
+    fetch, not before. No assumption about how fast calls are: the driver
+    fetches inside the call that triggers it, so "not due" is asserted for a
+    republish that ended less than the interval after the fetching call
+    began, and "due" once the interval has passed since it returned."""
+    interval = 3.0  # a generous bound for one local republish
     env = mount_env
-    env.start("--enable-secret-rotation=true", "--rotation-poll-interval", "1s")
+    env.start("--enable-secret-rotation=true", "--rotation-poll-interval", "3s")
     node = env.node()
     target = target_path(env.root, "uid-16")
     req = publish_request(csi, target, pod_uid="uid-16", tokens=TOKENS)
-    node.NodePublishVolume(req, timeout=T)
-    node.NodePublishVolume(req, timeout=T)  # not due yet
-    assert len(env.provider.calls("Mount")) == 1
+
+    def fetching_publish() -> tuple[float, float]:
+        began = time.monotonic()
+        node.NodePublishVolume(req, timeout=T)
+        return began, time.monotonic()
+
+    def republish_before_due(fetch_began: float, mounts: int) -> None:
+        node.NodePublishVolume(req, timeout=T)
+        took = time.monotonic() - fetch_began
+        assert took < interval, f"a republish took {took:.1f}s, past the {interval}s interval: cannot check 'not due'"
+        assert len(env.provider.calls("Mount")) == mounts
+
+    began, fetched = fetching_publish()
+    republish_before_due(began, 1)
 
     env.provider.files = [("secret.txt", 0, b"rotated")]
     env.provider.object_versions = [("secret.txt", "v2")]
-    time.sleep(1.1)
-    node.NodePublishVolume(req, timeout=T)
+    sleep_until(fetched + interval + CLOCK_SLACK)
+    began, fetched = fetching_publish()
     mounts = env.provider.calls("Mount")
     assert len(mounts) == 2
     # The refresh tells the provider what is mounted now.
     assert [(v.id, v.version) for v in mounts[1].current_object_version] == [("secret.txt", "v1")]
     assert read_volume(target) == {"secret.txt": (0o644, b"rotated")}
+    # Not due again until the interval has passed since this fetch, however
+    # long ago the first publish was.
+    republish_before_due(began, 2)
 
 
 def test_failed_refresh_answers_success_and_keeps_content(mount_env, csi):
     env = mount_env
-    env.start("--enable-secret-rotation", "--rotation-poll-interval", "1s")
+    env.start("--enable-secret-rotation", "--rotation-poll-interval", "200ms")
     node = env.node()
     target = target_path(env.root, "uid-17")
     req = publish_request(csi, target, pod_uid="uid-17")
     node.NodePublishVolume(req, timeout=T)
-    time.sleep(1.1)
+    # Due from here on: a failed refresh leaves the last fetch where it was.
+    sleep_until(time.monotonic() + 0.2 + CLOCK_SLACK)
     for breakage in ("error_code", "mount_error", "stopped", "hostile"):
         if breakage == "error_code":
             env.provider.error_code = grpc.StatusCode.UNAVAILABLE
@@ -288,9 +356,12 @@ def test_failed_refresh_answers_success_and_keeps_content(mount_env, csi):
         else:
             env.provider.start()
             env.provider.files = [("../escape", 0, b"evil")]
+        calls = len(env.provider.calls("Mount"))
         node.NodePublishVolume(req, timeout=T)  # success, whatever broke
         assert read_volume(target) == {"secret.txt": (0o644, b"value")}, breakage
         assert mount_of(target) is not None
+        if breakage != "stopped":
+            assert len(env.provider.calls("Mount")) > calls, f"{breakage}: the refresh never reached the provider"
 
 
 # ---- concurrency

@@ -265,3 +265,29 @@ def test_oversized_requests_concurrently_with_normal_ones(start_driver, csi, wor
         with pytest.raises(grpc.RpcError) as ei:
             f.result(timeout=T)
         assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+# ---- readiness
+
+
+def test_probe_is_not_ready_after_the_loop_stalled_and_ready_again_later(driver, csi):
+    """A frozen process is a stalled loop: once it runs again, Probe answers
+    not ready (the stall is longer than the driver's 2 s bound) for a while,
+    then ready again, and the stall is logged."""
+    import os
+    import signal
+    import time
+
+    from support import wait_until
+
+    identity = csi.grpc.IdentityStub(driver.channel())
+    assert identity.Probe(csi.pb2.ProbeRequest(), timeout=T).ready.value is True
+    os.kill(driver.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(3)  # the stall itself, not a wait for something to happen
+    finally:
+        os.kill(driver.proc.pid, signal.SIGCONT)
+    assert identity.Probe(csi.pb2.ProbeRequest(), timeout=T).ready.value is False
+    wait_until(lambda: identity.Probe(csi.pb2.ProbeRequest(), timeout=T).ready.value, 30,
+               "Probe to answer ready again after the stall")
+    wait_until(lambda: "event loop stalled" in driver.stderr(), 10, "the stall to be logged")

@@ -5,9 +5,12 @@ import CSIMessages
 /// node-driver-registrar calls GetPluginInfo; the liveness probe calls Probe.
 public struct IdentityService: RegistrableRPCService {
   public let config: DriverConfig
+  /// What Probe answers.
+  public let readiness: Readiness
 
-  public init(config: DriverConfig) {
+  public init(config: DriverConfig, readiness: Readiness = Readiness()) {
     self.config = config
+    self.readiness = readiness
   }
 
   public func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {

@@ -1,8 +1,9 @@
 public import CSIMessages
 
 extension IdentityService {
-  /// The driver has no start-up phase of its own: once it serves, it is ready.
+  /// Ready while the driver can serve: not once a graceful shutdown has begun,
+  /// nor while its loop is stalled or just was (see `Readiness`).
   public func probe(_ request: CSI.ProbeRequest) -> CSI.ProbeResponse {
-    CSI.ProbeResponse(ready: true)
+    CSI.ProbeResponse(ready: readiness.notReady == nil)
   }
 }

@@ -1,5 +1,6 @@
 public import GRPCCore
 import CSIMessages
+import GRPCH2
 
 /// The CSI Node service. kubelet calls NodeGetInfo at registration, then
 /// NodeGetCapabilities and NodePublishVolume per pod volume, and
@@ -17,11 +18,12 @@ public struct NodeService: RegistrableRPCService {
   public func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
     router.registerUnary(CSI.Node.nodeGetInfo) { request, _ in self.nodeGetInfo(request) }
     router.registerUnary(CSI.Node.nodeGetCapabilities) { request, _ in self.nodeGetCapabilities(request) }
-    router.registerUnaryWithDeadline(CSI.Node.nodePublishVolume) { request, deadline in
-      try await self.nodePublishVolume(request, deadline: deadline)
+    // kubelet's deadline (its grpc-timeout, from the transport) budgets the provider call.
+    router.registerUnary(CSI.Node.nodePublishVolume) { request, context in
+      try await self.nodePublishVolume(request, deadline: context.callDeadline)
     }
-    router.registerUnaryWithDeadline(CSI.Node.nodeUnpublishVolume) { request, deadline in
-      try await self.nodeUnpublishVolume(request, deadline: deadline)
+    router.registerUnary(CSI.Node.nodeUnpublishVolume) { request, context in
+      try await self.nodeUnpublishVolume(request, deadline: context.callDeadline)
     }
     // Not advertised by NodeGetCapabilities, so a conforming CO never calls them.
     router.registerUnimplemented(CSI.Node.nodeStageVolume)

@@ -37,7 +37,7 @@ public final class ProviderClient: Sendable {
   }
 
   /// The deadline goes to our transport, which enforces it with a loop timer
-  /// (see `GRPCTimeout.deadlineMetadataKey`), rather than to `CallOptions.timeout`.
+  /// (see `GRPCTimeout.metadata`), rather than to `CallOptions.timeout`.
   static func deadline(_ timeout: Duration?) -> Metadata {
     timeout.map(GRPCTimeout.metadata) ?? [:]
   }
