@@ -190,6 +190,13 @@ public final class HTTPClient: @unchecked Sendable {
       if ccurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &value) == CURLE_OK { info.status = value }
       if ccurl_easy_getinfo_long(easy, CURLINFO_NUM_CONNECTS, &value) == CURLE_OK { info.newConnections = value }
       if ccurl_easy_getinfo_long(easy, CURLINFO_HTTP_VERSION, &value) == CURLE_OK { info.version = HTTPVersion(curl: value) }
+      if case .failure = outcome {
+        // Stopped mid-exchange. An HTTP/1.1 connection is closed anyway. On HTTP/2
+        // libcurl 7.88 only queues the stream's RST_STREAM, sent with the connection's
+        // next traffic: when no other request shares the connection, close it, so
+        // the server stops sending (a cancelled watch) and sees the client go away.
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_FORBID_REUSE, 1)
+      }
       if let multi { curl_multi_remove_handle(multi, easy) }
       curl_easy_cleanup(easy)
       transfer.easy = nil
