@@ -298,6 +298,12 @@ final class BufferedTransfer: Transfer, @unchecked Sendable {
     super.init(client: client, request: request, isStream: false)
   }
 
+  override func didReceiveHead(_ head: HTTPResponseHead) {
+    if let length = head.headers["Content-Length"].flatMap({ Int($0) }), length > 0 {
+      body.reserveCapacity(min(length, request.maxResponseBytes))
+    }
+  }
+
   override func didReceive(_ bytes: UnsafeRawBufferPointer) -> Int {
     if body.count + bytes.count > request.maxResponseBytes {
       failure = HTTPClientError(
