@@ -19,6 +19,9 @@ public import UVRuntime
 /// Call `shutdown()` before the loop shuts down (or use `withClient`): it fails the
 /// requests still in flight with `.shutdown`, closes every connection and handle.
 ///
+/// Redirects are not followed (a 3xx is a result). libcurl's usual environment
+/// variables apply: `https_proxy`, `no_proxy` and the like.
+///
 /// The client never logs: not headers, not bodies, not URLs.
 public final class HTTPClient: @unchecked Sendable {
   public struct Configuration: Sendable {

@@ -48,6 +48,24 @@ struct HTTPClientTests {
     }
   }
 
+  @Test func callersOnTheLoopThread() async throws {
+    try await withServer { server, client in
+      // Tasks that prefer the loop (as the driver's do) start transfers without a queue trip.
+      try await withTaskExecutorPreference(client.loop) {
+        let response = try await client.execute(server.request("/hello"))
+        #expect(response.status == 200)
+        let stream = try await client.stream(server.request("/lines?n=50&chunk=9"))
+        var count = 0
+        for try await line in stream {
+          #expect(client.loop.inLoop)
+          #expect(String(decoding: line, as: UTF8.self) == expectedLines(50)[count])
+          count += 1
+        }
+        #expect(count == 50)
+      }
+    }
+  }
+
   @Test func caBundleFromPEMBytesAndHostName() async throws {
     try await withServer { server, client in
       var request = HTTPRequest(url: server.url("/hello", host: "localhost"))
