@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kubeapi_util import (APIError, FieldSelector, LabelSelector, already_exists, apply_merge,  # noqa: E402
                           b64_ok, bad_request, conflict, forbidden, gone, internal, invalid, json_merge_patch,
                           json_patch, meta, metadata_problems, name_problem, not_found, now_micro, now_rfc3339,
-                          path_not_found, prune_and_validate, secret_key_ok, strategic_merge_patch, unauthorized)
+                          path_not_found, pb_decode_object, prune_and_validate, secret_key_ok,
+                          strategic_merge_patch, unauthorized)
 
 try:
     import yaml
@@ -456,7 +457,7 @@ class KubeAPIServer:
         self.faults_lock = threading.Lock()
         self.requests: list[dict] = []
         self.requests_lock = threading.Lock()
-        self.conns: set = set()
+        self.conns: dict = {}  # socket -> is a control connection
         self.conns_lock = threading.Lock()
         self.threads: set = set()
         self.gc_wakeup = threading.Event()
@@ -584,7 +585,7 @@ class KubeAPIServer:
 
     def _reset_connections(self, control=False):
         with self.conns_lock:
-            conns = [c for c in self.conns if control or not getattr(c, "_is_control", False)]
+            conns = [c for c, is_control in self.conns.items() if control or not is_control]
         for c in conns:
             try:
                 c.shutdown(socket.SHUT_RDWR)
@@ -658,9 +659,8 @@ class KubeAPIServer:
                 sock.settimeout(10)
                 sock = self.ssl_ctx.wrap_socket(sock, server_side=True)
             sock.settimeout(600)
-            sock._is_control = control
             with self.conns_lock:
-                self.conns.add(sock)
+                self.conns[sock] = control
             (ControlHandler if control else APIHandler)(sock, addr, self)
         except (OSError, ssl.SSLError, ValueError):
             pass
@@ -669,7 +669,7 @@ class KubeAPIServer:
                 traceback.print_exc()
         finally:
             with self.conns_lock:
-                self.conns.discard(sock)
+                self.conns.pop(sock, None)
             try:
                 sock.close()
             except OSError:
@@ -700,6 +700,9 @@ class KubeAPIServer:
             return True
         if "system:masters" in (user.get("groups") or []):
             return True
+        if verb == "create" and group == "authorization.k8s.io" and resource in (
+                "selfsubjectaccessreviews", "selfsubjectrulesreviews"):
+            return True  # system:basic-user, bound to every authenticated user
         for rule in user.get("rules") or []:
             if rule_matches(rule, verb, group, resource, namespace, name):
                 return True
@@ -798,7 +801,7 @@ class KubeAPIServer:
             self._check_namespace(res, ns)
             if res.crd and res.status:
                 obj.pop("status", None)
-            obj = self._prune(res, obj)
+            obj = self._prune(res, obj, params)
             prepare_create(self, res, obj)
             self.validate(res, obj)
             if self.store.get(res.storage, ns if res.namespaced else "", m["name"]) is not None:
@@ -826,10 +829,13 @@ class KubeAPIServer:
                 raise bad_request(f"the API version in the data ({av}) does not match the expected API version "
                                   f"({res.api_version})")
 
-    def _prune(self, res, obj):
+    def _prune(self, res, obj, params=None):
         if res.crd and res.schema:
             errors = []
-            obj = prune_and_validate(obj, res.schema, "", errors, top=True)
+            pruned = []
+            obj = prune_and_validate(obj, res.schema, "", errors, top=True, pruned=pruned)
+            if pruned and (params or {}).get("fieldValidation") == "Strict":
+                raise bad_request("strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in pruned))
             if errors:
                 raise invalid(res.kind, res.group, (obj.get("metadata") or {}).get("name", ""), errors)
         return obj
@@ -894,7 +900,7 @@ class KubeAPIServer:
                             "FieldValueForbidden", "metadata.finalizers",
                             f"Forbidden: no new finalizers can be added if the object is being deleted, found new "
                             f"finalizers {json.dumps(sorted(added))}")])
-                new = self._prune(res, new)
+                new = self._prune(res, new, params)
                 prepare_update(self, res, new, cur)
             m["resourceVersion"] = cm["resourceVersion"]
             if res.generation and subresource != "status" and _spec_changed(res, cur, new):
@@ -1874,6 +1880,8 @@ class APIHandler(BaseHTTPRequestHandler):
                                         "goVersion": "go1.25", "compiler": "gc", "platform": "linux/amd64"})
         if parts and parts[0] == "openapi":
             self.entry["verb"] = "discovery"
+            if parts[:2] == ["openapi", "v3"]:
+                return self.openapi_v3(parts[2:])
             raise path_not_found()
         if parts == ["api"]:
             self.entry["verb"] = "discovery"
@@ -1962,6 +1970,46 @@ class APIHandler(BaseHTTPRequestHandler):
             raise APIError(fault.code, reason, f"injected fault ({fault.code})", headers=hdr)
         return getattr(self, "op_" + verb)(res, ns, name, sub, q, body, user)
 
+    def openapi_v3(self, gv_parts):
+        """A minimal OpenAPI v3: the index, and per group/version the PATCH
+        operations with their fieldValidation parameter (what kubectl checks
+        before it leaves validation to the server). No schemas: kubectl falls
+        back to its compiled-in types for strategic merge patches."""
+        srv = self.server
+        with srv.store.lock:
+            gvs = [("", "v1")] + [(g, v) for g in srv.registry.group_order if g
+                                  for v in srv.registry.group_versions[g]]
+            if not gv_parts:
+                paths = {}
+                for g, v in gvs:
+                    p = f"api/{v}" if not g else f"apis/{g}/{v}"
+                    h = hashlib.sha256(json.dumps(sorted(
+                        (r.plural, r.kind) for r in srv.registry.resources_in(g, v))).encode()).hexdigest()[:16]
+                    paths[p] = {"serverRelativeURL": f"/openapi/v3/{p}?hash={h}"}
+                return self.send_json(200, {"paths": paths})
+            if gv_parts[0] == "api" and len(gv_parts) == 2:
+                g, v = "", gv_parts[1]
+            elif gv_parts[0] == "apis" and len(gv_parts) == 3:
+                g, v = gv_parts[1], gv_parts[2]
+            else:
+                raise path_not_found()
+            if (g, v) not in gvs:
+                raise path_not_found()
+            paths = {}
+            for r in srv.registry.resources_in(g, v):
+                base = f"/api/{v}" if not g else f"/apis/{g}/{v}"
+                p = f"{base}/namespaces/{{namespace}}/{r.plural}/{{name}}" if r.namespaced else \
+                    f"{base}/{r.plural}/{{name}}"
+                gvk = {"group": g, "version": v, "kind": r.kind}
+                params = [{"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+                          for n in ("dryRun", "fieldManager", "fieldValidation", "force")]
+                op = {"operationId": f"patch{r.kind}", "parameters": params,
+                      "responses": {"200": {"description": "OK"}},
+                      "x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": gvk}
+                paths[p] = {"patch": op}
+        return self.send_json(200, {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.35.0"},
+                                    "paths": paths, "components": {"schemas": {}}})
+
     def group_entry(self, g):
         srv = self.server
         vs = sorted(srv.registry.group_versions[g], key=_version_priority)
@@ -1979,6 +2027,14 @@ class APIHandler(BaseHTTPRequestHandler):
         if not body:
             raise bad_request("the body of the request was in an unknown format")
         ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
+        if ctype == "application/vnd.kubernetes.protobuf":
+            try:
+                return pb_decode_object(body)
+            except (KeyError, ValueError, IndexError, UnicodeDecodeError):
+                raise APIError(415, "UnsupportedMediaType",
+                               "the body of the request was in an unknown format - accepted media types include: "
+                               "application/json, application/yaml (this test server decodes protobuf only for "
+                               "Secret, ConfigMap, Namespace, ServiceAccount and DeleteOptions)")
         try:
             if ctype in ("application/yaml", "application/apply-patch+yaml"):
                 return yaml.safe_load(body.decode())
@@ -2106,8 +2162,11 @@ class APIHandler(BaseHTTPRequestHandler):
         opts = {}
         if body:
             try:
-                opts = json.loads(body.decode()) or {}
-            except ValueError:
+                if body.startswith(b"k8s\x00"):
+                    opts = pb_decode_object(body)
+                else:
+                    opts = json.loads(body.decode()) or {}
+            except (ValueError, KeyError, IndexError):
                 raise bad_request("invalid DeleteOptions")
         if q.get("propagationPolicy"):
             opts["propagationPolicy"] = q["propagationPolicy"]
@@ -2450,7 +2509,7 @@ class ControlHandler(BaseHTTPRequestHandler):
                 with srv.store.lock:
                     return self.reply(200, {"resourceVersion": srv.store.rv, "compacted": srv.store.compacted,
                                             "history": len(srv.store.history),
-                                            "openConnections": len(srv.conns), "threads": len(srv.threads),
+                                            "openConnections": sum(1 for c in list(srv.conns.values()) if not c), "threads": len(srv.threads),
                                             "down": srv.down_mode, "watchEpoch": srv.watch_epoch})
             return self.reply(404, {"error": f"no such control endpoint: {m} {path}"})
         except (KeyError, ValueError, TypeError) as e:

@@ -654,7 +654,7 @@ def apply_merge(cur, applied, previous):
 # ---------------------------------------------------------------- structural schemas (CRDs)
 
 
-def prune_and_validate(obj, schema: dict | None, path: str, errors: list, top=False):
+def prune_and_validate(obj, schema: dict | None, path: str, errors: list, top=False, pruned=None):
     """Drops fields a structural schema does not know (unless
     x-kubernetes-preserve-unknown-fields), checks types, required and enum.
     Returns the pruned value."""
@@ -694,21 +694,21 @@ def prune_and_validate(obj, schema: dict | None, path: str, errors: list, top=Fa
             if props is not None and k in props:
                 if v is None and not props[k].get("nullable"):
                     continue
-                out[k] = prune_and_validate(v, props[k], sub, errors)
+                out[k] = prune_and_validate(v, props[k], sub, errors, pruned=pruned)
             elif isinstance(addl, dict):
-                out[k] = prune_and_validate(v, addl, sub, errors)
+                out[k] = prune_and_validate(v, addl, sub, errors, pruned=pruned)
             elif addl is True or preserve or (props is None and t != "object"):
                 out[k] = v
-            elif props is None and addl is None and preserve is None and t == "object":
-                continue  # pruned
-            # else pruned
+            elif pruned is not None:
+                pruned.append(sub)
         for r in schema.get("required") or []:
             if r not in out:
                 errors.append(("FieldValueRequired", f"{path}.{r}" if path else r, "Required value"))
         return out
     if isinstance(obj, list):
         items = schema.get("items")
-        return [prune_and_validate(v, items, f"{path}[{i}]", errors) for i, v in enumerate(obj)] if items else obj
+        return [prune_and_validate(v, items, f"{path}[{i}]", errors, pruned=pruned)
+                for i, v in enumerate(obj)] if items else obj
     return obj
 
 
@@ -730,3 +730,130 @@ def _jtype(v):
 
 def monotonic() -> float:
     return time.monotonic()
+
+
+# ---------------------------------------------------------------- protobuf bodies (kubectl's typed clients)
+# kubectl's typed clients (create secret/configmap/namespace/serviceaccount)
+# send application/vnd.kubernetes.protobuf. Decoding covers those kinds and
+# DeleteOptions; any other kind answers 415.
+
+_S, _I, _B, _BYTES = "s", "i", "b", "bytes"
+_PB_META = {1: ("name", _S), 2: ("generateName", _S), 3: ("namespace", _S), 5: ("uid", _S),
+            6: ("resourceVersion", _S), 7: ("generation", _I), 11: ("labels", ("map", _S)),
+            12: ("annotations", ("map", _S)), 13: ("ownerReferences", ("rep", "OwnerReference")),
+            14: ("finalizers", ("rep", _S))}
+PB_TYPES = {
+    "ObjectMeta": _PB_META,
+    "OwnerReference": {1: ("kind", _S), 3: ("name", _S), 4: ("uid", _S), 5: ("apiVersion", _S),
+                       6: ("controller", _B), 7: ("blockOwnerDeletion", _B)},
+    "Secret": {1: ("metadata", "ObjectMeta"), 2: ("data", ("map", _BYTES)), 3: ("type", _S),
+               4: ("stringData", ("map", _S)), 5: ("immutable", _B)},
+    "ConfigMap": {1: ("metadata", "ObjectMeta"), 2: ("data", ("map", _S)), 3: ("binaryData", ("map", _BYTES)),
+                  4: ("immutable", _B)},
+    "Namespace": {1: ("metadata", "ObjectMeta"), 2: ("spec", "NamespaceSpec")},
+    "NamespaceSpec": {1: ("finalizers", ("rep", _S))},
+    "ServiceAccount": {1: ("metadata", "ObjectMeta"), 3: ("imagePullSecrets", ("rep", "LocalObjectReference")),
+                       4: ("automountServiceAccountToken", _B)},
+    "LocalObjectReference": {1: ("name", _S)},
+    "DeleteOptions": {1: ("gracePeriodSeconds", _I), 2: ("preconditions", "Preconditions"),
+                      3: ("orphanDependents", _B), 4: ("propagationPolicy", _S), 5: ("dryRun", ("rep", _S))},
+    "Preconditions": {1: ("uid", _S), 2: ("resourceVersion", _S)},
+    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectAccessReviewSpec")},
+    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes")},
+    "ResourceAttributes": {1: ("namespace", _S), 2: ("verb", _S), 3: ("group", _S), 4: ("version", _S),
+                           5: ("resource", _S), 6: ("subresource", _S), 7: ("name", _S)},
+}
+
+
+def _pb_fields(buf: bytes):
+    i = 0
+    n = len(buf)
+
+    def varint():
+        nonlocal i
+        shift = v = 0
+        while True:
+            b = buf[i]
+            i += 1
+            v |= (b & 0x7F) << shift
+            if b < 0x80:
+                return v
+            shift += 7
+    while i < n:
+        key = varint()
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            yield num, varint()
+        elif wt == 2:
+            ln = varint()
+            yield num, buf[i:i + ln]
+            i += ln
+        elif wt == 1:
+            yield num, buf[i:i + 8]
+            i += 8
+        elif wt == 5:
+            yield num, buf[i:i + 4]
+            i += 4
+        else:
+            raise ValueError("unsupported protobuf wire type")
+
+
+def _pb_value(kind, raw):
+    if kind == _S:
+        return raw.decode()
+    if kind == _BYTES:
+        return base64.b64encode(raw).decode()
+    if kind == _I:
+        return raw if raw < (1 << 63) else raw - (1 << 64)
+    if kind == _B:
+        return bool(raw)
+    return pb_decode_message(raw, kind)
+
+
+def pb_decode_message(buf: bytes, typ: str) -> dict:
+    spec = PB_TYPES[typ]
+    out: dict = {}
+    for num, raw in _pb_fields(buf):
+        if num not in spec:
+            continue
+        name, kind = spec[num]
+        if isinstance(kind, tuple):
+            if kind[0] == "map":
+                k = v = None
+                for fn, fr in _pb_fields(raw):
+                    if fn == 1:
+                        k = fr.decode()
+                    elif fn == 2:
+                        v = _pb_value(kind[1], fr)
+                out.setdefault(name, {})[k] = v if v is not None else ("" if kind[1] != _BYTES else "")
+            else:
+                out.setdefault(name, []).append(_pb_value(kind[1], raw))
+        else:
+            v = _pb_value(kind, raw)
+            if v in ("", 0, False) and not isinstance(v, dict):
+                continue  # proto2 writes empty fields; JSON omits them
+            out[name] = v
+    return out
+
+
+def pb_decode_object(data: bytes) -> dict:
+    """A k8s protobuf envelope ("k8s\\0" + runtime.Unknown) to a JSON-shaped dict."""
+    if not data.startswith(b"k8s\x00"):
+        raise ValueError("not a Kubernetes protobuf envelope")
+    api_version = kind = ""
+    raw = b""
+    for num, val in _pb_fields(data[4:]):
+        if num == 1:
+            for fn, fv in _pb_fields(val):
+                if fn == 1:
+                    api_version = fv.decode()
+                elif fn == 2:
+                    kind = fv.decode()
+        elif num == 2:
+            raw = val
+    if kind not in PB_TYPES:
+        raise KeyError(kind)
+    obj = pb_decode_message(raw, kind)
+    if api_version:
+        obj = {"apiVersion": api_version, "kind": kind, **obj}
+    return obj
