@@ -602,6 +602,7 @@ class KubeAPIServer:
             except (OSError, ValueError):
                 r = []
                 if not control and self.down_mode == "refuse":
+                    time.sleep(0.05)
                     self._maybe_come_back()
                     continue
                 if self.stopping.is_set():
@@ -1397,6 +1398,12 @@ def kind_problems(server, res, obj, old):
         cs = ((spec.get("template") or {}).get("spec") or {}).get("containers")
         if not cs:
             out.append(("FieldValueRequired", "spec.template.spec.containers", "Required value"))
+    elif kind == ("", "events"):
+        io = obj.get("involvedObject") or {}
+        ns = obj["metadata"].get("namespace", "")
+        if io.get("namespace") and io["namespace"] != ns:
+            out.append(("FieldValueInvalid", "involvedObject.namespace",
+                        f'Invalid value: "{io["namespace"]}": does not match event.namespace'))
     elif kind == ("apiextensions.k8s.io", "customresourcedefinitions"):
         out += _crd_problems(server, obj, old)
     elif kind == ("rbac.authorization.k8s.io", "rolebindings") or kind == ("rbac.authorization.k8s.io",
