@@ -8,7 +8,8 @@ fixture, with a small HTTPS client, the real kubectl, and the control API.
 
 `kube_api_factory(*extra_args, preload=("secrets-store",))` starts more (or
 differently configured) servers; all of them are stopped at teardown.
-Environment: KUBECTL (default .venv/bin/kubectl), KUBEAPI_VERBOSE=1.
+Pass "--http2" to offer HTTP/2 as a real server does (KUBEAPI_HTTP2=1 does it
+for every server). Environment: KUBECTL (default .venv/bin/kubectl), KUBEAPI_VERBOSE=1.
 """
 
 from __future__ import annotations
@@ -324,6 +325,8 @@ def start_kube_api(state_dir: Path, *extra_args: str, preload=("secrets-store",)
         cmd += ["--tls-dir", str(tls_dir)]
     if os.environ.get("KUBEAPI_VERBOSE"):
         cmd.append("--verbose")
+    if os.environ.get("KUBEAPI_HTTP2") and "--http2" not in extra_args:
+        cmd.append("--http2")
     cmd += list(extra_args)
     log = open(state_dir / "server.log", "wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)

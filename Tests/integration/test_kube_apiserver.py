@@ -728,3 +728,24 @@ def test_server_stops_cleanly_with_open_watches(kube_api_factory):
     assert time.monotonic() - t0 < 8
     for w in ws:
         assert w.wait_ended(5)
+
+
+def test_http2_when_offered(kube_api_factory, tmp_path):
+    api = kube_api_factory("--http2")
+    ctx = ssl.create_default_context(cafile=api.ca)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", api.port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            assert s.selected_alpn_protocol() == "h2"
+    # kubectl (Go) speaks HTTP/2 to it: a watch and writes
+    import threading
+    w = api.kubectl("get", "secretproviderclasses", "-w", "--output-watch-events", background=True)
+    lines = []
+    threading.Thread(target=lambda: [lines.append(x.strip()) for x in w.stdout], daemon=True).start()
+    f = tmp_path / "spc.yaml"
+    f.write_text(yaml.safe_dump(spc("over-h2")))
+    api.kubectl("apply", "-f", f)
+    wait_for(lambda: any(x.split()[:2] == ["ADDED", "over-h2"] for x in lines), 15, "the ADDED line over HTTP/2")
+    assert api.kubectl_json("get", "secretproviderclass", "over-h2")["spec"]["provider"] == "vault"
+    # HTTP/1.1 clients still work
+    assert api.get(SPC)["items"][0]["metadata"]["name"] == "over-h2"

@@ -434,7 +434,7 @@ class Fault:
 class KubeAPIServer:
     def __init__(self, state_dir: Path, port=0, control_port=0, host="127.0.0.1", tls_dir: Path | None = None,
                  bookmark_interval=1.0, gc_interval=1.0, preload=(), verbose=False, auto_namespaces=False,
-                 history_limit=200000):
+                 history_limit=200000, http2=False):
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -445,6 +445,7 @@ class KubeAPIServer:
         self.gc_interval = gc_interval
         self.verbose = verbose
         self.auto_namespaces = auto_namespaces
+        self.http2 = http2
         self.registry = Registry()
         self.store = Store(history_limit)
         self.auth = Auth(self.state_dir / "tokens.json")
@@ -512,7 +513,7 @@ class KubeAPIServer:
             tmp.rmdir()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(crt), str(key))
-        ctx.set_alpn_protocols(["http/1.1"])
+        ctx.set_alpn_protocols(["h2", "http/1.1"] if self.http2 else ["http/1.1"])
         self.ssl_ctx = ctx
         self.ca_path = ca
         if ca.resolve() != (self.state_dir / "ca.crt").resolve():
@@ -662,7 +663,10 @@ class KubeAPIServer:
             sock.settimeout(600)
             with self.conns_lock:
                 self.conns[sock] = control
-            (ControlHandler if control else APIHandler)(sock, addr, self)
+            if not control and sock.selected_alpn_protocol() == "h2":
+                H2Conn(self, sock, addr).run()
+            else:
+                (ControlHandler if control else APIHandler)(sock, addr, self)
         except (OSError, ssl.SSLError, ValueError):
             pass
         except Exception:
@@ -1816,13 +1820,15 @@ class APIHandler(BaseHTTPRequestHandler):
 
     def send_json(self, code, obj, headers=None):
         data = json.dumps(obj, separators=(",", ":")).encode()
+        hdrs = [("Content-Type", "application/json"), ("Audit-Id", self.audit_id),
+                ("Cache-Control", "no-cache, private")] + list((headers or {}).items())
+        self.send_raw(code, hdrs, data)
+
+    def send_raw(self, code, headers, data: bytes):
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Audit-Id", self.audit_id)
-        self.send_header("Cache-Control", "no-cache, private")
-        for k, v in (headers or {}).items():
+        for k, v in headers:
             self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -1850,13 +1856,7 @@ class APIHandler(BaseHTTPRequestHandler):
             if srv.latency > 0:
                 time.sleep(srv.latency)
             if u.path in ("/healthz", "/livez", "/readyz"):
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-                self.status_code = 200
-                return
+                return self.send_raw(200, [("Content-Type", "text/plain; charset=utf-8")], b"ok")
             user = srv.auth.authenticate(self.headers.get("Authorization"))
             self.entry["user"] = user.get("user", "")
             self.route(u.path, q, body, user)
@@ -2356,6 +2356,9 @@ class APIHandler(BaseHTTPRequestHandler):
 
     def _write_chunk(self, ev) -> bool:
         data = (json.dumps(ev, separators=(",", ":")) + "\n").encode()
+        return self._stream_write(data)
+
+    def _stream_write(self, data: bytes) -> bool:
         try:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
@@ -2383,6 +2386,213 @@ class APIHandler(BaseHTTPRequestHandler):
 
     def _abort(self):
         self.close_connection = True
+
+
+# ============================================================== HTTP/2 (--http2)
+
+
+class H2Conn:
+    """One HTTP/2 connection (h2 library): a single thread does all socket I/O;
+    each request runs in a thread of its own, so watches and other requests
+    share the connection as with a real server."""
+
+    def __init__(self, server, sock, addr):
+        import h2.config
+        import h2.connection
+        self.server, self.sock, self.addr = server, sock, addr
+        self.conn = h2.connection.H2Connection(config=h2.config.H2Configuration(
+            client_side=False, header_encoding="utf-8"))
+        self.cond = threading.Condition()
+        self.streams: dict[int, dict] = {}
+        self.closed = False
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_r.setblocking(False)
+        self.wake_w.setblocking(False)
+
+    def wake(self):
+        try:
+            self.wake_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+    def run(self):
+        import h2.events as ev
+        with self.cond:
+            self.conn.initiate_connection()
+        self.sock.settimeout(None)
+        try:
+            while not self.closed and not self.server.stopping.is_set():
+                with self.cond:
+                    out = self.conn.data_to_send()
+                if out:
+                    self.sock.sendall(out)
+                if self.sock.pending() == 0:
+                    r, _, _ = select.select([self.sock, self.wake_r], [], [], 1.0)
+                    if self.wake_r in r:
+                        try:
+                            while self.wake_r.recv(4096):
+                                pass
+                        except (BlockingIOError, OSError):
+                            pass
+                    if self.sock not in r:
+                        continue
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                with self.cond:
+                    events = self.conn.receive_data(data)
+                    for e in events:
+                        if isinstance(e, ev.RequestReceived):
+                            self.streams[e.stream_id] = {"headers": e.headers, "body": bytearray(), "reset": False}
+                            if e.stream_ended:
+                                self._start(e.stream_id)
+                        elif isinstance(e, ev.DataReceived):
+                            st = self.streams.get(e.stream_id)
+                            if st is not None:
+                                st["body"] += e.data
+                            self.conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+                        elif isinstance(e, ev.StreamEnded):
+                            if e.stream_id in self.streams and "thread" not in self.streams[e.stream_id]:
+                                self._start(e.stream_id)
+                        elif isinstance(e, ev.StreamReset):
+                            st = self.streams.get(e.stream_id)
+                            if st is not None:
+                                st["reset"] = True
+                        elif isinstance(e, ev.ConnectionTerminated):
+                            self.closed = True
+                    self.cond.notify_all()
+        except (OSError, ssl.SSLError, ValueError):
+            pass
+        except Exception:
+            if self.server.verbose:
+                traceback.print_exc()
+        finally:
+            with self.cond:
+                self.closed = True
+                self.cond.notify_all()
+            for st in list(self.streams.values()):
+                t = st.get("thread")
+                if t is not None:
+                    t.join(5)
+            self.wake_r.close()
+            self.wake_w.close()
+
+    def _start(self, sid):
+        st = self.streams[sid]
+        t = threading.Thread(target=self._serve_stream, args=(sid, st), daemon=True)
+        st["thread"] = t
+        t.start()
+
+    def _serve_stream(self, sid, st):
+        try:
+            H2Handler(self, sid, st).dispatch()
+        except Exception:
+            if self.server.verbose:
+                traceback.print_exc()
+        finally:
+            with self.cond:
+                self.streams.pop(sid, None)
+
+    def stream_gone(self, sid):
+        with self.cond:
+            st = self.streams.get(sid)
+            return self.closed or st is None or st["reset"]
+
+    def send_headers(self, sid, headers, end=False):
+        import h2.exceptions
+        with self.cond:
+            if self.closed:
+                return False
+            try:
+                self.conn.send_headers(sid, headers, end_stream=end)
+            except h2.exceptions.H2Error:
+                return False
+        self.wake()
+        return True
+
+    def send_data(self, sid, data: bytes, end=False) -> bool:
+        import h2.exceptions
+        view = memoryview(data)
+        while True:
+            with self.cond:
+                while True:
+                    if self.closed or self.streams.get(sid, {}).get("reset"):
+                        return False
+                    try:
+                        window = self.conn.local_flow_control_window(sid)
+                    except h2.exceptions.H2Error:
+                        return False
+                    if window > 0 or len(view) == 0:
+                        break
+                    self.cond.wait(1.0)
+                n = min(len(view), window, self.conn.max_outbound_frame_size)
+                try:
+                    self.conn.send_data(sid, view[:n].tobytes(), end_stream=end and n == len(view))
+                except h2.exceptions.H2Error:
+                    return False
+                view = view[n:]
+            self.wake()
+            if len(view) == 0:
+                return True
+
+
+class H2Handler(APIHandler):
+    """APIHandler over one HTTP/2 stream."""
+
+    _SKIP = {"connection", "transfer-encoding", "keep-alive", "content-length"}
+
+    def __init__(self, h2c: H2Conn, sid, st):
+        import email.message
+        self.h2c, self.sid = h2c, sid
+        self.server = h2c.server
+        hdrs = dict(st["headers"])
+        self.command = hdrs.get(":method", "GET")
+        self.path = hdrs.get(":path", "/")
+        msg = email.message.Message()
+        for k, v in st["headers"]:
+            if not k.startswith(":"):
+                msg[k] = v
+        self.headers = msg
+        self.body = bytes(st["body"])
+        self.close_connection = False
+        self._pending = []
+
+    def read_body(self):
+        return self.body
+
+    def send_raw(self, code, headers, data):
+        hdrs = [(":status", str(code))] + [(k.lower(), str(v)) for k, v in headers
+                                           if k.lower() not in self._SKIP]
+        hdrs.append(("content-length", str(len(data))))
+        if self.command == "HEAD" or not data:
+            self.h2c.send_headers(self.sid, hdrs, end=True)
+        else:
+            self.h2c.send_headers(self.sid, hdrs)
+            self.h2c.send_data(self.sid, data, end=True)
+        self.status_code = code
+
+    def _start_stream(self):
+        self.h2c.send_headers(self.sid, [(":status", "200"), ("content-type", "application/json"),
+                                         ("audit-id", self.audit_id), ("cache-control", "no-cache, private")])
+        self.status_code = 200
+
+    def _stream_write(self, data):
+        return self.h2c.send_data(self.sid, data)
+
+    def _end_stream(self):
+        self.h2c.send_data(self.sid, b"", end=True)
+
+    def _client_gone(self):
+        return self.h2c.stream_gone(self.sid)
+
+    def _abort(self):
+        import h2.errors
+        with self.h2c.cond:
+            try:
+                self.h2c.conn.reset_stream(self.sid, h2.errors.ErrorCodes.CANCEL)
+            except Exception:
+                pass
+        self.h2c.wake()
 
 
 # ============================================================== HTTP: the control API
@@ -2539,6 +2749,8 @@ def main(argv=None):
     ap.add_argument("--gc-interval", type=float, default=1.0, help="seconds between garbage-collector sweeps")
     ap.add_argument("--auto-create-namespaces", action="store_true",
                     help="create a missing namespace instead of answering 404 (a real server does not)")
+    ap.add_argument("--http2", action="store_true",
+                    help="offer HTTP/2 (ALPN h2) as well as HTTP/1.1, as a real server does (needs the h2 package)")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
     preload = []
@@ -2547,7 +2759,7 @@ def main(argv=None):
     srv = KubeAPIServer(Path(a.state_dir), port=a.port, control_port=a.control_port,
                         tls_dir=Path(a.tls_dir) if a.tls_dir else None, bookmark_interval=a.bookmark_interval,
                         gc_interval=a.gc_interval, preload=preload, verbose=a.verbose,
-                        auto_namespaces=a.auto_create_namespaces)
+                        auto_namespaces=a.auto_create_namespaces, http2=a.http2)
     info = srv.start()
     print(json.dumps(info), flush=True)
     done = threading.Event()
