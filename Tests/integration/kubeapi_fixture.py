@@ -274,6 +274,12 @@ class KubeAPI:
                               groups=["system:serviceaccounts", f"system:serviceaccounts:{namespace}",
                                       "system:authenticated"])
 
+    def client_cert(self, user="test-user", groups=()) -> dict:
+        """A client certificate (CN=user, O=groups) signed by the server's CA:
+        {"cert", "key", "kubeconfig"} paths. Certificate users are authorized
+        by the stored RBAC objects (group system:masters: everything)."""
+        return self.control("POST", "/client-certs", {"user": user, "groups": list(groups)})
+
     def expire_token(self, token):
         return self.control("POST", "/tokens/expire", {"token": token})["expired"]
 

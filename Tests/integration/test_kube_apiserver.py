@@ -749,3 +749,19 @@ def test_http2_when_offered(kube_api_factory, tmp_path):
     assert api.kubectl_json("get", "secretproviderclass", "over-h2")["spec"]["provider"] == "vault"
     # HTTP/1.1 clients still work
     assert api.get(SPC)["items"][0]["metadata"]["name"] == "over-h2"
+
+
+def test_client_certificates_authenticate(kube_api):
+    api = kube_api
+    admin = api.client_cert("cert-admin", ["system:masters"])
+    assert "created" in api.kubectl("create", "configmap", "by-cert", kubeconfig=admin["kubeconfig"]).stdout
+    plain = api.client_cert("nobody")
+    r = api.kubectl("get", "configmaps", kubeconfig=plain["kubeconfig"], check=False)
+    assert r.returncode != 0 and 'User "nobody" cannot list resource "configmaps"' in r.stderr
+    ctx = ssl.create_default_context(cafile=api.ca)
+    ctx.load_cert_chain(admin["cert"], admin["key"])
+    with urllib.request.urlopen(urllib.request.Request(api.url + f"{NS}/configmaps/by-cert"), context=ctx,
+                                timeout=10) as resp:
+        assert json.loads(resp.read())["metadata"]["name"] == "by-cert"
+    log = api.requests()["requests"]
+    assert any(e["user"] == "cert-admin" and e["verb"] == "create" for e in log)

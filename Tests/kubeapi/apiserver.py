@@ -513,6 +513,8 @@ class KubeAPIServer:
             tmp.rmdir()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(crt), str(key))
+        ctx.load_verify_locations(str(ca))
+        ctx.verify_mode = ssl.CERT_OPTIONAL  # client certificates authenticate when presented
         ctx.set_alpn_protocols(["h2", "http/1.1"] if self.http2 else ["http/1.1"])
         self.ssl_ctx = ctx
         self.ca_path = ca
@@ -687,6 +689,29 @@ class KubeAPIServer:
         with self.requests_lock:
             entry["seq"] = len(self.requests)
             self.requests.append(entry)
+
+    def client_cert(self, user: str, groups=()) -> dict:
+        """A client certificate signed by the CA (CN=user, O=each group) and a kubeconfig using it."""
+        d = self.state_dir / "client-certs"
+        d.mkdir(exist_ok=True)
+        stem = hashlib.sha256(json.dumps([user, list(groups)]).encode()).hexdigest()[:12]
+        crt, key = d / f"{stem}.crt", d / f"{stem}.key"
+        if not crt.exists():
+            subj = "/CN=" + user.replace("/", "\\/") + "".join("/O=" + g.replace("/", "\\/") for g in groups)
+            subprocess.run(["openssl", "req", "-x509", "-CA", str(self.tls_dir / "ca.crt"),
+                            "-CAkey", str(self.tls_dir / "ca.key"), "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out", str(crt),
+                            "-days", "365", "-subj", subj, "-addext", "basicConstraints=CA:FALSE",
+                            "-addext", "extendedKeyUsage=clientAuth"], check=True, capture_output=True)
+        kc = d / f"{stem}.kubeconfig"
+        ca = base64.b64encode(self.ca_path.read_bytes()).decode()
+        kc.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "test",
+            "clusters": [{"name": "test", "cluster": {"server": self.url, "certificate-authority-data": ca}}],
+            "users": [{"name": user, "user": {"client-certificate": str(crt), "client-key": str(key)}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": user, "namespace": "default"}}]},
+            indent=1))
+        return {"cert": str(crt), "key": str(key), "kubeconfig": str(kc), "user": user, "groups": list(groups)}
 
     def take_fault(self, verb, res, ns, name):
         with self.faults_lock:
@@ -1843,7 +1868,8 @@ class APIHandler(BaseHTTPRequestHandler):
         self.status_code = 0
         self.entry = {"method": self.command, "path": "", "query": {}, "verb": "", "resource": "", "group": "",
                       "version": "", "subresource": "", "namespace": "", "name": "", "user": "",
-                      "userAgent": self.headers.get("User-Agent", ""), "time": time.time()}
+                      "userAgent": self.headers.get("User-Agent", ""), "time": time.time(), "code": 0, "seq": 0}
+        srv.log_request(self.entry)  # at once: an open watch is in the log while it runs
         try:
             body = self.read_body()
             u = urlsplit(self.path)
@@ -1857,7 +1883,7 @@ class APIHandler(BaseHTTPRequestHandler):
                 time.sleep(srv.latency)
             if u.path in ("/healthz", "/livez", "/readyz"):
                 return self.send_raw(200, [("Content-Type", "text/plain; charset=utf-8")], b"ok")
-            user = srv.auth.authenticate(self.headers.get("Authorization"))
+            user = self.peer_user() or srv.auth.authenticate(self.headers.get("Authorization"))
             self.entry["user"] = user.get("user", "")
             self.route(u.path, q, body, user)
         except APIError as e:
@@ -1871,7 +1897,26 @@ class APIHandler(BaseHTTPRequestHandler):
                 self.send_error_status(internal(f"{type(e).__name__}: {e}"))
         finally:
             self.entry["code"] = self.status_code
-            srv.log_request(self.entry)
+
+    def peer_user(self):
+        """A verified client certificate authenticates as CN, groups O (as x509 auth does)."""
+        sock = getattr(self, "h2c", None).sock if getattr(self, "h2c", None) else self.connection
+        try:
+            cert = sock.getpeercert()
+        except (AttributeError, ValueError, OSError):
+            return None
+        if not cert:
+            return None
+        cn, orgs = "", []
+        for rdn in cert.get("subject", ()):
+            for k, v in rdn:
+                if k == "commonName":
+                    cn = v
+                elif k == "organizationName":
+                    orgs.append(v)
+        if not cn:
+            return None
+        return {"user": cn, "groups": orgs + ["system:authenticated"], "rules": [], "rbac": True}
 
     # ---------------------------------------------------------- routing
 
@@ -2353,6 +2398,7 @@ class APIHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         self.status_code = 200
+        self.entry["code"] = 200
 
     def _write_chunk(self, ev) -> bool:
         data = (json.dumps(ev, separators=(",", ":")) + "\n").encode()
@@ -2575,6 +2621,7 @@ class H2Handler(APIHandler):
         self.h2c.send_headers(self.sid, [(":status", "200"), ("content-type", "application/json"),
                                          ("audit-id", self.audit_id), ("cache-control", "no-cache, private")])
         self.status_code = 200
+        self.entry["code"] = 200
 
     def _stream_write(self, data):
         return self.h2c.send_data(self.sid, data)
@@ -2715,6 +2762,8 @@ class ControlHandler(BaseHTTPRequestHandler):
                 with srv.auth.lock:
                     srv.auth.load()
                     return self.reply(200, {"tokens": list(srv.auth.tokens.values())})
+            if path == "/client-certs" and m == "POST":
+                return self.reply(200, srv.client_cert(args.get("user", "test-user"), args.get("groups") or []))
             if path == "/gc" and m == "POST":
                 if "paused" in args:
                     srv.gc_paused = args["paused"] in (True, "1", "true")
