@@ -765,3 +765,23 @@ def test_client_certificates_authenticate(kube_api):
         assert json.loads(resp.read())["metadata"]["name"] == "by-cert"
     log = api.requests()["requests"]
     assert any(e["user"] == "cert-admin" and e["verb"] == "create" for e in log)
+
+
+def test_managed_fields_and_metadata_only_answers(kube_api):
+    api = kube_api
+    made = api.create(SPC, spc("m"), query={"fieldManager": "csi-driver"})
+    mf = made["metadata"]["managedFields"]
+    assert [(e["manager"], e["operation"]) for e in mf] == [("csi-driver", "Update")]
+    assert "f:spec" in mf[0]["fieldsV1"] and mf[0]["fieldsType"] == "FieldsV1"
+    out = api.ok("PATCH", f"{SPC}/m", {"spec": {"provider": "p"}}, content_type="application/merge-patch+json",
+                 query={"fieldManager": "other"})
+    assert {e["manager"] for e in out["metadata"]["managedFields"]} == {"csi-driver", "other"}
+    # kubectl hides them unless asked
+    assert "managedFields" not in api.kubectl("get", "secretproviderclass", "m", "-o", "yaml").stdout
+    assert "managedFields" in api.kubectl("get", "secretproviderclass", "m", "-o", "yaml",
+                                          "--show-managed-fields").stdout
+    accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+    lst = api.get(SPC, headers={"Accept": accept})
+    assert lst["kind"] == "PartialObjectMetadataList"
+    assert lst["items"][0] == {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                               "metadata": out["metadata"]}

@@ -840,6 +840,9 @@ class KubeAPIServer:
             m["creationTimestamp"] = now_rfc3339()
             if res.generation:
                 m["generation"] = 1
+            mf = managed_fields(res, params or {}, None, obj)
+            if mf:
+                m["managedFields"] = mf
             if dry_run:
                 m["resourceVersion"] = ""
                 return obj
@@ -940,6 +943,9 @@ class KubeAPIServer:
                 m.pop("finalizers", None)
             if _same(new, cur):
                 return cur
+            mf = managed_fields(res, params, cm.get("managedFields"), new, subresource)
+            if mf:
+                m["managedFields"] = mf
             if dry_run:
                 return new
             if cm.get("deletionTimestamp") and not m.get("finalizers"):
@@ -1238,8 +1244,41 @@ def _same(a, b):
         o = dict(o)
         o.pop("apiVersion", None)
         o.pop("kind", None)
+        o["metadata"] = {k: v for k, v in (o.get("metadata") or {}).items() if k != "managedFields"}
         return json.dumps(o, sort_keys=True)
     return norm(a) == norm(b)
+
+
+def fields_v1(obj, top=True):
+    """An approximation of a FieldsV1 set: every map key; lists as leaves."""
+    out = {}
+    for k, v in obj.items():
+        if top and k in ("apiVersion", "kind"):
+            continue
+        if top and k == "metadata":
+            mm = {f"f:{x}": (fields_v1(v[x], False) if isinstance(v[x], dict) else {})
+                  for x in ("labels", "annotations", "ownerReferences", "finalizers") if x in v}
+            if mm:
+                out["f:metadata"] = mm
+            continue
+        out[f"f:{k}"] = fields_v1(v, False) if isinstance(v, dict) else {}
+    return out
+
+
+def managed_fields(res, params, old_entries, obj, subresource=""):
+    """metadata.managedFields as the server keeps it: one entry per manager,
+    operation and subresource (ownership itself is not tracked)."""
+    manager = params.get("_manager")
+    if not manager:
+        return old_entries
+    op = params.get("_operation", "Update")
+    entry = {"manager": manager, "operation": op, "apiVersion": res.api_version, "time": now_rfc3339(),
+             "fieldsType": "FieldsV1", "fieldsV1": fields_v1(obj)}
+    if subresource:
+        entry["subresource"] = subresource
+    kept = [e for e in old_entries or [] if not (e.get("manager") == manager and e.get("operation") == op and
+                                                 e.get("subresource", "") == subresource)]
+    return kept + [entry]
 
 
 def default_pod_spec(spec):
@@ -1802,6 +1841,20 @@ TABLES = {
 }
 
 
+def wants_metadata(accept: str):
+    """Accept asks for PartialObjectMetadata(List) in JSON (client-go's metadata client)."""
+    for part in (accept or "").split(","):
+        p = part.strip().replace(" ", "")
+        if p.startswith("application/json") and "as=PartialObjectMetadata" in p and "g=meta.k8s.io" in p:
+            return True
+    return False
+
+
+def partial(res, obj):
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": res.external(obj)["metadata"]}
+
+
 def wants_table(accept: str):
     for part in (accept or "").split(","):
         p = part.strip().replace(" ", "")
@@ -2108,6 +2161,8 @@ class APIHandler(BaseHTTPRequestHandler):
         if wants_table(self.headers.get("Accept", "")):
             return self.send_json(200, table_for(res, [obj], q.get("includeObject", "Metadata"),
                                                  {"resourceVersion": obj["metadata"]["resourceVersion"]}))
+        if wants_metadata(self.headers.get("Accept", "")):
+            return self.send_json(200, partial(res, obj))
         self.send_json(200, res.external(obj))
 
     def _selectors(self, res, q):
@@ -2174,6 +2229,9 @@ class APIHandler(BaseHTTPRequestHandler):
             lm["remainingItemCount"] = remaining
         if wants_table(self.headers.get("Accept", "")):
             return self.send_json(200, table_for(res, items, q.get("includeObject", "Metadata"), lm))
+        if wants_metadata(self.headers.get("Accept", "")):
+            return self.send_json(200, {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                                        "metadata": lm, "items": [partial(res, o) for o in items]})
         if res.crd:
             out_items = [res.external(o) for o in items]
         else:
@@ -2186,7 +2244,13 @@ class APIHandler(BaseHTTPRequestHandler):
         self.send_json(200, {"kind": res.kind + "List", "apiVersion": res.api_version, "metadata": lm,
                              "items": out_items})
 
+    def _manager(self, q, operation="Update"):
+        ua = self.headers.get("User-Agent", "") or "unknown"
+        q["_manager"] = q.get("fieldManager") or ua.split("/")[0][:128]
+        q["_operation"] = operation
+
     def op_create(self, res, ns, name, sub, q, body, user):
+        self._manager(q)
         srv = self.server
         obj = self.parse_body(body)
         if (res.group, res.plural) == ("authorization.k8s.io", "selfsubjectaccessreviews"):
@@ -2202,11 +2266,14 @@ class APIHandler(BaseHTTPRequestHandler):
         self.send_json(201, res.external(created))
 
     def op_update(self, res, ns, name, sub, q, body, user):
+        self._manager(q)
         obj = self.parse_body(body)
         out = self.server.update(res, ns, name, obj, q, user, subresource=sub, dry_run=q.get("dryRun") == "All")
         self.send_json(200, res.external(out))
 
     def op_patch(self, res, ns, name, sub, q, body, user):
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        self._manager(q, "Apply" if ctype == "application/apply-patch+yaml" else "Update")
         out, code = self.server.patch(res, ns, name, self.headers.get("Content-Type"), body, q, user, subresource=sub)
         self.send_json(code, res.external(out))
 
@@ -2257,6 +2324,7 @@ class APIHandler(BaseHTTPRequestHandler):
         send_initial = q.get("sendInitialEvents") in ("true", "1")
         timeout = float(q.get("timeoutSeconds") or 0)
         table = wants_table(self.headers.get("Accept", ""))
+        self.metadata_only = wants_metadata(self.headers.get("Accept", ""))
         deadline = time.monotonic() + timeout if timeout > 0 else None
         initial = []
         with store.lock:
@@ -2414,7 +2482,7 @@ class APIHandler(BaseHTTPRequestHandler):
             return False
 
     def _send_event(self, typ, obj, res, table):
-        o = res.external(obj)
+        o = partial(res, obj) if getattr(self, "metadata_only", False) else res.external(obj)
         if table:
             o = table_for(res, [obj], "Metadata", {"resourceVersion": obj["metadata"]["resourceVersion"]})
         return self._write_chunk({"type": typ, "object": o})
