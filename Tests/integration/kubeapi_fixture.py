@@ -280,6 +280,25 @@ class KubeAPI:
         by the stored RBAC objects (group system:masters: everything)."""
         return self.control("POST", "/client-certs", {"user": user, "groups": list(groups)})
 
+    def rotate_token(self, old_token) -> str:
+        """A new token for the same user and permissions; the old one expires (401)."""
+        entry = next(t for t in self.control("GET", "/tokens")["tokens"] if t["token"] == old_token)
+        new = self.add_token(entry.get("user", ""), rules=entry.get("rules"), groups=entry.get("groups"),
+                             rbac=entry.get("rbac", False))
+        self.expire_token(old_token)
+        return new
+
+    def in_cluster_files(self, directory: Path, token: str, namespace="kube-system") -> dict:
+        """Writes token, ca.crt and namespace as a pod's service-account volume
+        has them; answers the environment a pod gets (KUBERNETES_SERVICE_HOST/PORT)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "token").write_text(token)
+        (d / "ca.crt").write_bytes(Path(self.ca).read_bytes())
+        (d / "namespace").write_text(namespace)
+        return {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(self.port),
+                "KUBERNETES_SERVICE_PORT_HTTPS": str(self.port)}
+
     def expire_token(self, token):
         return self.control("POST", "/tokens/expire", {"token": token})["expired"]
 

@@ -712,6 +712,12 @@ def test_tokens_expire_and_are_reloaded_from_the_file(kube_api):
     tmp.write_text(json.dumps(doc))
     tmp.replace(p)
     wait_for(lambda: api.request("GET", SPC, token="hand-written")[0] == 200, 10, "the new token")
+    # rotation: same user and rules, the old token stops working
+    t1 = api.add_token("rotating", rules=[{"verbs": ["list"], "apiGroups": ["*"], "resources": ["*"]}])
+    t2 = api.rotate_token(t1)
+    assert api.request("GET", SPC, token=t1)[0] == 401
+    assert api.request("GET", SPC, token=t2)[0] == 200
+    assert api.request("DELETE", f"{SPC}/x", token=t2)[0] == 403
 
 
 def test_server_stops_cleanly_with_open_watches(kube_api_factory):
@@ -785,3 +791,11 @@ def test_managed_fields_and_metadata_only_answers(kube_api):
     assert lst["kind"] == "PartialObjectMetadataList"
     assert lst["items"][0] == {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                                "metadata": out["metadata"]}
+
+
+def test_deprecated_versions_warn(kube_api):
+    api = kube_api
+    api.create(SPC, spc("old"))
+    r = api.kubectl("get", "secretproviderclasses.v1alpha1.secrets-store.csi.x-k8s.io", "old")
+    assert "secrets-store.csi.x-k8s.io/v1alpha1 SecretProviderClass is deprecated" in r.stderr
+    assert "deprecated" not in api.kubectl("get", "secretproviderclass", "old").stderr

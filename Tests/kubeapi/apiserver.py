@@ -461,6 +461,7 @@ class KubeAPIServer:
         self.conns: dict = {}  # socket -> is a control connection
         self.conns_lock = threading.Lock()
         self.threads: set = set()
+        self.threads_lock = threading.Lock()
         self.gc_wakeup = threading.Event()
         self.gc_paused = False
         self.applied: dict[tuple, dict] = {}  # (skey, ns, name, manager) -> last applied config
@@ -580,9 +581,11 @@ class KubeAPIServer:
                 s and s.close()
             except OSError:
                 pass
-        self._reset_connections()
+        self._reset_connections(control=True)
         deadline = time.monotonic() + 5
-        for t in list(self.threads):
+        with self.threads_lock:
+            threads = list(self.threads)
+        for t in threads:
             if t is not threading.current_thread():
                 t.join(max(0.0, deadline - time.monotonic()))
 
@@ -621,7 +624,8 @@ class KubeAPIServer:
             except OSError:
                 continue
             t = threading.Thread(target=self._serve_conn, args=(sock, addr, control), daemon=True)
-            self.threads.add(t)
+            with self.threads_lock:
+                self.threads.add(t)
             t.start()
 
     def _maybe_come_back(self):
@@ -681,7 +685,8 @@ class KubeAPIServer:
                 sock.close()
             except OSError:
                 pass
-            self.threads.discard(threading.current_thread())
+            with self.threads_lock:
+                self.threads.discard(threading.current_thread())
 
     # ------------------------------------------------------------ request log and faults
 
@@ -1553,6 +1558,8 @@ def register_crd(server, crd):
                      unconditional=False, crd=name, categories=names.get("categories") or [],
                      fields=fields, schema=schema, columns=v.get("additionalPrinterColumns") or [])
         r.storage_version = storage_v
+        if v.get("deprecated"):
+            r.warning = v.get("deprecationWarning") or f"{spec['group']}/{v['name']} {names['kind']} is deprecated"
         server.registry.add(r, preferred=(i == 0))
     return crd
 
@@ -1903,6 +1910,7 @@ class APIHandler(BaseHTTPRequestHandler):
         self.send_raw(code, hdrs, data)
 
     def send_raw(self, code, headers, data: bytes):
+        headers = list(headers) + [("Warning", f'299 - "{w}"') for w in getattr(self, "warnings", [])]
         self.send_response(code)
         for k, v in headers:
             self.send_header(k, v)
@@ -2059,6 +2067,8 @@ class APIHandler(BaseHTTPRequestHandler):
             raise APIError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         self.entry.update(verb=verb, resource=plural, group=group, version=version, subresource=sub,
                           namespace=ns, name=name)
+        if getattr(res, "warning", None):
+            self.warnings = [res.warning]
         rname = plural + ("/" + sub if sub else "")
         if not srv.allowed(user, verb, group, rname, ns, name):
             who = user.get("user", "")
@@ -2675,6 +2685,7 @@ class H2Handler(APIHandler):
         return self.body
 
     def send_raw(self, code, headers, data):
+        headers = list(headers) + [("Warning", f'299 - "{w}"') for w in getattr(self, "warnings", [])]
         hdrs = [(":status", str(code))] + [(k.lower(), str(v)) for k, v in headers
                                            if k.lower() not in self._SKIP]
         hdrs.append(("content-length", str(len(data))))
