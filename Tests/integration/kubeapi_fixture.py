@@ -340,6 +340,15 @@ class KubeAPI:
                 self.proc.wait(5)
 
 
+def _die_with_parent():
+    """SIGTERM the server if the test process dies without stopping it."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def start_kube_api(state_dir: Path, *extra_args: str, preload=("secrets-store",), tls_dir: Path | None = None) -> KubeAPI:
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -354,7 +363,7 @@ def start_kube_api(state_dir: Path, *extra_args: str, preload=("secrets-store",)
         cmd.append("--http2")
     cmd += list(extra_args)
     log = open(state_dir / "server.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     log.close()
     info_path = state_dir / "server.json"
     deadline = time.monotonic() + START_TIMEOUT

@@ -799,3 +799,19 @@ def test_deprecated_versions_warn(kube_api):
     r = api.kubectl("get", "secretproviderclasses.v1alpha1.secrets-store.csi.x-k8s.io", "old")
     assert "secrets-store.csi.x-k8s.io/v1alpha1 SecretProviderClass is deprecated" in r.stderr
     assert "deprecated" not in api.kubectl("get", "secretproviderclass", "old").stderr
+
+
+def test_preloading_crds_from_files(kube_api_factory, tmp_path):
+    d = tmp_path / "crds"
+    d.mkdir()
+    (d / "widgets.yaml").write_text(WIDGET_CRD)
+    api = kube_api_factory("--preload-crds", str(d), preload=("clustercsidriver",))
+    assert api.get("/apis/example.com/v1")["resources"][0]["name"] == "widgets"
+    made = api.create("/apis/operator.openshift.io/v1/clustercsidrivers", {
+        "apiVersion": "operator.openshift.io/v1", "kind": "ClusterCSIDriver",
+        "metadata": {"name": "secrets-store.csi.k8s.io"}, "spec": {"managementState": "Managed"}})
+    assert "namespace" not in made["metadata"] and made["spec"]["managementState"] == "Managed"
+    st = api.ok("PUT", "/apis/operator.openshift.io/v1/clustercsidrivers/secrets-store.csi.k8s.io/status",
+                dict(made, status={"conditions": [{"type": "Available", "status": "True"}]}))
+    assert st["status"]["conditions"][0]["type"] == "Available" and st["metadata"]["generation"] == 1
+    assert api.request("GET", SPC)[0] == 404  # secrets-store CRDs were not asked for

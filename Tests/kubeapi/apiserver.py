@@ -2230,6 +2230,8 @@ class APIHandler(BaseHTTPRequestHandler):
         if start_after is not None:
             items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start_after]
         lm = {"resourceVersion": str(list_rv)}
+        if rv == "0" and not cont:
+            limit = 0  # served from the watch cache: a real server ignores limit there
         if limit and len(items) > limit:
             remaining = len(items) - limit
             items = items[:limit]
