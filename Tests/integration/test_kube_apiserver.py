@@ -613,6 +613,14 @@ def test_crd_deletion_stops_serving_the_resource(kube_api_factory):
     assert "widgets/status" in names
     groups = {g["name"]: g for g in api.get("/apis")["groups"]}
     assert groups["example.com"]["preferredVersion"]["version"] == "v1"
+    agg = api.get("/apis", headers={"Accept": "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+                                              "application/json"})
+    assert agg["kind"] == "APIGroupDiscoveryList"
+    ex = next(i for i in agg["items"] if i["metadata"]["name"] == "example.com")
+    assert [v["version"] for v in ex["versions"]] == ["v1", "v1beta1"]
+    wres = ex["versions"][0]["resources"][0]
+    assert (wres["resource"], wres["scope"], wres["responseKind"]["kind"]) == ("widgets", "Namespaced", "Widget")
+    assert wres["subresources"][0]["subresource"] == "status"
     api.create("/apis/example.com/v1/namespaces/default/widgets",
                {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
                 "spec": {"size": 2, "junk": 1}})

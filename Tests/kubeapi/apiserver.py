@@ -1848,6 +1848,18 @@ TABLES = {
 }
 
 
+AGGREGATED_CT = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def wants_aggregated(accept: str):
+    for part in (accept or "").split(","):
+        p = part.strip().replace(" ", "")
+        if p.startswith("application/json") and "as=APIGroupDiscoveryList" in p and "v=v2" in p \
+                and "g=apidiscovery.k8s.io" in p and "v=v2beta1" not in p:
+            return True
+    return False
+
+
 def wants_metadata(accept: str):
     """Accept asks for PartialObjectMetadata(List) in JSON (client-go's metadata client)."""
     for part in (accept or "").split(","):
@@ -1996,6 +2008,10 @@ class APIHandler(BaseHTTPRequestHandler):
             if parts[:2] == ["openapi", "v3"]:
                 return self.openapi_v3(parts[2:])
             raise path_not_found()
+        if parts in (["api"], ["apis"]) and wants_aggregated(self.headers.get("Accept", "")):
+            self.entry["verb"] = "discovery"
+            return self.send_raw(200, [("Content-Type", AGGREGATED_CT)],
+                                 json.dumps(self.aggregated(parts == ["api"]), separators=(",", ":")).encode())
         if parts == ["api"]:
             self.entry["verb"] = "discovery"
             return self.send_json(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
@@ -2124,6 +2140,40 @@ class APIHandler(BaseHTTPRequestHandler):
                 paths[p] = {"patch": op}
         return self.send_json(200, {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.35.0"},
                                     "paths": paths, "components": {"schemas": {}}})
+
+    def aggregated(self, core: bool):
+        """APIGroupDiscoveryList (apidiscovery.k8s.io/v2): every group, version
+        and resource in one answer; the first version listed is the preferred one."""
+        srv = self.server
+        items = []
+        with srv.store.lock:
+            groups = [""] if core else [g for g in srv.registry.group_order if g]
+            for g in groups:
+                vs = sorted(srv.registry.group_versions.get(g, []), key=_version_priority)
+                pref = srv.registry.preferred.get(g)
+                if pref in vs:
+                    vs.remove(pref)
+                    vs.insert(0, pref)
+                versions = []
+                for v in vs:
+                    rl = []
+                    for r in sorted(srv.registry.resources_in(g, v), key=lambda r: r.plural):
+                        kind = {"group": g, "version": v, "kind": r.kind}
+                        d = {"resource": r.plural, "responseKind": kind, "scope": "Namespaced" if r.namespaced
+                             else "Cluster", "singularResource": r.singular, "verbs": sorted(r.verbs)}
+                        if r.short:
+                            d["shortNames"] = r.short
+                        if r.categories:
+                            d["categories"] = r.categories
+                        if r.status:
+                            d["subresources"] = [{"subresource": "status", "responseKind": kind,
+                                                  "verbs": ["get", "patch", "update"]}]
+                        rl.append(d)
+                    entry = {"version": v, "resources": rl, "freshness": "Current"}
+                    versions.append(entry)
+                items.append({"metadata": {"name": g, "creationTimestamp": None}, "versions": versions})
+        return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
+                "items": items}
 
     def group_entry(self, g):
         srv = self.server
