@@ -863,9 +863,8 @@ class KubeAPIServer:
                               f"({res.api_version})" if av and av != res.api_version else
                               f'the kind in the data ("{k}") does not match the expected kind ("{res.kind}")')
         if av and av != res.api_version:
-            if not (res.crd and av.rpartition("/")[0] == res.group):
-                raise bad_request(f"the API version in the data ({av}) does not match the expected API version "
-                                  f"({res.api_version})")
+            raise bad_request(f"the API version in the data ({av}) does not match the expected API version "
+                              f"({res.api_version})")
 
     def _prune(self, res, obj, params=None):
         if res.crd and res.schema:
@@ -970,7 +969,7 @@ class KubeAPIServer:
                 patch = yaml.safe_load(raw.decode() or "{}")
             else:
                 patch = json.loads(raw.decode() or "null")
-        except (ValueError, UnicodeDecodeError) as e:
+        except Exception as e:  # json/yaml decoding errors
             if ctype == "application/apply-patch+yaml":
                 raise bad_request(f"error decoding YAML: {e}")
             raise bad_request(f"error decoding patch: {e}")
@@ -2208,7 +2207,9 @@ class APIHandler(BaseHTTPRequestHandler):
                                f'the body of the request was in an unknown format - accepted media types include: '
                                f'application/json, application/yaml, application/vnd.kubernetes.protobuf')
             return json.loads(body.decode())
-        except (ValueError, UnicodeDecodeError) as e:
+        except APIError:
+            raise
+        except Exception as e:  # json/yaml decoding errors
             raise bad_request(f"the body of the request was in an unknown format: {e}")
 
     # ---------------------------------------------------------- verbs
