@@ -813,7 +813,14 @@ def test_preloading_crds_from_files(kube_api_factory, tmp_path):
     d = tmp_path / "crds"
     d.mkdir()
     (d / "widgets.yaml").write_text(WIDGET_CRD)
-    api = kube_api_factory("--preload-crds", str(d), preload=("clustercsidriver",))
+    api = kube_api_factory("--preload-crds", str(d), preload=("clustercsidriver", "olm,monitoring"))
+    csv = api.kubectl("apply", "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "operators.coreos.com/v1alpha1", "kind": "ClusterServiceVersion",
+        "metadata": {"name": "op.v1", "namespace": "default"},
+        "spec": {"install": {"strategy": "deployment"}, "installModes": [{"type": "AllNamespaces",
+                                                                           "supported": True}]}}))
+    assert "created" in csv.stdout
+    assert api.kubectl_json("get", "csv", "op.v1")["spec"]["installModes"][0]["type"] == "AllNamespaces"
     assert api.get("/apis/example.com/v1")["resources"][0]["name"] == "widgets"
     made = api.create("/apis/operator.openshift.io/v1/clustercsidrivers", {
         "apiVersion": "operator.openshift.io/v1", "kind": "ClusterCSIDriver",

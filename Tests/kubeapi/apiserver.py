@@ -1693,11 +1693,52 @@ def clustercsidriver_crd():
                                         "metadata": {"type": "object"}, "spec": free, "status": free}}}}]}}]
 
 
+def open_crd(group, kind, plural, scope="Namespaced", short=(), version="v1", status=True, categories=()):
+    """A CRD with an open schema (any fields kept): for APIs this server only needs to store."""
+    free = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    names = {"kind": kind, "listKind": kind + "List", "plural": plural, "singular": kind.lower()}
+    if short:
+        names["shortNames"] = list(short)
+    if categories:
+        names["categories"] = list(categories)
+    v = {"name": version, "served": True, "storage": True,
+         "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+             "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
+             "spec": free, "status": free}}}}
+    if status:
+        v["subresources"] = {"status": {}}
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.{group}"},
+            "spec": {"group": group, "scope": scope, "names": names, "versions": [v]}}
+
+
+def olm_crds():
+    g = "operators.coreos.com"
+    return [open_crd(g, "ClusterServiceVersion", "clusterserviceversions", short=["csv", "csvs"],
+                     version="v1alpha1", categories=["olm"]),
+            open_crd(g, "Subscription", "subscriptions", short=["sub", "subs"], version="v1alpha1"),
+            open_crd(g, "InstallPlan", "installplans", short=["ip"], version="v1alpha1"),
+            open_crd(g, "CatalogSource", "catalogsources", short=["catsrc"], version="v1alpha1"),
+            open_crd(g, "OperatorGroup", "operatorgroups", short=["og"], version="v1"),
+            open_crd(g, "OperatorCondition", "operatorconditions", short=["condition"], version="v2")]
+
+
+def monitoring_crds():
+    g = "monitoring.coreos.com"
+    return [open_crd(g, "ServiceMonitor", "servicemonitors", short=["smon"], status=False),
+            open_crd(g, "PodMonitor", "podmonitors", short=["pmon"], status=False),
+            open_crd(g, "PrometheusRule", "prometheusrules", short=["promrule"], status=False)]
+
+
 def preload_crds(item: str):
     if item == "secrets-store":
         return secrets_store_crds()
     if item in ("clustercsidriver", "openshift"):
         return clustercsidriver_crd()
+    if item == "olm":
+        return olm_crds()
+    if item == "monitoring":
+        return monitoring_crds()
     p = Path(item)
     if p.is_dir():
         files = sorted(list(p.glob("*.yaml")) + list(p.glob("*.yml")) + list(p.glob("*.json")))
@@ -2925,7 +2966,8 @@ def main(argv=None):
                                                        "server.json are written")
     ap.add_argument("--tls-dir", help="reuse (or create) the CA and serving certificate here (default: state dir)")
     ap.add_argument("--preload-crds", action="append", default=[],
-                    help="secrets-store | clustercsidriver | a CRD YAML file or directory (repeatable)")
+                    help="secrets-store | clustercsidriver | olm | monitoring | a CRD YAML file or directory "
+                         "(repeatable, or comma-separated)")
     ap.add_argument("--bookmark-interval", type=float, default=1.0, help="seconds between watch bookmarks")
     ap.add_argument("--gc-interval", type=float, default=1.0, help="seconds between garbage-collector sweeps")
     ap.add_argument("--auto-create-namespaces", action="store_true",
