@@ -238,7 +238,8 @@ class KubeAPI:
         self.control("POST", "/drop-watches", {"abrupt": abrupt})
 
     def down(self, seconds=3600.0, mode="refuse"):
-        """mode refuse: connections refused (and open ones reset); 503: every request answers 503."""
+        """mode refuse: connections refused (and open ones reset); 503: every request answers 503;
+        hang: connections accepted, requests and watch events held until the server is back."""
         self.control("POST", "/down", {"seconds": seconds, "mode": mode})
 
     def up(self):
@@ -255,11 +256,20 @@ class KubeAPI:
         return self.control("POST", "/conflicts", {"resource": resource, "count": count, "name": name,
                                                    "namespace": namespace, "verbs": list(verbs)})
 
-    def inject_fault(self, resource, code, count=1, verbs=("get",), name=None, namespace=None, retry_after=None):
-        """The next `count` matching requests answer `code` (429, 500, 503, ...)."""
+    def inject_fault(self, resource, code, count=1, verbs=("get",), name=None, namespace=None, retry_after=None,
+                     delay=0.0):
+        """The next `count` (-1: all, until clear_faults) matching requests wait
+        `delay` seconds, then answer `code` (429, 500, 503, ...; 0: answer normally)."""
         return self.control("POST", "/faults", {"resource": resource, "count": count, "code": code,
                                                 "verbs": list(verbs), "name": name, "namespace": namespace,
-                                                "retryAfter": retry_after})
+                                                "retryAfter": retry_after, "delay": delay})
+
+    def slow_down(self, resource, seconds, verbs=("create", "update", "patch"), count=-1, **kw):
+        """Matching requests take `seconds` longer (and succeed)."""
+        return self.inject_fault(resource, 0, count=count, verbs=verbs, delay=seconds, **kw)
+
+    def clear_faults(self):
+        self.control("DELETE", "/faults")
 
     def add_token(self, user="test-user", rules=None, groups=None, rbac=False, token=None) -> str:
         """Adds a bearer token allowed `rules` (RBAC PolicyRules, optionally

@@ -668,6 +668,16 @@ def test_injected_conflicts_and_faults(kube_api):
     code, body = api.request("GET", f"{SPC}/a")
     assert code == 429 and body["reason"] == "TooManyRequests"
     assert api.request("GET", f"{SPC}/a")[0] == 200
+    # a delay on one kind of write only
+    api.slow_down("secretproviderclasspodstatuses", 0.5, verbs=["create"])
+    t0 = time.monotonic()
+    api.create(SPCPS, {"metadata": {"name": "slow"}})
+    assert time.monotonic() - t0 >= 0.5
+    faults = api.control("GET", "/faults")["faults"]
+    assert [(f["resource"], f["verbs"], f["delay"], f["count"]) for f in faults] == [
+        ("secretproviderclasspodstatuses", ["create"], 0.5, -1)]
+    api.clear_faults()
+    assert api.control("GET", "/faults")["faults"] == []
 
 
 def test_outages_and_dropped_watches(kube_api):
@@ -690,6 +700,16 @@ def test_outages_and_dropped_watches(kube_api):
     wait_for(lambda: _reachable(api), 10, "the server to come back")
     api.down(seconds=0.5, mode="refuse")
     wait_for(lambda: _reachable(api), 15, "the server to come back by itself")
+    # hang: connected but no answer until back
+    rv = api.get(SPC)["metadata"]["resourceVersion"]
+    w = api.watch(SPC, resourceVersion=rv)
+    api.down(seconds=60, mode="hang")
+    with pytest.raises(OSError):  # socket.timeout is an OSError
+        api.request("GET", SPC, timeout=1)
+    assert api.state()["down"] == "hang"
+    api.up()
+    api.create(SPC, spc("after-hang"))
+    assert w.next()["object"]["metadata"]["name"] == "after-hang"
     api.set_latency(0.3)
     t0 = time.monotonic()
     api.get(SPC)

@@ -417,8 +417,9 @@ class Fault:
         self.resource = spec.get("resource")
         self.namespace = spec.get("namespace")
         self.name = spec.get("name")
-        self.count = int(spec.get("count", 1))
-        self.code = int(spec.get("code", 409))
+        self.count = int(spec.get("count", 1))  # -1: until removed
+        self.code = int(spec.get("code", 409) or 0)  # 0: no error (a delay only)
+        self.delay = float(spec.get("delay") or 0)
         self.retry_after = spec.get("retryAfter")
 
     def matches(self, verb, res, ns, name):
@@ -428,7 +429,7 @@ class Fault:
 
     def describe(self):
         return {"verbs": sorted(self.verbs), "resource": self.resource, "namespace": self.namespace,
-                "name": self.name, "count": self.count, "code": self.code}
+                "name": self.name, "count": self.count, "code": self.code, "delay": self.delay}
 
 
 class KubeAPIServer:
@@ -474,6 +475,21 @@ class KubeAPIServer:
     def _bootstrap(self, preload):
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self._create_namespace_direct(ns)
+        cr = self.registry.get("rbac.authorization.k8s.io", "v1", "clusterroles")
+        crb = self.registry.get("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
+        boot = {"kubernetes.io/bootstrapping": "rbac-defaults"}
+        self.create(cr, "", {"metadata": {"name": "cluster-admin", "labels": boot}, "rules": [
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+            {"nonResourceURLs": ["*"], "verbs": ["*"]}]}, {}, None)
+        self.create(crb, "", {"metadata": {"name": "cluster-admin", "labels": boot},
+                              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                          "name": "cluster-admin"},
+                              "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                                            "name": "system:masters"}]}, {}, None)
+        self.create(cr, "", {"metadata": {"name": "view", "labels": boot}, "rules": [
+            {"apiGroups": ["", "apps", "events.k8s.io", "coordination.k8s.io"],
+             "resources": ["pods", "configmaps", "events", "serviceaccounts", "services", "daemonsets",
+                           "deployments", "leases", "namespaces"], "verbs": ["get", "list", "watch"]}]}, {}, None)
         for item in preload:
             for crd in preload_crds(item):
                 res = self.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
@@ -649,9 +665,10 @@ class KubeAPIServer:
                 except OSError:
                     pass
                 self._reset_connections()
-        with self.store.cond:
-            self.watch_epoch += 1
-            self.store.cond.notify_all()
+        if mode != "hang":
+            with self.store.cond:
+                self.watch_epoch += 1
+                self.store.cond.notify_all()
 
     def come_up(self):
         with self.listener_lock:
@@ -721,10 +738,11 @@ class KubeAPIServer:
     def take_fault(self, verb, res, ns, name):
         with self.faults_lock:
             for f in self.faults:
-                if f.count > 0 and f.matches(verb, res, ns, name):
-                    f.count -= 1
-                    if f.count == 0:
-                        self.faults.remove(f)
+                if f.count != 0 and f.matches(verb, res, ns, name):
+                    if f.count > 0:
+                        f.count -= 1
+                        if f.count == 0:
+                            self.faults.remove(f)
                     return f
         return None
 
@@ -1989,6 +2007,8 @@ class APIHandler(BaseHTTPRequestHandler):
             self.entry["path"] = u.path
             q = {k: v[-1] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
             self.entry["query"] = q
+            while srv.down_mode == "hang" and time.monotonic() < srv.down_until and not srv.stopping.is_set():
+                time.sleep(0.05)  # a partition: connected, no answer until the server is back
             if srv.down_mode == "503" and time.monotonic() < srv.down_until:
                 raise APIError(503, "ServiceUnavailable", "the server is currently unable to handle the request",
                                headers={"Retry-After": "1"})
@@ -2132,7 +2152,9 @@ class APIHandler(BaseHTTPRequestHandler):
             raise forbidden(plural + ("/" + sub if sub else ""), group, name,
                             f'User "{who}" cannot {verb} resource "{rname}" in API group "{group}" {scope}')
         fault = srv.take_fault(verb, res, ns, name)
-        if fault is not None:
+        if fault is not None and fault.delay > 0:
+            self.server.stopping.wait(fault.delay)
+        if fault is not None and fault.code:
             if fault.code == 409:
                 raise conflict(res.plural, res.group, name or "")
             hdr = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
@@ -2506,6 +2528,10 @@ class APIHandler(BaseHTTPRequestHandler):
             if fell_behind:
                 self._send_gone(last_rv)
                 return self._end_stream()
+            while srv.down_mode == "hang" and time.monotonic() < srv.down_until and not srv.stopping.is_set():
+                time.sleep(0.05)
+                if self._client_gone():
+                    return self._abort()
             for ev in batch:
                 if ev.skey != res.storage:
                     last_rv = ev.rv
@@ -2867,8 +2893,8 @@ class ControlHandler(BaseHTTPRequestHandler):
                 return self.reply(200, {"ok": True})
             if path == "/down" and m == "POST":
                 mode = args.get("mode", "refuse")
-                if mode not in ("refuse", "503"):
-                    return self.reply(400, {"error": "mode is refuse or 503"})
+                if mode not in ("refuse", "503", "hang"):
+                    return self.reply(400, {"error": "mode is refuse, 503 or hang"})
                 srv.go_down(float(args.get("seconds", 3600)), mode)
                 return self.reply(200, {"ok": True})
             if path == "/up" and m == "POST":
