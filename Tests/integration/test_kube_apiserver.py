@@ -756,10 +756,8 @@ def test_server_stops_cleanly_with_open_watches(kube_api_factory):
     st = api.state()
     assert st["openConnections"] >= 3
     wait_for(lambda: api.state()["openConnections"] <= 4, 10, "finished connections to close")
-    t0 = time.monotonic()
     api.stop()
-    assert api.proc.returncode == 0
-    assert time.monotonic() - t0 < 8
+    assert api.proc.returncode == 0, "exited by itself on SIGTERM (not killed after the grace period)"
     for w in ws:
         assert w.wait_ended(5)
 
