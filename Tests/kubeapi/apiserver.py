@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kubeapi_util import (APIError, FieldSelector, LabelSelector, already_exists, apply_merge,  # noqa: E402
                           b64_ok, bad_request, conflict, forbidden, gone, internal, invalid, json_merge_patch,
-                          json_patch, meta, metadata_problems, name_problem, not_found, now_micro, now_rfc3339,
+                          json_patch, meta, metadata_problems, name_problem, not_found, now_rfc3339,
                           path_not_found, pb_decode_object, prune_and_validate, secret_key_ok,
                           strategic_merge_patch, unauthorized)
 
@@ -49,7 +49,6 @@ except ImportError:  # JSON bodies still work; apply-patch+yaml needs it
     yaml = None
 
 VERBS_ALL = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-NOT_WATCHED = {"watch": False}
 
 # ============================================================== resources
 

@@ -12,7 +12,6 @@ import base64
 import copy
 import json
 import re
-import time
 from datetime import datetime, timezone
 
 # ---------------------------------------------------------------- time
@@ -20,10 +19,6 @@ from datetime import datetime, timezone
 
 def now_rfc3339() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def now_micro() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # ---------------------------------------------------------------- Status errors
@@ -727,9 +722,6 @@ def _jtype(v):
         return "object"
     return "null"
 
-
-def monotonic() -> float:
-    return time.monotonic()
 
 
 # ---------------------------------------------------------------- protobuf bodies (kubectl's typed clients)
