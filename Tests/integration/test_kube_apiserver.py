@@ -356,6 +356,13 @@ def test_422_for_invalid_objects(kube_api):
     assert code == 422 and "tls.key" in body["message"]
     code, body = api.request("POST", SPC, {"metadata": {"name": "typed"}, "spec": {"provider": 3}})
     assert code == 422 and "spec.provider" in body["message"]
+    # what the typed JSON decoding refuses: 400
+    code, body = api.request("POST", f"{NS}/configmaps", {"metadata": {"name": "n", "labels": {"a": 1}}})
+    assert code == 400 and body["reason"] == "BadRequest" and "cannot unmarshal number" in body["message"]
+    code, body = api.request("POST", f"{NS}/configmaps", {"metadata": {"name": "n"}, "data": {"a": True}})
+    assert code == 400
+    code, body = api.request("POST", SPC, {"metadata": {"name": "n", "annotations": {"a": 2}}})
+    assert code == 400
     # generateName
     made = api.create(f"{NS}/configmaps", {"metadata": {"generateName": "gen-"}})
     assert made["metadata"]["name"].startswith("gen-") and len(made["metadata"]["name"]) == 9
@@ -848,3 +855,25 @@ def test_preloading_crds_from_files(kube_api_factory, tmp_path):
                 dict(made, status={"conditions": [{"type": "Available", "status": "True"}]}))
     assert st["status"]["conditions"][0]["type"] == "Available" and st["metadata"]["generation"] == 1
     assert api.request("GET", SPC)[0] == 404  # secrets-store CRDs were not asked for
+
+
+def test_graceful_pod_deletion(kube_api_factory):
+    api = kube_api_factory("--pod-grace")
+    p = api.create(f"{NS}/pods", pod("web-0"))
+    api.create(SPCPS, {"metadata": {"name": "ps", "ownerReferences": [
+        {"apiVersion": "v1", "kind": "Pod", "name": "web-0", "uid": p["metadata"]["uid"]}]}})
+    code, obj = api.request("DELETE", f"{NS}/pods/web-0")
+    assert code == 200 and obj["metadata"]["deletionTimestamp"] and obj["metadata"]["deletionGracePeriodSeconds"] == 30
+    api.run_gc()
+    assert api.request("GET", f"{SPCPS}/ps")[0] == 200, "the pod still exists: its dependents stay"
+    api.ok("DELETE", f"{NS}/pods/web-0", {"gracePeriodSeconds": 0})  # the kubelet is done
+    assert api.request("GET", f"{NS}/pods/web-0")[0] == 404
+    wait_for(lambda: api.request("GET", f"{SPCPS}/ps")[0] == 404, 10, "the status object collected")
+    # a pod's grace period runs out by itself
+    api.create(f"{NS}/pods", dict(pod("web-1"), spec=dict(pod("web-1")["spec"], terminationGracePeriodSeconds=1)))
+    api.ok("DELETE", f"{NS}/pods/web-1")
+    wait_for(lambda: api.request("GET", f"{NS}/pods/web-1")[0] == 404, 15, "the grace period to pass")
+    # an unscheduled pod goes at once
+    api.create(f"{NS}/pods", {"metadata": {"name": "pending"}, "spec": {"containers": [{"name": "c", "image": "i"}]}})
+    api.ok("DELETE", f"{NS}/pods/pending")
+    assert api.request("GET", f"{NS}/pods/pending")[0] == 404

@@ -434,7 +434,7 @@ class Fault:
 class KubeAPIServer:
     def __init__(self, state_dir: Path, port=0, control_port=0, host="127.0.0.1", tls_dir: Path | None = None,
                  bookmark_interval=1.0, gc_interval=1.0, preload=(), verbose=False, auto_namespaces=False,
-                 history_limit=200000, http2=False):
+                 history_limit=200000, http2=False, pod_grace=False):
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -446,6 +446,8 @@ class KubeAPIServer:
         self.verbose = verbose
         self.auto_namespaces = auto_namespaces
         self.http2 = http2
+        self.pod_grace = pod_grace
+        self.pod_deadlines: dict[tuple, float] = {}
         self.registry = Registry()
         self.store = Store(history_limit)
         self.auth = Auth(self.state_dir / "tokens.json")
@@ -834,6 +836,7 @@ class KubeAPIServer:
     def create(self, res, ns, body, params, user, dry_run=False, subresource=""):
         if not isinstance(body, dict):
             raise bad_request("the body of the request was in an unknown format")
+        decode_check(res, body)
         obj = res.internal(copy.deepcopy(body))
         self._check_kind(res, body)
         m = meta(obj)
@@ -897,6 +900,7 @@ class KubeAPIServer:
     def update(self, res, ns, name, body, params, user, subresource="", dry_run=False, cur=None):
         if not isinstance(body, dict):
             raise bad_request("the body of the request was in an unknown format")
+        decode_check(res, body)
         new = res.internal(copy.deepcopy(body))
         self._check_kind(res, body)
         m = meta(new)
@@ -1070,6 +1074,21 @@ class KubeAPIServer:
                 raise conflict(res.plural, res.group, name,
                                f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
                                f"ResourceVersion in object meta: {cm['resourceVersion']}")
+            if res.storage == ("", "pods") and self.pod_grace and (cur.get("spec") or {}).get("nodeName"):
+                grace = opts.get("gracePeriodSeconds")
+                if grace is None:
+                    grace = (cur.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+                grace = int(grace)
+                if grace > 0 and not dry_run:
+                    if cm.get("deletionTimestamp"):
+                        return cur, 200
+                    new = dict(cur)
+                    until = time.time() + grace
+                    new["metadata"] = dict(cm, deletionTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                               time.gmtime(until)),
+                                           deletionGracePeriodSeconds=grace)
+                    self.pod_deadlines[(ns, name, cm["uid"])] = time.monotonic() + grace
+                    return self.store.put(res.storage, new, "MODIFIED"), 200
             policy = opts.get("propagationPolicy")
             if opts.get("orphanDependents") is True:
                 policy = "Orphan"
@@ -1141,6 +1160,16 @@ class KubeAPIServer:
         """One sweep; True when it changed something (run again to cascade)."""
         changed = False
         with self.store.lock:
+            now = time.monotonic()
+            for key, deadline in list(self.pod_deadlines.items()):
+                ns, name, uid = key
+                cur = self.store.get(("", "pods"), ns, name)
+                if cur is None or cur["metadata"]["uid"] != uid:
+                    del self.pod_deadlines[key]
+                elif now >= deadline:  # the kubelet's grace period is over
+                    del self.pod_deadlines[key]
+                    self.delete(self.registry.get("", "v1", "pods"), ns, name, {"gracePeriodSeconds": 0}, None)
+                    changed = True
             live_uids = self.store.uids
             items = [(skey, obj) for skey, b in self.store.data.items() for obj in b.values()]
             # owners being deleted in the foreground / orphaning
@@ -1250,6 +1279,52 @@ class KubeAPIServer:
 
 
 # ============================================================== kind-specific behaviour
+
+
+_STRING_MAPS = {("", "secrets"): ["stringData"], ("", "configmaps"): ["data"]}
+
+
+def decode_check(res, body):
+    """What the real server's JSON decoding into typed objects refuses (400):
+    wrong types in metadata, and non-string values in string maps."""
+    what = f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}'
+
+    def fail(field, got, want):
+        raise bad_request(f"{what}: json: cannot unmarshal {got} into Go struct field {field} of type {want}")
+    m = body.get("metadata")
+    if m is None:
+        return
+    if not isinstance(m, dict):
+        fail(f"{res.kind}.metadata", _jtype(m), "v1.ObjectMeta")
+    for f in ("name", "namespace", "generateName", "resourceVersion", "uid"):
+        if f in m and m[f] is not None and not isinstance(m[f], str):
+            fail(f"ObjectMeta.metadata.{f}", _jtype(m[f]), "string")
+    for f in ("labels", "annotations"):
+        v = m.get(f)
+        if v is None:
+            continue
+        if not isinstance(v, dict):
+            fail(f"ObjectMeta.metadata.{f}", _jtype(v), f"map[string]string")
+        for k, x in v.items():
+            if x is not None and not isinstance(x, str):
+                fail(f"ObjectMeta.metadata.{f}", _jtype(x), "string")
+    if m.get("finalizers") is not None and (not isinstance(m["finalizers"], list) or
+                                            any(not isinstance(x, str) for x in m["finalizers"])):
+        fail("ObjectMeta.metadata.finalizers", "value", "[]string")
+    if not res.crd:
+        for f in _STRING_MAPS.get((res.group, res.plural), []) + (["data"] if res.plural == "secrets" and
+                                                                   not res.group else []):
+            v = body.get(f)
+            if isinstance(v, dict):
+                for k, x in v.items():
+                    if x is not None and not isinstance(x, str):
+                        fail(f"{res.kind}.{f}", _jtype(x), "string" if f != "data" or res.plural != "secrets"
+                             else "[]uint8")
+
+
+def _jtype(v):
+    return {bool: "bool", int: "number", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(v), "null")
 
 
 def _spec_changed(res, old, new):
@@ -2414,6 +2489,8 @@ class APIHandler(BaseHTTPRequestHandler):
                 raise bad_request("invalid DeleteOptions")
         if q.get("propagationPolicy"):
             opts["propagationPolicy"] = q["propagationPolicy"]
+        if q.get("gracePeriodSeconds"):
+            opts["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
         out, code = self.server.delete(res, ns, name, opts, user, dry_run=q.get("dryRun") == "All")
         self.send_json(code, out if out.get("kind") == "Status" else res.external(out))
 
@@ -2997,6 +3074,10 @@ def main(argv=None):
     ap.add_argument("--gc-interval", type=float, default=1.0, help="seconds between garbage-collector sweeps")
     ap.add_argument("--auto-create-namespaces", action="store_true",
                     help="create a missing namespace instead of answering 404 (a real server does not)")
+    ap.add_argument("--pod-grace", action="store_true",
+                    help="deleting a pod bound to a node marks it (deletionTimestamp) and removes it after its "
+                         "grace period or on a delete with gracePeriodSeconds=0, as a kubelet would; without it "
+                         "pods go at once")
     ap.add_argument("--http2", action="store_true",
                     help="offer HTTP/2 (ALPN h2) as well as HTTP/1.1, as a real server does (needs the h2 package)")
     ap.add_argument("--verbose", action="store_true")
@@ -3007,7 +3088,7 @@ def main(argv=None):
     srv = KubeAPIServer(Path(a.state_dir), port=a.port, control_port=a.control_port,
                         tls_dir=Path(a.tls_dir) if a.tls_dir else None, bookmark_interval=a.bookmark_interval,
                         gc_interval=a.gc_interval, preload=preload, verbose=a.verbose,
-                        auto_namespaces=a.auto_create_namespaces, http2=a.http2)
+                        auto_namespaces=a.auto_create_namespaces, http2=a.http2, pod_grace=a.pod_grace)
     info = srv.start()
     print(json.dumps(info), flush=True)
     done = threading.Event()
