@@ -201,6 +201,17 @@ class KubeAPI:
     def create(self, path, body, **kw):
         return self.ok("POST", path, body, **kw)
 
+    def wait_for_object(self, path, cond=lambda obj: True, timeout=10.0, what=None):
+        """Polls GET path until the object exists and cond(obj) holds; returns it."""
+        def probe():
+            code, obj = self.request("GET", path)
+            return obj if code == 200 and cond(obj) else None
+        return wait_for(probe, timeout, what or f"{path} to satisfy the condition")
+
+    def wait_gone(self, path, timeout=10.0):
+        """Polls until GET path answers 404."""
+        wait_for(lambda: self.request("GET", path)[0] == 404, timeout, f"{path} to be gone")
+
     def watch(self, path, token="admin", **params) -> WatchStream:
         """Starts a watch (params are query parameters; watch=1 is added)."""
         q = dict(params)

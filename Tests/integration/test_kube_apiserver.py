@@ -554,11 +554,10 @@ def test_garbage_collection_of_dependents_cascades(kube_api):
     api.create(f"{NS}/secrets", {"metadata": {"name": "synced", "ownerReferences": [ps_ref]}, "data": {}})
     api.create(f"{NS}/secrets", {"metadata": {"name": "shared", "ownerReferences": [ps_ref, owner(other)]}})
     api.ok("DELETE", f"{NS}/pods/web-0")
-    wait_for(lambda: api.request("GET", f"{SPCPS}/web-0-default-spc")[0] == 404, 10, "the status object collected")
-    wait_for(lambda: api.request("GET", f"{NS}/secrets/synced")[0] == 404, 10, "the synced secret collected")
+    api.wait_gone(f"{SPCPS}/web-0-default-spc")
+    api.wait_gone(f"{NS}/secrets/synced")
     # an object with an owner left keeps living; the dangling reference goes
-    shared = wait_for(lambda: (lambda s: s if len(s["metadata"]["ownerReferences"]) == 1 else None)(
-        api.get(f"{NS}/secrets/shared")), 10, "the dangling owner reference removed")
+    shared = api.wait_for_object(f"{NS}/secrets/shared", lambda s: len(s["metadata"]["ownerReferences"]) == 1)
     assert shared["metadata"]["ownerReferences"][0]["name"] == "web-1"
     # an owner reference to a uid that never existed
     api.create(f"{NS}/configmaps", {"metadata": {"name": "orphan", "ownerReferences": [
