@@ -876,3 +876,25 @@ def test_graceful_pod_deletion(kube_api_factory):
     api.create(f"{NS}/pods", {"metadata": {"name": "pending"}, "spec": {"containers": [{"name": "c", "image": "i"}]}})
     api.ok("DELETE", f"{NS}/pods/pending")
     assert api.request("GET", f"{NS}/pods/pending")[0] == 404
+
+
+def test_aggregated_cluster_roles(kube_api):
+    """The upstream chart's secretproviderclasses-admin role aggregates into admin."""
+    api = kube_api
+    tok = api.add_token("alice", rbac=True)
+    api.create("/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", {
+        "metadata": {"name": "alice-admin"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"kind": "User", "name": "alice"}]})
+    assert api.request("GET", f"{NS}/configmaps", token=tok)[0] == 200
+    assert api.request("GET", SPC, token=tok)[0] == 403
+    api.create("/apis/rbac.authorization.k8s.io/v1/clusterroles", {
+        "metadata": {"name": "secretproviderclasses-admin-role",
+                     "labels": {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}},
+        "rules": [{"apiGroups": ["secrets-store.csi.x-k8s.io"], "resources": ["secretproviderclasses"],
+                   "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]})
+    assert api.request("GET", SPC, token=tok)[0] == 200
+    admin = api.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/admin")
+    assert any("secretproviderclasses" in r.get("resources", []) for r in admin["rules"])
+    assert api.request("GET", "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/kube-system/secretproviderclasses",
+                       token=tok)[0] == 403

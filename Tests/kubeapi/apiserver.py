@@ -487,10 +487,28 @@ class KubeAPIServer:
                                           "name": "cluster-admin"},
                               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
                                             "name": "system:masters"}]}, {}, None)
-        self.create(cr, "", {"metadata": {"name": "view", "labels": boot}, "rules": [
-            {"apiGroups": ["", "apps", "events.k8s.io", "coordination.k8s.io"],
-             "resources": ["pods", "configmaps", "events", "serviceaccounts", "services", "daemonsets",
-                           "deployments", "leases", "namespaces"], "verbs": ["get", "list", "watch"]}]}, {}, None)
+        agg = "rbac.authorization.k8s.io/aggregate-to-"
+        common = ["pods", "configmaps", "events", "serviceaccounts", "services", "daemonsets", "deployments",
+                  "leases"]
+        groups = ["", "apps", "events.k8s.io", "coordination.k8s.io"]
+        self.create(cr, "", {"metadata": {"name": "system:aggregate-to-view",
+                                          "labels": {**boot, agg + "view": "true"}},
+                             "rules": [{"apiGroups": groups, "resources": common + ["namespaces"],
+                                        "verbs": ["get", "list", "watch"]}]}, {}, None)
+        self.create(cr, "", {"metadata": {"name": "system:aggregate-to-edit",
+                                          "labels": {**boot, agg + "edit": "true"}},
+                             "rules": [{"apiGroups": groups, "resources": common + ["secrets"],
+                                        "verbs": ["create", "delete", "deletecollection", "patch", "update"]},
+                                       {"apiGroups": [""], "resources": ["secrets"],
+                                        "verbs": ["get", "list", "watch"]}]}, {}, None)
+        self.create(cr, "", {"metadata": {"name": "system:aggregate-to-admin",
+                                          "labels": {**boot, agg + "admin": "true"}},
+                             "rules": [{"apiGroups": ["rbac.authorization.k8s.io"],
+                                        "resources": ["roles", "rolebindings"], "verbs": ["*"]}]}, {}, None)
+        for name, levels in (("view", ["view"]), ("edit", ["edit", "view"]), ("admin", ["admin", "edit", "view"])):
+            self.create(cr, "", {"metadata": {"name": name, "labels": boot},
+                                 "aggregationRule": {"clusterRoleSelectors": [
+                                     {"matchLabels": {agg + lv: "true"}} for lv in levels]}}, {}, None)
         for item in preload:
             for crd in preload_crds(item):
                 res = self.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
@@ -1673,9 +1691,33 @@ def crd_status(crd):
             "storedVersions": stored}
 
 
+def aggregate_cluster_roles(server):
+    """The clusterrole-aggregation controller: a ClusterRole with an
+    aggregationRule gets the rules of every ClusterRole its selectors match."""
+    skey = ("rbac.authorization.k8s.io", "clusterroles")
+    bucket = server.store.bucket(skey)
+    for key, role in list(bucket.items()):
+        agg = role.get("aggregationRule")
+        if not agg:
+            continue
+        sels = [LabelSelector.from_match(x) for x in agg.get("clusterRoleSelectors") or []]
+        rules = []
+        for other_key, other in sorted(bucket.items()):
+            if other_key == key or not any(sel.matches(other["metadata"].get("labels")) for sel in sels
+                                           if not sel.empty()):
+                continue
+            for r in other.get("rules") or []:
+                if r not in rules:
+                    rules.append(r)
+        if rules != (role.get("rules") or []):
+            server.store.put(skey, dict(role, rules=rules), "MODIFIED")
+
+
 def after_write(server, res, old, new):
     """Controllers' immediate reactions to a write (done synchronously)."""
     key = (res.group, res.plural)
+    if key == ("rbac.authorization.k8s.io", "clusterroles"):
+        aggregate_cluster_roles(server)
     if key == ("apiextensions.k8s.io", "customresourcedefinitions"):
         register_crd(server, new)
         if not (new.get("status") or {}).get("conditions") or old is None or \
@@ -1702,6 +1744,8 @@ def after_write(server, res, old, new):
 def after_delete(server, res, gone_obj):
     if gone_obj is None:
         return
+    if (res.group, res.plural) == ("rbac.authorization.k8s.io", "clusterroles"):
+        aggregate_cluster_roles(server)
     if (res.group, res.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
         name = gone_obj["metadata"]["name"]
         spec = gone_obj.get("spec") or {}
