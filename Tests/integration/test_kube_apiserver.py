@@ -898,3 +898,9 @@ def test_aggregated_cluster_roles(kube_api):
     assert any("secretproviderclasses" in r.get("resources", []) for r in admin["rules"])
     assert api.request("GET", "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/kube-system/secretproviderclasses",
                        token=tok)[0] == 403
+
+
+def test_escaped_names_in_paths(kube_api):
+    # RBAC names may hold ':' (system:...), which some clients percent-encode
+    got = kube_api.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/system%3Aaggregate-to-view")
+    assert got["metadata"]["name"] == "system:aggregate-to-view"

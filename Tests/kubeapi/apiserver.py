@@ -33,7 +33,7 @@ import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -2173,7 +2173,7 @@ class APIHandler(BaseHTTPRequestHandler):
 
     def route(self, path, q, body, user):
         srv = self.server
-        parts = [p for p in path.split("/") if p]
+        parts = [unquote(p) for p in path.split("/") if p]
         if path == "/version":
             self.entry["verb"] = "discovery"
             return self.send_json(200, {"major": "1", "minor": "35", "emulationMajor": "1", "emulationMinor": "35",
