@@ -1744,6 +1744,9 @@ def after_write(server, res, old, new):
 def after_delete(server, res, gone_obj):
     if gone_obj is None:
         return
+    gm = gone_obj["metadata"]
+    for k in [k for k in server.applied if k[:3] == (res.storage, gm.get("namespace", ""), gm["name"])]:
+        del server.applied[k]  # a new object of that name starts with no applied configuration
     if (res.group, res.plural) == ("rbac.authorization.k8s.io", "clusterroles"):
         aggregate_cluster_roles(server)
     if (res.group, res.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
