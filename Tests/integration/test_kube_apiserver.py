@@ -917,3 +917,11 @@ def test_fixture_helpers_for_common_objects(kube_api):
     assert c["spec"]["secretObjects"][0]["data"][0]["key"] == "k"
     old = api.create_spc("old", namespace="team", version="v1alpha1")
     assert old["apiVersion"] == "secrets-store.csi.x-k8s.io/v1alpha1"
+
+
+def test_any_field_selector_when_asked(kube_api_factory):
+    api = kube_api_factory("--any-field-selector")
+    api.create(f"{NS}/configmaps", {"metadata": {"name": "a"}, "data": {"k": "1"}})
+    api.create(f"{NS}/configmaps", {"metadata": {"name": "b"}, "data": {"k": "2"}})
+    got = api.get(f"{NS}/configmaps", query={"fieldSelector": "data.k=2"})
+    assert [o["metadata"]["name"] for o in got["items"]] == ["b"]
