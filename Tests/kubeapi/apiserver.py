@@ -2121,7 +2121,8 @@ class APIHandler(BaseHTTPRequestHandler):
         self.status_code = 0
         self.entry = {"method": self.command, "path": "", "query": {}, "verb": "", "resource": "", "group": "",
                       "version": "", "subresource": "", "namespace": "", "name": "", "user": "",
-                      "userAgent": self.headers.get("User-Agent", ""), "time": time.time(), "code": 0, "seq": 0}
+                      "userAgent": self.headers.get("User-Agent", ""), "time": time.time(), "code": 0, "seq": 0,
+                      "duration": None}
         srv.log_request(self.entry)  # at once: an open watch is in the log while it runs
         try:
             body = self.read_body()
@@ -2152,6 +2153,7 @@ class APIHandler(BaseHTTPRequestHandler):
                 self.send_error_status(internal(f"{type(e).__name__}: {e}"))
         finally:
             self.entry["code"] = self.status_code
+            self.entry["duration"] = round(time.time() - self.entry["time"], 6)
 
     def peer_user(self):
         """A verified client certificate authenticates as CN, groups O (as x509 auth does)."""
