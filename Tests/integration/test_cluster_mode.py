@@ -241,3 +241,120 @@ def test_deleting_the_pod_object_collects_its_status(cluster):
     api.kubectl("delete", "pod", "gone-0", "-n", NS)
     api.run_gc()
     api.wait_gone(status_path(name))
+
+
+def test_api_outage_keeps_volumes_working_and_catches_up(cluster):
+    api = cluster.api
+    api.create_spc("app-secrets", namespace=NS)
+    before = cluster.pod("before-0")
+    during = cluster.pod("during-0")
+    wait_for(lambda: "SecretProviderClass cache synced" in cluster.driver.stderr(), what="cache sync")
+    t_before = cluster.publish(before)
+    api.wait_for_object(status_path(f"before-0-{NS}-app-secrets"))
+
+    api.down(seconds=3600, mode="refuse")
+    try:
+        # A mounted volume keeps working (republish), and a new publish of a cached class works.
+        cluster.publish(before)
+        assert read_volume(t_before)["db-password"][1] == b"s3cr3t-db-value"
+        t_during = cluster.publish(during)
+        assert read_volume(t_during)["db-password"][1] == b"s3cr3t-db-value"
+        # The class changes meanwhile (the watch must resume and catch up after).
+    finally:
+        api.up()
+    # The status write queued during the outage lands afterwards.
+    api.wait_for_object(status_path(f"during-0-{NS}-app-secrets"), timeout=60, what="the status write after the outage")
+    # The watch resumes even when the history it would resume from is gone (410 → list again).
+    api.compact()
+    api.drop_watches()
+    api.create_spc("after-outage", namespace=NS)
+    late = cluster.pod("late-0")
+    start = api.requests()["next"]
+    wait_for(lambda: _publish_ok(cluster, late, "after-outage"), timeout=60, what="the new class through the resumed watch")
+    assert driver_requests(api, start).get("get secretproviderclasses", 0) <= 1
+    for p, t in ((before, t_before), (during, t_during)):
+        cluster.unpublish(p, t)
+
+
+def _publish_ok(cluster, pod, spc) -> bool:
+    try:
+        cluster.publish(pod, spc=spc)
+        return True
+    except grpc.RpcError:
+        return False
+
+
+def test_a_rotated_token_file_is_read_again(kube_api, workdir, start_driver, csi):
+    """In a pod the driver reads the projected service-account token, which kubelet
+    rotates: after the old token stops working, the driver reads the file again."""
+    kube_api.ensure_namespace(NS)
+    token = kube_api.add_token(DRIVER_USER, rules=DRIVER_RULES)
+    sa = workdir / "serviceaccount"
+    env = kube_api.in_cluster_files(sa, token)
+    providers = workdir / "providers"
+    providers.mkdir()
+    provider = FakeProvider(providers / "fake.sock").start()
+    try:
+        # Point the driver at the test's service-account directory (a kubeconfig with tokenFile
+        # is how the same code path is reached outside a pod).
+        cfg = json.loads(Path(kube_api.kubeconfig).read_text())
+        cfg["users"] = [{"name": "sa", "user": {"tokenFile": str(sa / "token")}}]
+        cfg["contexts"][0]["context"]["user"] = "sa"
+        kubeconfig = workdir / "sa-kubeconfig"
+        kubeconfig.write_text(json.dumps(cfg))
+        driver = start_driver("--kubeconfig", str(kubeconfig), "--provider-volume", str(providers),
+                              "--additional-provider-volume-paths", "", nodeid="node-1")
+        node = csi.grpc.NodeStub(driver.channel())
+        kube_api.create_spc("app-secrets", namespace=NS)
+        pod = kube_api.create_pod("tok-0", namespace=NS)
+        target = target_path(workdir, pod["metadata"]["uid"])
+        node.NodePublishVolume(publish_request(csi, target, namespace=NS, spc="app-secrets", pod="tok-0",
+                                               pod_uid=pod["metadata"]["uid"]), timeout=30)
+        kube_api.wait_for_object(status_path(f"tok-0-{NS}-app-secrets"))
+        # kubelet rotates the token: the old one is refused from now on, the file has the new one.
+        new = kube_api.rotate_token(token)
+        (sa / "token").write_text(new)
+        pod2 = kube_api.create_pod("tok-1", namespace=NS)
+        target2 = target_path(workdir, pod2["metadata"]["uid"])
+        node.NodePublishVolume(publish_request(csi, target2, namespace=NS, spc="app-secrets", pod="tok-1",
+                                               pod_uid=pod2["metadata"]["uid"]), timeout=30)
+        kube_api.wait_for_object(status_path(f"tok-1-{NS}-app-secrets"), timeout=30,
+                                 what="a status write with the rotated token")
+        assert new not in driver.stderr() and token not in driver.stderr()
+    finally:
+        provider.stop()
+        unmount_everything_under(workdir)
+
+
+def test_no_token_or_secret_in_logs_events_or_status(cluster):
+    api = cluster.api
+    api.create_spc("app-secrets", namespace=NS, parameters={"objects": "db-password"}, secret_objects=[
+        {"secretName": "db", "data": [{"objectName": "db-password", "key": "password"}]}])
+    pod = cluster.pod("leak-0")
+    uid = pod["metadata"]["uid"]
+    target = target_path(cluster.root, uid)
+    sa_token = "eyJhbGciOiJSUzI1NiJ9.sa-token-for-leak-test.c2lnbmF0dXJl"
+    tokens = {"api": {"token": sa_token, "expirationTimestamp": "2099-01-01T00:00:00Z"}}
+    cluster.node.NodePublishVolume(publish_request(
+        cluster.csi, target, spc="app-secrets", namespace=NS, pod="leak-0", pod_uid=uid, tokens=tokens,
+        secrets={"nodePublishSecretRef-password": "node-publish-secret-value"}), timeout=30)
+    api.wait_for_object(f"/api/v1/namespaces/{NS}/secrets/db")
+    # A refresh that fails, echoing nothing but an error, records an event.
+    cluster.provider.error_code = grpc.StatusCode.UNAVAILABLE
+    time.sleep(0.3)
+    cluster.node.NodePublishVolume(publish_request(
+        cluster.csi, target, spc="app-secrets", namespace=NS, pod="leak-0", pod_uid=uid, tokens=tokens,
+        secrets={"nodePublishSecretRef-password": "node-publish-secret-value"}), timeout=30)
+    wait_for(lambda: any(e["reason"] == "MountRotationFailed" for e in api.get(f"/api/v1/namespaces/{NS}/events")["items"]),
+             what="the MountRotationFailed event")
+    cluster.provider.error_code = None
+    secrets = [sa_token, "node-publish-secret-value", "s3cr3t-db-value", cluster.token]
+    observed = {
+        "driver log": cluster.driver.stderr() + cluster.driver.stdout(),
+        "events": json.dumps(api.get(f"/api/v1/namespaces/{NS}/events")),
+        "status objects": json.dumps(api.get(f"{GROUP}/namespaces/{NS}/secretproviderclasspodstatuses")),
+    }
+    for where, text in observed.items():
+        for i, s in enumerate(secrets):
+            assert s not in text, f"secret #{i} appears in the {where}"
+    cluster.unpublish(pod, target)
