@@ -34,6 +34,7 @@ final class TestServer: @unchecked Sendable {
   /// Starts a server with fresh certificates; it prints its ports once it listens.
   static func start(on loop: EventLoop) async throws -> TestServer {
     let directory = makeTempDirectory()
+    // The test virtualenv (`make deps`), else Debian's python3 with python3-h2.
     let venvPython = packageRoot + "/.venv/bin/python"
     let python = access(venvPython, X_OK) == 0 ? venvPython : "/usr/bin/python3"
     let script = packageRoot + "/Tests/CurlHTTPTests/test_server.py"
