@@ -133,13 +133,16 @@ public struct HTTPRequest: Sendable {
   public var tls: TLSConfiguration
   public var version: HTTPVersionPreference
   /// `execute`: the largest response body accepted; `stream`: the longest line.
-  /// Beyond it the request fails with `.bodyTooLarge`.
+  /// Beyond it the request fails with `.bodyTooLarge`. Counts decoded bytes.
   public var maxResponseBytes: Int
+  /// Offers gzip (and the other encodings libcurl decodes) and decodes the response:
+  /// large JSON lists travel in a fraction of their size.
+  public var acceptCompressedResponse: Bool
 
   public init(
     method: HTTPMethod = .get, url: String, headers: HTTPHeaders = [:], body: [UInt8]? = nil,
     timeouts: HTTPTimeouts = HTTPTimeouts(), tls: TLSConfiguration = TLSConfiguration(),
-    version: HTTPVersionPreference = .http2, maxResponseBytes: Int = 16 << 20
+    version: HTTPVersionPreference = .http2, maxResponseBytes: Int = 16 << 20, acceptCompressedResponse: Bool = false
   ) {
     self.method = method
     self.url = url
@@ -149,6 +152,7 @@ public struct HTTPRequest: Sendable {
     self.tls = tls
     self.version = version
     self.maxResponseBytes = maxResponseBytes
+    self.acceptCompressedResponse = acceptCompressedResponse
   }
 
   /// The URL without user information, query or fragment: safe for messages.
