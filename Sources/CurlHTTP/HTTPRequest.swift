@@ -66,11 +66,11 @@ public struct HTTPMethod: RawRepresentable, Sendable, Hashable, CustomStringConv
 public enum HTTPVersionPreference: Sendable, Hashable {
   /// HTTP/1.1 only.
   case http1_1
-  /// HTTP/2 where an HTTPS server offers it (ALPN), HTTP/1.1 otherwise. Requests to
-  /// the same server share one connection, as concurrent streams.
+  /// HTTP/2 where an HTTPS server offers it (ALPN), HTTP/1.1 otherwise (plain
+  /// `http://` included). Requests to the same server share one connection, as
+  /// concurrent streams. (No cleartext HTTP/2 "prior knowledge": libcurl 7.88 fails
+  /// the second request on such a connection.)
   case http2
-  /// HTTP/2 without negotiation, also over plain `http://` (the server must speak it).
-  case http2PriorKnowledge
 }
 
 /// How the server is authenticated, and how the client authenticates itself.

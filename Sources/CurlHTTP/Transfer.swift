@@ -94,9 +94,6 @@ class Transfer: @unchecked Sendable {
       // Wait for a connection being set up to the same server rather than open another:
       // concurrent requests then share one HTTP/2 connection.
       _ = ccurl_easy_setopt_long(easy, CURLOPT_PIPEWAIT, 1)
-    case .http2PriorKnowledge:
-      _ = ccurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE))
-      _ = ccurl_easy_setopt_long(easy, CURLOPT_PIPEWAIT, 1)
     }
 
     if let connect = request.timeouts.connect {
