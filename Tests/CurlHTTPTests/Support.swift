@@ -73,11 +73,20 @@ final class TestServer: @unchecked Sendable {
     return server
   }
 
-  /// Closing its stdin ends the server.
+  /// Closing its stdin ends the server; should it linger, it is killed (a test must
+  /// not hang on its server).
   func stop() {
     close(stdinFD)
     var status: Int32 = 0
-    waitpid(pid, &status, 0)
+    var exited = false
+    for _ in 0..<100 where !exited {
+      exited = waitpid(pid, &status, WNOHANG) == pid
+      if !exited { usleep(50_000) }
+    }
+    if !exited {
+      kill(pid, SIGKILL)
+      waitpid(pid, &status, 0)
+    }
     removeDirectory(directory)
   }
 

@@ -231,6 +231,8 @@ async def respond_h1(req, writer):
             await asyncio.Future()
         if req.method == "HEAD":
             continue
+        if writer.is_closing():
+            raise ConnectionError("the client went away")
         writer.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
         await writer.drain()
     if chunked:
