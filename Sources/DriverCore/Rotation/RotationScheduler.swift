@@ -83,7 +83,7 @@ public actor RotationScheduler {
     if timer == nil { timer = UVTimer(on: loop) }
     armedFor = next
     timer!.start(timeoutMs: wait.timerMilliseconds) { [self] in
-      Task { await self.fire() }
+      Task { self.fire() }
     }
   }
 
@@ -95,7 +95,7 @@ public actor RotationScheduler {
       timerRefreshes += 1
       running[volume.target] = Task { [self] in
         let ok = await refresh(volume.target)
-        await self.finished(volume, ok: ok)
+        self.finished(volume, ok: ok)
       }
     }
     rearm()
