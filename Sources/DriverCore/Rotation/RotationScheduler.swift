@@ -33,6 +33,41 @@ public actor RotationScheduler {
     self.refresh = refresh
   }
 
+  private enum Event {
+    case fetched(RotationPlan.Volume)
+    case gone
+  }
+
+  /// The latest news per target, handed over from the volumes' actors. Tasks that carry
+  /// it may run in any order; only the latest per target counts, so an unpublish right
+  /// after a refresh always ends with the volume out of the plan.
+  private nonisolated let inbox = Locked<[String: Event]>([:])
+
+  /// A volume fetched successfully (first mount, refresh): it is due again later.
+  public nonisolated func noteFetched(_ volume: RotationPlan.Volume) {
+    inbox.withLock { $0[volume.target] = .fetched(volume) }
+    Task { await self.drainInbox() }
+  }
+
+  /// A volume was unpublished.
+  public nonisolated func noteGone(target: String) {
+    inbox.withLock { $0[target] = .gone }
+    Task { await self.drainInbox() }
+  }
+
+  private func drainInbox() {
+    let events = inbox.withLock { inbox -> [String: Event] in
+      defer { inbox = [:] }
+      return inbox
+    }
+    for (target, event) in events {
+      switch event {
+      case .fetched(let volume): fetched(volume)
+      case .gone: gone(target: target)
+      }
+    }
+  }
+
   /// A volume fetched successfully (first mount, refresh, adoption).
   public func fetched(_ volume: RotationPlan.Volume) {
     guard !stopped else { return }

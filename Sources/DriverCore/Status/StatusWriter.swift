@@ -66,14 +66,32 @@ public actor StatusWriter {
     self.logger = logger
   }
 
+  /// The latest wanted state per target, handed over from any thread. Tasks that carry
+  /// the hand-over may run in any order; the inbox keeps only the latest state, so a
+  /// quick publish-then-unpublish can never end with the object present.
+  private nonisolated let inbox = Locked<[String: Wanted]>([:])
+
   /// The volume is mounted with these versions: create or update its object.
   public nonisolated func mounted(_ status: PodVolumeStatus) {
-    Task { await self.want(.present(status), for: status.targetPath) }
+    post(.present(status), for: status.targetPath)
   }
 
   /// The volume is gone: delete its object.
   public nonisolated func unmounted(targetPath: String) {
-    Task { await self.want(.absent, for: targetPath) }
+    post(.absent, for: targetPath)
+  }
+
+  private nonisolated func post(_ state: Wanted, for target: String) {
+    inbox.withLock { $0[target] = state }
+    Task { await self.drainInbox() }
+  }
+
+  private func drainInbox() {
+    let states = inbox.withLock { inbox -> [String: Wanted] in
+      defer { inbox = [:] }
+      return inbox
+    }
+    for (target, state) in states { want(state, for: target) }
   }
 
   /// No write is queued or in flight.

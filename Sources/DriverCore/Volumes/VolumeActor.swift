@@ -226,7 +226,7 @@ public actor VolumeActor {
   ) async -> PublishOutcome {
     // Without rotation, mounted content never changes (as upstream), even for a
     // volume adopted after a restart.
-    guard var current = record, env.settings.rotationEnabled else {
+    guard let current = record, env.settings.rotationEnabled else {
       if record?.lastFetch == nil, let status = env.status {
         // Adopted after a restart: make sure its status object exists (no versions known).
         status.mounted(PodVolumeStatus(
@@ -303,7 +303,7 @@ public actor VolumeActor {
     let volume = RotationPlan.Volume(
       target: targetPath, backoffKey: "\(pod.podNamespace)/\(pod.serviceAccount)/\(spc.name)", interval: spc.rotationInterval,
       lastFetch: nowMono, tokensExpire: expires)
-    Task { await rotation.fetched(volume) }
+    rotation.noteFetched(volume)
   }
 
   /// Tells the cluster what is mounted (status object, then the class's Secrets); the
@@ -460,10 +460,7 @@ public actor VolumeActor {
     await acquire()
     defer { release() }
     env.status?.unmounted(targetPath: targetPath)
-    if let rotation = env.rotation {
-      let target = targetPath
-      Task { await rotation.gone(target: target) }
-    }
+    env.rotation?.noteGone(target: targetPath)
     try await onPool { [self] () throws(PublishError) in
       try unmountAll()
       do {
