@@ -203,6 +203,21 @@ def test_missed_target_exits_3(binaries, tmp_path):
     assert "FAIL  first_publish.count >= 1000" in stdout
 
 
+def test_injected_faults_take_an_error_range(binaries, tmp_path):
+    """With provider faults the run has no implicit errors<=0: the expected range is given;
+    volumes must still verify."""
+    result, stdout = run_load(
+        binaries, tmp_path / "faults.json", "--pods", "3", "--duration", "1s", "--republish", "off",
+        "--provider-error-rate", "1", "--target", "errors>=3")
+    assert {t["metric"] for t in result["targets"]} == {"errors", "verify_errors"}
+    assert result["passed"] is True
+    first = result["calls"]["first_publish"]
+    assert first["ok"] == 0 and first["count"] >= 3
+    assert result["errors"]["verify"] == 0 and result["errors"]["rpc"] == result["errors"]["total"] >= 3
+    assert result["latency"]["first_publish"]["count"] == 0
+    check_histograms(result)
+
+
 def test_against_a_running_driver(binaries, tmp_path):
     """--endpoint mode: the test starts the provider and driver, csi-load only drives them."""
     work = short_tmpdir()
