@@ -452,14 +452,14 @@ actor Kubelet {
   /// After NodePublishVolume answered OK: nil when the volume holds what the provider
   /// serves (or this publish is not among the sampled ones), else the failure's code.
   /// Also follows the secret change with the bytes it read.
-  private func verifyPublished(_ id: Int, now: UInt64) -> VerifyFailure? {
+  private func verifyPublished(_ id: Int, now: UInt64) -> VolumeProblem? {
     guard let pod = pods[id] else { return nil }
     publishesOK += 1
     var changedBytes: [UInt8]?
     if (publishesOK - 1) % plan.verifyEvery == 0 {
       volumesChecked += 1
       switch verifier.check(target: pod.target) {
-      case .failure(let failure): return failure
+      case .failure(let problem): return problem
       case .success(let checked):
         if let change = plan.change, let i = plan.expectedObjects?.firstIndex(where: { $0.name == change.volumePath }) {
           changedBytes = checked.contents[i]
@@ -487,7 +487,7 @@ actor Kubelet {
     // The driver thinks the volume is mounted even when its content is wrong: kubelet
     // does not look, so the pod goes on (republished, unpublished) as a live one.
     let failed = error == nil ? verifyPublished(id, now: t1) : nil
-    record(.firstPublish, t0, t1, error.map(statusName) ?? failed?.code, detail: error.map { "\($0)" })
+    record(.firstPublish, t0, t1, error.map(statusName) ?? failed?.failure.code, detail: error.map(errorDetail) ?? failed?.detail)
     guard var pod = pods[id] else { return }
     if let _ = error {
       pod.state = .pending
@@ -513,7 +513,7 @@ actor Kubelet {
     guard let pod = pods[id] else { return }
     let (t0, t1, error) = await call(publishRequest(pod), due: due)
     let failed = error == nil ? verifyPublished(id, now: t1) : nil
-    record(.republish, t0, t1, error.map(statusName) ?? failed?.code, detail: error.map { "\($0)" })
+    record(.republish, t0, t1, error.map(statusName) ?? failed?.failure.code, detail: error.map(errorDetail) ?? failed?.detail)
     guard pods[id] != nil else { return }
     // The volume stays mounted whatever the answer; kubelet tries again next period.
     pods[id]!.state = .live
@@ -587,11 +587,13 @@ actor Kubelet {
   @discardableResult
   private func recordUnpublish(_ kind: CallKind, _ pod: Pod, _ t0: UInt64, _ t1: UInt64, _ error: (any Error)?) -> Bool {
     var failure = error.map(statusName)
+    var detail = error.map(errorDetail)
     if error == nil && Files.exists(pod.target) {
       leftoverTargets += 1
       failure = VerifyFailure.targetLeft.code
+      detail = "\(VerifyFailure.targetLeft.code): the target is still there after an OK (\(pod.target))"
     }
-    record(kind, t0, t1, failure, detail: error.map { "\($0)" })
+    record(kind, t0, t1, failure, detail: detail)
     return failure == nil
   }
 
@@ -609,7 +611,7 @@ actor Kubelet {
     while monotonicNs() < endNs && aborted == nil && !stopRequested.withLock({ $0 }) {
       let (t0, t1, error) = await call(publishRequest(pod), due: monotonicNs())
       let failed = error == nil ? verifyPublished(id, now: t1) : nil
-      record(.firstPublish, t0, t1, error.map(statusName) ?? failed?.code, detail: error.map { "\($0)" })
+      record(.firstPublish, t0, t1, error.map(statusName) ?? failed?.failure.code, detail: error.map(errorDetail) ?? failed?.detail)
       if error == nil {
         live.insert(id)
         peakLive = Swift.max(peakLive, live.count)

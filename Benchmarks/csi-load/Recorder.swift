@@ -44,6 +44,12 @@ func statusName(_ error: any Error) -> String {
   return raw >= 0 && raw < names.count ? names[raw] : "CODE_\(raw)"
 }
 
+/// "UNAVAILABLE: <the status message>", for the error samples.
+func errorDetail(_ error: any Error) -> String {
+  guard let rpc = error as? RPCError else { return "\(statusName(error)): \(error)" }
+  return "\(statusName(rpc)): \(rpc.message)"
+}
+
 /// Latencies in microseconds: 1 µs to 10 minutes, 3 significant digits.
 typealias LatencyHistogram = Histogram<UInt64>
 

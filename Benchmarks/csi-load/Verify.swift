@@ -34,6 +34,12 @@ enum VerifyFailure: String, Error, Sendable {
   var code: String { rawValue }
 }
 
+/// A failed check: its code, and a sentence for the error samples.
+struct VolumeProblem: Error, Sendable {
+  var failure: VerifyFailure
+  var detail: String
+}
+
 /// Reads a published volume back and compares it with what the provider serves:
 /// kubelet's atomic-writer layout (`..data -> ..<timestamp>/`, every object name a
 /// link to `..data/<name>`), exactly the expected objects, each holding one of the
@@ -56,7 +62,7 @@ struct VolumeVerifier: Sendable {
   /// Checks, and checks again up to twice when it fails: the driver's own refresh may swap
   /// `..data` between two of our reads, which a second look resolves; a broken volume fails
   /// every look.
-  func check(target: String) -> Result<Checked, VerifyFailure> {
+  func check(target: String) -> Result<Checked, VolumeProblem> {
     var result = checkOnce(target: target)
     for _ in 0..<2 {
       guard case .failure = result else { break }
@@ -65,47 +71,63 @@ struct VolumeVerifier: Sendable {
     return result
   }
 
-  private func checkOnce(target: String) -> Result<Checked, VerifyFailure> {
+  private func checkOnce(target: String) -> Result<Checked, VolumeProblem> {
+    func fail(_ failure: VerifyFailure, _ what: String) -> Result<Checked, VolumeProblem> {
+      .failure(VolumeProblem(failure: failure, detail: "\(failure.code): \(what) (\(target))"))
+    }
     var st = stat()
-    guard lstat(target, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return .failure(.noTarget) }
-    guard let entries = Self.list(target) else { return .failure(.noTarget) }
-    if entries.isEmpty { return .failure(.empty) }
+    guard lstat(target, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return fail(.noTarget, "no directory at the target") }
+    guard let entries = Self.list(target) else { return fail(.noTarget, "the target cannot be listed") }
+    if entries.isEmpty { return fail(.empty, "the volume is empty") }
     switch clinux_is_mount_root(target) {
     case 1: break
     case -2:  // before Linux 5.8: a mount root has another device than its parent
       var parent = stat()
       let parentPath = target.lastIndex(of: "/").map { String(target[..<$0]) } ?? "."
       guard stat(parentPath.isEmpty ? "/" : parentPath, &parent) == 0, parent.st_dev != st.st_dev else {
-        return .failure(.notMounted)
+        return fail(.notMounted, "nothing is mounted at the target")
       }
-    default: return .failure(.notMounted)
+    default: return fail(.notMounted, "nothing is mounted at the target")
     }
-    guard clinux_fs_magic(target) == Self.tmpfsMagic else { return .failure(.notTmpfs) }
+    let magic = clinux_fs_magic(target)
+    guard magic == Self.tmpfsMagic else { return fail(.notTmpfs, "the target's file system is 0x\(String(magic, radix: 16)), not tmpfs") }
 
     guard let data = Self.readLink(target + "/..data"), data.hasPrefix(".."), !data.contains("/"), data != "..data",
       entries.contains(data), Files.isDirectory(target + "/" + data)
-    else { return .failure(.layout) }
+    else { return fail(.layout, "..data is not a link to a ..<timestamp> directory") }
     var accounted: Set<String> = ["..data", data]
     var contents: [[UInt8]] = []
     if let expected {
       contents.reserveCapacity(expected.count)
       for object in expected {
-        guard entries.contains(object.name) else { return .failure(.missingObject) }
-        guard Self.readLink(target + "/" + object.name) == "..data/" + object.name else { return .failure(.layout) }
-        guard let bytes = Files.read(target + "/..data/" + object.name) else { return .failure(.missingObject) }
-        guard object.versions.contains(bytes) else { return .failure(.wrongContent) }
+        guard entries.contains(object.name) else { return fail(.missingObject, "\(object.name) is missing") }
+        guard Self.readLink(target + "/" + object.name) == "..data/" + object.name else {
+          return fail(.layout, "\(object.name) is not a link to ..data/\(object.name)")
+        }
+        guard let bytes = Files.read(target + "/..data/" + object.name) else {
+          return fail(.missingObject, "..data/\(object.name) cannot be read")
+        }
+        guard object.versions.contains(bytes) else {
+          return fail(.wrongContent, "\(object.name) holds \(bytes.count) bytes the store never held")
+        }
         contents.append(bytes)
         accounted.insert(object.name)
       }
-      if entries.count != accounted.count { return .failure(.extraEntry) }
-      guard let inData = Self.list(target + "/" + data) else { return .failure(.layout) }
-      if inData.count != expected.count { return .failure(.extraEntry) }
+      if entries.count != accounted.count {
+        return fail(.extraEntry, "unexpected \(entries.subtracting(accounted).sorted().joined(separator: ", "))")
+      }
+      guard let inData = Self.list(target + "/" + data) else { return fail(.layout, "\(data) cannot be listed") }
+      if inData.count != expected.count {
+        return fail(.extraEntry, "\(data) holds \(inData.count) entries for \(expected.count) objects")
+      }
     } else {
       let names = entries.subtracting(accounted)
-      if names.isEmpty { return .failure(.missingObject) }
+      if names.isEmpty { return fail(.missingObject, "no object besides ..data") }
       for name in names {
-        guard Self.readLink(target + "/" + name) == "..data/" + name else { return .failure(.layout) }
-        guard Files.exists(target + "/..data/" + name) else { return .failure(.missingObject) }
+        guard Self.readLink(target + "/" + name) == "..data/" + name else {
+          return fail(.layout, "\(name) is not a link to ..data/\(name)")
+        }
+        guard Files.exists(target + "/..data/" + name) else { return fail(.missingObject, "..data/\(name) is missing") }
       }
     }
     return .success(Checked(contents: contents))

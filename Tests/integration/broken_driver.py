@@ -6,10 +6,12 @@ that csi-load fails a driver whose answers look fine but whose work is not.
 csi-load starts it as if it were the driver (`--driver-bin` pointing at a
 wrapper script), so it accepts the real driver's flags. Modes:
 
-  empty    NodePublishVolume mounts a tmpfs on the target and answers OK, writing nothing
-  wrong    the full `..data` layout with every object, but wrong bytes in each
-  partial  the full layout with the right bytes, but the last object missing
-  errors   NodePublishVolume fails at once with UNAVAILABLE, every other call with INTERNAL
+  empty     NodePublishVolume mounts a tmpfs on the target and answers OK, writing nothing
+  wrong     the full `..data` layout with every object, but wrong bytes in each
+  partial   the full layout with the right bytes, but the last object missing
+  disk      the full layout with the right bytes, in a plain directory: no tmpfs, secrets on disk
+  leftover  a correct volume, but NodeUnpublishVolume leaves the (unmounted) target directory
+  errors    NodePublishVolume fails at once with UNAVAILABLE, every other call with INTERNAL
 
 The object names come from the SecretProviderClass files in `--spc-dir` (the
 `objects` parameter); the right bytes from the reference provider's data
@@ -36,7 +38,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from support import cleanup_compiled, compile_proto  # noqa: E402
 
-MODES = ("empty", "wrong", "partial", "errors")
+MODES = ("empty", "wrong", "partial", "disk", "leftover", "errors")
 
 
 def object_names(spc_dir: Path) -> list[str]:
@@ -89,14 +91,16 @@ class BrokenNode:
             context.abort(grpc.StatusCode.UNAVAILABLE, "broken driver: unavailable")
         target = Path(request.target_path)
         with self.lock:
-            if not os.path.ismount(target):
-                target.mkdir(exist_ok=True)
+            target.mkdir(exist_ok=True)
+            if self.mode != "disk" and not os.path.ismount(target):
                 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)], check=True)
             if self.mode != "empty" and not (target / "..data").exists():
                 if self.mode == "wrong":
                     files = {n: b"not the secret" for n in self.names}
-                else:  # partial
+                elif self.mode == "partial":
                     files = {n: (self.store / n).read_bytes() for n in self.names[:-1]}
+                else:
+                    files = {n: (self.store / n).read_bytes() for n in self.names}
                 write_atomic_layout(target, files)
         return self.pb.NodePublishVolumeResponse()
 
@@ -107,7 +111,9 @@ class BrokenNode:
         with self.lock:
             if os.path.ismount(target):
                 subprocess.run(["umount", str(target)], check=True)
-            if target.is_dir():
+            if self.mode == "disk":
+                subprocess.run(["rm", "-rf", "--one-file-system", str(target)], check=True)
+            elif target.is_dir() and self.mode != "leftover":
                 target.rmdir()
         return self.pb.NodeUnpublishVolumeResponse()
 

@@ -302,17 +302,23 @@ BROKEN = {
     "empty": ("VERIFY_EMPTY", True),
     "wrong": ("VERIFY_WRONG_CONTENT", True),
     "partial": ("VERIFY_MISSING_OBJECT", True),
+    "disk": ("VERIFY_NOT_MOUNTED", True),
     "errors": ("UNAVAILABLE", False),
 }
+
+
+def broken_driver(tmp_path: Path, mode: str) -> Path:
+    """An executable that starts broken_driver.py in `mode`, taking the driver's flags."""
+    wrapper = tmp_path / f"broken-driver-{mode}"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / 'broken_driver.py'} --mode {mode} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
 
 
 @pytest.mark.parametrize("mode", sorted(BROKEN))
 def test_a_broken_driver_fails_the_run(binaries, tmp_path, mode):
     code, answers_ok = BROKEN[mode]
-    wrapper = tmp_path / "broken-driver"
-    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / 'broken_driver.py'} --mode {mode} \"$@\"\n")
-    wrapper.chmod(0o755)
-    bins = dict(binaries, driver=wrapper)
+    bins = dict(binaries, driver=broken_driver(tmp_path, mode))
     result, stdout = run_load(
         bins, tmp_path / f"{mode}.json", "--scenario", f"broken-{mode}", "--pods", "3", "--duration", "2s",
         "--republish", "off", "--objects", "3", "--object-size", "32", expect=3)
@@ -329,3 +335,14 @@ def test_a_broken_driver_fails_the_run(binaries, tmp_path, mode):
     assert result["groups"][0]["first_publish"]["count"] == 0
     check_histograms(result)
     assert "FAIL  errors <= 0" in stdout and code in stdout
+    assert any(code in sample for sample in result["error_samples"])
+
+
+def test_an_unpublish_that_leaves_the_target_fails_the_run(binaries, tmp_path):
+    bins = dict(binaries, driver=broken_driver(tmp_path, "leftover"))
+    result, stdout = run_load(bins, tmp_path / "leftover.json", "--pods", "2", "--duration", "1s", "--republish", "off",
+                              expect=3)
+    assert result["calls"]["first_publish"]["ok"] == 2 and result["verification"]["checked"] == 2
+    assert result["calls"]["teardown"]["errors"] == {"VERIFY_TARGET_LEFT": 2}
+    assert result["leftover_targets"] == 2
+    assert {t["metric"] for t in result["targets"] if not t["pass"]} == {"errors", "verify_errors"}
