@@ -336,6 +336,15 @@ def test_a_broken_driver_fails_the_run(binaries, tmp_path, mode):
     check_histograms(result)
     assert "FAIL  errors <= 0" in stdout and code in stdout
     assert any(code in sample for sample in result["error_samples"])
+    # report.py shows the errors by code, on the console and in the page.
+    html = tmp_path / "report.html"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "Benchmarks" / "report.py"), str(tmp_path / f"{mode}.json"), "-o", str(html)],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    line = f"errors: {result['errors']['total']} ("
+    assert line in proc.stdout and f"{code} {result['errors']['by_code'][code]}" in proc.stdout
+    assert line in html.read_text()
 
 
 def test_an_unpublish_that_leaves_the_target_fails_the_run(binaries, tmp_path):
