@@ -90,7 +90,8 @@ def verification_line(run: dict) -> str:
         return "volumes not verified (results from an older csi-load)"
     what = f"{len(v['objects'])} objects, bytes and layout" if v.get("content_checked") else "layout only"
     every = "every one" if v["every"] == 1 else f"1 in {v['every']}"
-    return f"verified {v['checked']} of {v['publishes_ok']} successful publishes ({every}; {what})"
+    cost = f", {fmt(v['cpu_per_check_us'])} µs of harness CPU per check" if v.get("cpu_per_check_us") is not None else ""
+    return f"verified {v['checked']} of {v['publishes_ok']} successful publishes ({every}; {what}){cost}"
 
 
 def cpu_line(run: dict) -> str:

@@ -192,6 +192,8 @@ actor Kubelet {
   /// Successful publishes seen and volumes checked (every `plan.verifyEvery`-th).
   var publishesOK = 0
   var volumesChecked = 0
+  /// CPU time the checks took (this thread's clock): what verifying costs the harness.
+  var verifyCPUNs: UInt64 = 0
   /// Calls sent until the end of the measured part (warm-up included), and the CPU
   /// time the harness and the driver used meanwhile: CPU per call.
   var callsSent = 0
@@ -458,7 +460,10 @@ actor Kubelet {
     var changedBytes: [UInt8]?
     if (publishesOK - 1) % plan.verifyEvery == 0 {
       volumesChecked += 1
-      switch verifier.check(target: pod.target) {
+      let cpu0 = threadCPUNs()
+      let outcome = verifier.check(target: pod.target)
+      verifyCPUNs &+= threadCPUNs() &- cpu0
+      switch outcome {
       case .failure(let problem): return problem
       case .success(let checked):
         if let change = plan.change, let i = plan.expectedObjects?.firstIndex(where: { $0.name == change.volumePath }) {
@@ -814,13 +819,20 @@ actor Kubelet {
       providerStats: providerStats, driverHWMKiB: driverHWMKiB,
       providerHWMKiB: providerHWMKiB, aborted: aborted, stoppedEarly: stopRequested.withLock { $0 },
       podsCreated: nextPodID - scheduledCount, scheduleLag: scheduleLag, publishesOK: publishesOK,
-      volumesChecked: volumesChecked, callsSent: callsSent,
+      volumesChecked: volumesChecked, verifyCPUNs: verifyCPUNs, callsSent: callsSent,
       harnessCPUSeconds: cpuAtEnd.map { $0.harness - cpuAtStart.harness },
       driverCPUSeconds: cpuAtEnd.flatMap { end in end.driver.flatMap { d in cpuAtStart.driver.map { d - $0 } } })
   }
 }
 
 func ns(_ seconds: Double) -> UInt64 { UInt64(Swift.max(0, seconds) * 1e9) }
+
+/// CPU nanoseconds the calling thread has used.
+func threadCPUNs() -> UInt64 {
+  var ts = timespec()
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+  return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
 
 /// Everything the run measured, handed to the report writers.
 struct RunRecord: Sendable {
@@ -848,6 +860,7 @@ struct RunRecord: Sendable {
   var scheduleLag: LatencyHistogram
   var publishesOK: Int
   var volumesChecked: Int
+  var verifyCPUNs: UInt64
   /// Calls sent before the end of the measured part, warm-up included, and the CPU
   /// each process used over the same stretch.
   var callsSent: Int

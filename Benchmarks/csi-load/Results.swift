@@ -83,6 +83,10 @@ struct Results {
     return all
   }
 
+  var verifyCPUPerCheckMicros: Double? {
+    record.volumesChecked > 0 ? Double(record.verifyCPUNs) / 1000 / Double(record.volumesChecked) : nil
+  }
+
   var errorCount: Int { record.kinds.values.reduce(0) { $0 + ($1.calls - $1.ok) } }
   var verifyErrorCount: Int { record.kinds.values.reduce(0) { $0 + $1.verifyErrors } }
 
@@ -117,6 +121,7 @@ struct Results {
     m += [
       ("errors", Double(errorCount)), ("rpc_errors", Double(errorCount - verifyErrorCount)),
       ("verify_errors", Double(verifyErrorCount)), ("verify.checked", Double(record.volumesChecked)),
+      ("verify.cpu_per_check_us", verifyCPUPerCheckMicros),
     ]
     for (code, n) in errorsByCode.sorted(by: { $0.key < $1.key }) { m.append(("errors.\(code)", Double(n))) }
     let lag = record.scheduleLag.summary
@@ -275,6 +280,7 @@ struct Results {
   private var verificationJSON: JSON {
     .object([
       ("every", .int(plan.verifyEvery)), ("publishes_ok", .int(record.publishesOK)), ("checked", .int(record.volumesChecked)),
+      ("cpu_per_check_us", .num(verifyCPUPerCheckMicros)),
       ("objects", plan.expectedObjects.map { .array($0.map { .string($0.name) }) } ?? .null),
       ("content_checked", .bool(plan.expectedObjects != nil)),
     ])
@@ -407,7 +413,8 @@ struct Results {
     let what = plan.expectedObjects.map { "\($0.count) objects, bytes and layout" } ?? "layout only (objects unknown)"
     out.append(
       "verified \(record.volumesChecked) of \(record.publishesOK) successful publishes (\(every); \(what)): "
-        + (verifyErrorCount == 0 ? "all good" : "\(verifyErrorCount) FAILED"))
+        + (verifyErrorCount == 0 ? "all good" : "\(verifyErrorCount) FAILED")
+        + (verifyCPUPerCheckMicros.map { ", \(f($0)) µs of harness CPU per check" } ?? ""))
     let codes = errorsByCode
     out.append(
       "errors: \(errorCount)"

@@ -119,6 +119,7 @@ def test_every_published_volume_is_verified(kubelet_run):
     assert v["content_checked"] and v["objects"] == ["secret-0", "secret-1"]
     ok_publishes = result["calls"]["first_publish"]["ok"] + result["calls"]["republish"]["ok"]
     assert v["every"] == 1 and v["checked"] == v["publishes_ok"] == ok_publishes > 0
+    assert v["cpu_per_check_us"] > 0 and result["metrics"]["verify.cpu_per_check_us"] == v["cpu_per_check_us"]
     assert "all good" in kubelet_run[1]
 
 
