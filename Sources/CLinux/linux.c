@@ -79,8 +79,8 @@ int clinux_is_mount_root(const char *path) {
     return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) ? 1 : 0;
 }
 
-long clinux_fs_magic(const char *path) {
+long clinux_fs_magic(int fd) {
     struct statfs st;
-    if (statfs(path, &st) != 0) return -1;
+    if (fstatfs(fd, &st) != 0) return -1;
     return (long)st.f_type;
 }
