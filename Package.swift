@@ -110,7 +110,7 @@ let package = Package(
     .executableTarget(
       name: "csi-load",
       dependencies: [
-        "CSIMessages", "GRPCH2", "UVRuntime", "TextFormats",
+        "CSIMessages", "GRPCH2", "UVRuntime", "TextFormats", "CLinux",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -3,7 +3,7 @@
 each against its targets, writes the JSON results and one HTML report.
 
     python Benchmarks/bench.py [--bin-dir .build/release] [--out-dir .build/bench]
-                               [--only a-c1,b-burst250] [--baseline DIR] [--strict]
+                               [--only a-c1,b-burst250] [--baseline DIR] [--no-fail]
                                [--kubelet-fs ext4|tmp]
 
 Scenarios (each starts its own driver and reference provider, release build):
@@ -19,8 +19,11 @@ Pod directories live on a fresh journaled ext4 image, loop-mounted, as a node's
 /var/lib/kubelet does (--kubelet-fs tmp: this machine's journal-less /tmp instead,
 where each mkdir costs several times more).
 
-A missed target is reported, not hidden; the exit status is 0 unless --strict
-(then 3 when a target was missed) or a run could not be made (1). Needs root.
+Every scenario has targets, errors==0 among them: csi-load reads every published
+volume back (objects, bytes, layout) and counts a wrong or missing one as an error,
+and it times latency from each call's scheduled time. The exit status is 3 when a
+target was missed, 1 when a run could not be made, else 0; --no-fail (make bench
+BENCH_NO_FAIL=1) reports misses without failing, for exploratory runs. Needs root.
 Python 3 standard library only.
 """
 
@@ -40,6 +43,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 COMMON = ["--objects", "3", "--object-size", "256"]
 
+# No scenario injects faults: every call must succeed and every volume hold what the provider serves.
+NO_ERRORS = ["errors<=0", "verify_errors<=0"]
+
 SCENARIOS = [
     {
         "name": "a-c1",
@@ -47,20 +53,20 @@ SCENARIOS = [
         "args": ["--workload", "cycles", "--concurrency", "1", "--duration", "10s", "--warmup", "2s",
                  "--provider-latency", "0"],
         "targets": ["first_publish.p50_ms<=0.5", "first_publish.p99_ms<=2",
-                    "unpublish.p50_ms<=0.5", "unpublish.p99_ms<=2"],
+                    "unpublish.p50_ms<=0.5", "unpublish.p99_ms<=2", *NO_ERRORS],
     },
     {
         "name": "a-c8",
         "title": "publish/unpublish cycles at concurrency 8, zero-latency provider, 3 objects x 256 B",
         "args": ["--workload", "cycles", "--concurrency", "8", "--duration", "10s", "--warmup", "2s",
                  "--provider-latency", "0"],
-        "targets": ["cycles_per_s>=2000"],
+        "targets": ["cycles_per_s>=2000", *NO_ERRORS],
     },
     {
         "name": "b-burst250",
         "title": "250 pods published at once, provider latency 50 ms",
         "args": ["--pods", "250", "--arrival", "burst", "--duration", "15s", "--provider-latency", "50ms"],
-        "targets": ["first_publish.p99_ms<=80"],
+        "targets": ["first_publish.p99_ms<=80", *NO_ERRORS],
     },
     {
         "name": "c-live1000",
@@ -68,7 +74,7 @@ SCENARIOS = [
         "args": ["--pods", "1000", "--arrival", "rate:100", "--republish", "60s-90s", "--duration", "210s",
                  "--enable-secret-rotation", "--rotation-poll-interval", "2m", "--change-secret-at", "30s",
                  "--provider-latency", "normal:50ms,10ms"],
-        "targets": ["driver.rss_max_mib<=30", "driver.cpu_steady_pct<=2"],
+        "targets": ["driver.rss_max_mib<=30", "driver.cpu_steady_pct<=2", "propagation.stale_at_end<=0", *NO_ERRORS],
     },
     {
         "name": "d-500plus100",
@@ -76,7 +82,11 @@ SCENARIOS = [
         "args": ["--pods", "500", "--arrival", "rate:100", "--spread-first-republish", "--wave", "100@40s",
                  "--duration", "60s",
                  "--enable-secret-rotation", "--rotation-poll-interval", "2m", "--provider-latency", "normal:50ms,10ms"],
-        "targets": [],
+        # The wave of 100 measured ~90 ms p99 before latency counted from the scheduled arrival
+        # (~104 ms after, on a loaded machine); 50 ms ± 10 ms at the provider alone puts p99 near
+        # 75 ms. RSS: 31 MiB measured with the burst in flight; 32 MiB is the 1 000-volume goal.
+        "targets": ["wave1.first_publish.p99_ms<=120", "initial.first_publish.p99_ms<=100", "driver.rss_max_mib<=32",
+                    *NO_ERRORS],
     },
 ]
 
@@ -87,7 +97,8 @@ def main() -> int:
     ap.add_argument("--out-dir", default=str(REPO / ".build/bench"))
     ap.add_argument("--only", default="", help="comma-separated scenario names")
     ap.add_argument("--baseline", default="", help="a directory (or file) of earlier results to compare with")
-    ap.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
+    ap.add_argument("--no-fail", action="store_true",
+                    help="exit 0 even when a target is missed (exploratory runs); misses are still reported")
     ap.add_argument("--kubelet-fs", choices=("ext4", "tmp"), default="ext4",
                     help="where the pod directories live: ext4 = a fresh journaled ext4 image, loop-mounted, "
                          "as a node's /var/lib/kubelet is (the default); tmp = this machine's /tmp as it is")
@@ -161,7 +172,7 @@ def run_scenarios(opts: argparse.Namespace, bins: Path, out: Path, only: set[str
         rc = subprocess.run(cmd).returncode
         if rc in (0, 3) and result.exists():
             files.append(str(result))
-            verdicts.append((s["name"], "PASS" if rc == 0 and s["targets"] else "FAIL" if rc == 3 else "informational"))
+            verdicts.append((s["name"], "PASS" if rc == 0 else "FAIL"))
         else:
             verdicts.append((s["name"], f"NOT RUN (csi-load exit {rc})"))
 
@@ -176,7 +187,10 @@ def run_scenarios(opts: argparse.Namespace, bins: Path, out: Path, only: set[str
         subprocess.run(report, check=False)
     if any(v.startswith("NOT RUN") for _, v in verdicts):
         return 1
-    if opts.strict and any(v == "FAIL" for _, v in verdicts):
+    if any(v == "FAIL" for _, v in verdicts):
+        if opts.no_fail:
+            print("bench: targets missed (not failing: --no-fail)")
+            return 0
         return 3
     return 0
 

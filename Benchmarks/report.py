@@ -32,6 +32,7 @@ KEY_METRICS = [
     "republish.p50_ms", "republish.p99_ms", "unpublish.p50_ms", "unpublish.p99_ms", "teardown.p99_ms",
     "calls_per_s", "cycles_per_s", "driver.rss_max_mib", "driver.hwm_mib", "driver.cpu_avg_pct",
     "driver.cpu_steady_pct", "provider.mount_calls", "propagation.all_seen_s", "propagation.p50_s",
+    "errors", "verify_errors", "schedule_lag.p99_ms", "driver.cpu_per_call_us", "harness.cpu_per_call_us",
 ]
 
 
@@ -57,7 +58,8 @@ def direction(metric: str) -> int:
     """+1: higher is better, -1: lower is better, 0: neither (counts)."""
     if metric.endswith("per_s"):
         return 1
-    if metric.endswith((".count", ".created", ".peak", "mount_calls", "in_flight_max", "volumes_at_change")):
+    if metric.endswith((".count", ".created", ".peak", "mount_calls", "in_flight_max", "volumes_at_change",
+                        "calls_sent", ".checked")):
         return 0
     return -1
 
@@ -70,6 +72,36 @@ def fmt(v, digits: int = 3) -> str:
     if abs(v) >= 1000 or v == int(v):
         return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:g}"
     return f"{v:.{digits}g}" if abs(v) < 1 else f"{v:.{max(1, digits - len(str(int(abs(v)))))}f}"
+
+
+def errors_line(run: dict) -> str:
+    """"errors: 3 (VERIFY_EMPTY 3)": failed calls of every kind by code (gRPC status or VERIFY_*)."""
+    errors = run.get("errors")
+    if errors is None:  # results from before csi-load counted errors by code
+        total = sum(sum(c["errors"].values()) for c in run["calls"].values())
+        return f"errors: {total} (by kind only)"
+    codes = ", ".join(f"{code} {n}" for code, n in errors["by_code"].items())
+    return f"errors: {errors['total']}" + (f" ({codes})" if codes else "")
+
+
+def verification_line(run: dict) -> str:
+    v = run.get("verification")
+    if v is None:
+        return "volumes not verified (results from an older csi-load)"
+    what = f"{len(v['objects'])} objects, bytes and layout" if v.get("content_checked") else "layout only"
+    every = "every one" if v["every"] == 1 else f"1 in {v['every']}"
+    cost = f", {fmt(v['cpu_per_check_us'])} µs of harness CPU per check" if v.get("cpu_per_check_us") is not None else ""
+    return f"verified {v['checked']} of {v['publishes_ok']} successful publishes ({every}; {what}){cost}"
+
+
+def cpu_line(run: dict) -> str:
+    cpu = run.get("cpu")
+    if cpu is None:
+        return ""
+    lag = run.get("schedule_lag") or {}
+    return (f"CPU per call: driver {fmt(cpu.get('driver_per_call_us'))} µs, harness {fmt(cpu.get('harness_per_call_us'))} µs"
+            f" ({cpu['calls_sent']} calls); latency from the scheduled time, harness queueing p99"
+            f" {fmt(lag['p99_us'] / 1000 if lag.get('p99_us') is not None else None)} ms")
 
 
 def ratio(a, b):
@@ -93,6 +125,10 @@ def print_comparison(runs: list[dict], baselines: dict[str, dict]) -> None:
                   f"  (measured {fmt(t['value'])})")
         if verdict is None and not run.get("targets"):
             print("   (no targets: informational)")
+        print("   " + errors_line(run))
+        print("   " + verification_line(run))
+        if cpu_line(run):
+            print("   " + cpu_line(run))
         metrics = run["metrics"]
         names = [m for m in KEY_METRICS if metrics.get(m) is not None]
         names += [t["metric"] for t in run.get("targets", []) if t["metric"] not in names]
@@ -377,13 +413,15 @@ def rpc_table(run: dict) -> str:
         if c["count"] == 0:
             continue
         lat = run["latency"][k]
+        failed = (run.get("latency_failed") or {}).get(k) or {}
         errors = ", ".join(f"{code} {n}" for code, n in c["errors"].items()) or "0"
         rate = "" if k == "teardown" else fmt(c["count"] / measured)
         cells = [label, str(c["count"]), html.escape(errors), rate] + [
             fmt(lat[f] / 1000 if lat.get(f) is not None else None) for f in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us")]
+        cells.append(fmt(failed["p50_us"] / 1000 if failed.get("p50_us") is not None else None))
         rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("rpc", "calls", "errors", "calls/s", "p50 ms", "p90 ms", "p99 ms",
-                                                 "p99.9 ms", "max ms"))
+                                                 "p99.9 ms", "max ms", "failed p50 ms"))
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
@@ -429,6 +467,11 @@ def section(run: dict, base: dict | None) -> str:
     else:
         parts.append('<p class="muted">No targets: informational.</p>')
     parts.append(rpc_table(run))
+    err_cls = "fail" if (run.get("errors") or {}).get("total") else "muted"
+    parts.append(f'<p class="{err_cls}">{html.escape(errors_line(run))}. {html.escape(verification_line(run))}.'
+                 ' Latency columns hold successful, verified calls only; failed calls are timed apart.</p>')
+    if cpu_line(run):
+        parts.append(f"<p>{html.escape(cpu_line(run))}.</p>")
     prop = run.get("propagation")
     if prop:
         if prop.get("complete"):

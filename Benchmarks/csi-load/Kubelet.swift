@@ -83,7 +83,8 @@ struct EventHeap {
     }
   }
 
-  mutating func pop() -> Event? {
+  /// The earliest event and the time it was due.
+  mutating func pop() -> (time: UInt64, event: Event)? {
     guard !items.isEmpty else { return nil }
     items.swapAt(0, items.count - 1)
     let top = items.removeLast()
@@ -98,7 +99,7 @@ struct EventHeap {
       items.swapAt(i, m)
       i = m
     }
-    return top.event
+    return (top.time, top.event)
   }
 
   private func less(_ a: Int, _ b: Int) -> Bool {
@@ -183,6 +184,21 @@ actor Kubelet {
   var leftoverTargets = 0
   var errorSamples: [String] = []
   var series = TimeSeries()
+  /// From each call's scheduled time to the moment it was handed to the client: the
+  /// harness's own queueing, included in every latency (coordinated omission).
+  var scheduleLag = makeLatencyHistogram()
+
+  let verifier: VolumeVerifier
+  /// Successful publishes seen and volumes checked (every `plan.verifyEvery`-th).
+  var publishesOK = 0
+  var volumesChecked = 0
+  /// CPU time the checks took (this thread's clock): what verifying costs the harness.
+  var verifyCPUNs: UInt64 = 0
+  /// Calls sent until the end of the measured part (warm-up included), and the CPU
+  /// time the harness and the driver used meanwhile: CPU per call.
+  var callsSent = 0
+  var cpuAtStart: (harness: Double, driver: Double?) = (0, nil)
+  var cpuAtEnd: (harness: Double, driver: Double?)?
 
   // Sampler state.
   var samplerRunning = false
@@ -205,6 +221,7 @@ actor Kubelet {
     self.stopRequested = stopRequested
     self.rng = SeededRandom(seed: plan.seed)
     self.groups = plan.groups.map { GroupProgress(spec: $0) }
+    self.verifier = VolumeVerifier(expected: plan.expectedObjects)
     self.quotedAudiences = plan.tokenAudiences.map { a in
       var q = ""
       JSON.quote(a, into: &q)
@@ -222,6 +239,7 @@ actor Kubelet {
   func run() async -> RunRecord {
     if plan.workload == .kubelet { preparePods() }
     startNs = monotonicNs()
+    cpuAtStart = cpuNow()
     switch plan.workload {
     case .kubelet:
       measureFromNs = startNs
@@ -238,6 +256,7 @@ actor Kubelet {
         }
       }
       measuredEndNs = monotonicNs()
+      cpuAtEnd = cpuNow()
     }
     await stopSampler()
     if progressIsTerminal && plan.progress { printError("") }
@@ -273,8 +292,8 @@ actor Kubelet {
     while true {
       let now = monotonicNs()
       if now >= endNs || aborted != nil || stopRequested.withLock({ $0 }) { break }
-      while let next = heap.nextTime, next <= now, let event = heap.pop() {
-        handle(event)
+      while let next = heap.nextTime, next <= now, let (due, event) = heap.pop() {
+        handle(event, due: due)
       }
       let next = Swift.min(heap.nextTime ?? .max, endNs)
       // Events scheduled while asleep are at least 500 ms out; 50 ms bounds their lateness.
@@ -284,11 +303,14 @@ actor Kubelet {
     measuredEndNs = monotonicNs()
     stopping = true
     await waitIdle(seconds: plan.callTimeoutSeconds + 5)
+    cpuAtEnd = cpuNow()
     guard aborted == nil else { return }
     // A node drain: every volume kubelet knows about, mounted or uncertain.
-    teardownStartNs = monotonicNs()
+    let drainAt = monotonicNs()
+    teardownStartNs = drainAt
+    // Every unpublish of the drain is due at its start: what queues in the harness counts.
     for id in pods.keys.sorted() where pods[id]!.attempts > 0 && pods[id]!.state != .unpublishing {
-      beginUnpublish(id, kind: .teardown)
+      beginUnpublish(id, kind: .teardown, due: drainAt)
     }
     await waitIdle(seconds: plan.callTimeoutSeconds * 3 + 5)
     teardownEndNs = monotonicNs()
@@ -308,29 +330,30 @@ actor Kubelet {
     }
   }
 
-  private func handle(_ event: Event) {
+  /// `due`: when the event was scheduled for; the latency of the call it starts counts from then.
+  private func handle(_ event: Event, due: UInt64) {
     switch event {
     case .arrive(let g):
       groups[g].arrived += 1
       let id = scheduled[g].removeLast()
       scheduledCount -= 1
       pods[id]!.state = .pending
-      startFirstPublish(id)
+      startFirstPublish(id, due: due)
     case .retryPublish(let id):
-      if pods[id]?.state == .pending { startFirstPublish(id) }
+      if pods[id]?.state == .pending { startFirstPublish(id, due: due) }
     case .republish(let id):
       guard let pod = pods[id], pod.state == .live else { return }
       pods[id]!.state = .republishing
-      spawn { await self.republish(id) }
+      spawn { await self.republish(id, due: due) }
     case .retryUnpublish(let id):
-      if pods[id] != nil { beginUnpublish(id, kind: .unpublish) }
+      if pods[id] != nil { beginUnpublish(id, kind: .unpublish, due: due) }
     case .churn:
       if live.count > 0 {
         let victim = live.ids[Int.random(in: 0..<live.count, using: &rng)]
-        beginUnpublish(victim, kind: .unpublish)
-        startFirstPublish(newPod(group: Self.churnGroup))
+        beginUnpublish(victim, kind: .unpublish, due: due)
+        startFirstPublish(newPod(group: Self.churnGroup), due: due)
       }
-      heap.push(monotonicNs() + ns(1 / plan.churnPerSecond), .churn)
+      heap.push(due + ns(1 / plan.churnPerSecond), .churn)
     case .changeSecret:
       changeSecret()
     }
@@ -393,50 +416,83 @@ actor Kubelet {
     return out + "}"
   }
 
-  private func record(_ kind: CallKind, _ t0: UInt64, _ t1: UInt64, _ error: (any Error)?) {
+  /// One call's outcome: `failure` is nil for a successful, verified call, else a gRPC
+  /// status name or a `VERIFY_*` code. `t0` is the call's scheduled time.
+  private func record(_ kind: CallKind, _ t0: UInt64, _ t1: UInt64, _ failure: String?, detail: String? = nil) {
     guard t0 >= measureFromNs else { return }  // warm-up
-    kinds[kind]!.record(micros: (t1 &- t0) / 1000, error: error.map(statusName))
-    if let error, errorSamples.count < 20 {
-      let sample = "\(kind.key): \(error)"
+    kinds[kind]!.record(micros: (t1 &- t0) / 1000, error: failure)
+    if let failure, errorSamples.count < 20 {
+      let sample = "\(kind.key): \(detail ?? failure)"
       if !errorSamples.contains(sample) { errorSamples.append(sample) }
     }
   }
 
-  private func call(_ request: CSI.NodePublishVolumeRequest) async -> (UInt64, UInt64, (any Error)?) {
-    let t0 = monotonicNs()
+  /// When the call was sent, when its answer came, and its error.
+  private func send(_ due: UInt64, _ body: () async throws -> Void) async -> (UInt64, UInt64, (any Error)?) {
+    let sent = monotonicNs()
+    if !stopping { callsSent += 1 }
+    if due >= measureFromNs { scheduleLag.recordClamped((sent &- Swift.min(due, sent)) / 1000) }
     do {
-      _ = try await client.call(CSI.Node.nodePublishVolume, request, metadata: callMetadata)
-      return (t0, monotonicNs(), nil)
+      try await body()
+      return (sent, monotonicNs(), nil)
     } catch {
-      return (t0, monotonicNs(), error)
+      return (sent, monotonicNs(), error)
     }
   }
 
-  private func call(_ request: CSI.NodeUnpublishVolumeRequest) async -> (UInt64, UInt64, (any Error)?) {
-    let t0 = monotonicNs()
-    do {
-      _ = try await client.call(CSI.Node.nodeUnpublishVolume, request, metadata: callMetadata)
-      return (t0, monotonicNs(), nil)
-    } catch {
-      return (t0, monotonicNs(), error)
+  /// NodePublishVolume due at `due`: returns `due` (the latency's start), the answer's time and the error.
+  private func call(_ request: CSI.NodePublishVolumeRequest, due: UInt64) async -> (UInt64, UInt64, (any Error)?) {
+    let (_, t1, error) = await send(due) { _ = try await client.call(CSI.Node.nodePublishVolume, request, metadata: callMetadata) }
+    return (due, t1, error)
+  }
+
+  private func call(_ request: CSI.NodeUnpublishVolumeRequest, due: UInt64) async -> (UInt64, UInt64, (any Error)?) {
+    let (_, t1, error) = await send(due) { _ = try await client.call(CSI.Node.nodeUnpublishVolume, request, metadata: callMetadata) }
+    return (due, t1, error)
+  }
+
+  /// After NodePublishVolume answered OK: nil when the volume holds what the provider
+  /// serves (or this publish is not among the sampled ones), else the failure's code.
+  /// Also follows the secret change with the bytes it read.
+  private func verifyPublished(_ id: Int, now: UInt64) -> VolumeProblem? {
+    guard let pod = pods[id] else { return nil }
+    publishesOK += 1
+    var changedBytes: [UInt8]?
+    if (publishesOK - 1) % plan.verifyEvery == 0 {
+      volumesChecked += 1
+      let cpu0 = threadCPUNs()
+      let outcome = verifier.check(target: pod.target)
+      verifyCPUNs &+= threadCPUNs() &- cpu0
+      switch outcome {
+      case .failure(let problem): return problem
+      case .success(let checked):
+        if let change = plan.change, let i = plan.expectedObjects?.firstIndex(where: { $0.name == change.volumePath }) {
+          changedBytes = checked.contents[i]
+        }
+      }
     }
+    checkContent(id, now: now, bytes: changedBytes)
+    return nil
   }
 
   // MARK: publish, republish, unpublish
 
-  private func startFirstPublish(_ id: Int) {
+  private func startFirstPublish(_ id: Int, due: UInt64) {
     guard !stopping, var pod = pods[id] else { return }
     if !pod.directoriesMade { pod.directoriesMade = Files.makeDirectories(pod.parent) }  // kubelet creates the parent
     pod.attempts += 1
     pod.state = .publishing
     pods[id] = pod
-    spawn { await self.firstPublish(id) }
+    spawn { await self.firstPublish(id, due: due) }
   }
 
-  private func firstPublish(_ id: Int) async {
+  private func firstPublish(_ id: Int, due: UInt64) async {
     guard let pod = pods[id] else { return }
-    let (t0, t1, error) = await call(publishRequest(pod))
-    record(.firstPublish, t0, t1, error)
+    let (t0, t1, error) = await call(publishRequest(pod), due: due)
+    // The driver thinks the volume is mounted even when its content is wrong: kubelet
+    // does not look, so the pod goes on (republished, unpublished) as a live one.
+    let failed = error == nil ? verifyPublished(id, now: t1) : nil
+    record(.firstPublish, t0, t1, error.map(statusName) ?? failed?.failure.code, detail: error.map(errorDetail) ?? failed?.detail)
     guard var pod = pods[id] else { return }
     if let _ = error {
       pod.state = .pending
@@ -452,21 +508,20 @@ actor Kubelet {
     peakLive = Swift.max(peakLive, live.count)
     if pod.group >= 0 {
       groups[pod.group].live += 1
-      if t0 >= measureFromNs { groups[pod.group].firstPublish.recordClamped((t1 - t0) / 1000) }
+      if t0 >= measureFromNs && failed == nil { groups[pod.group].firstPublish.recordClamped((t1 &- t0) / 1000) }
       if groups[pod.group].live == groups[pod.group].spec.count { groups[pod.group].allLiveNs = t1 }
     }
-    checkContent(id, now: t1)
     afterCall(id, now: t1)
   }
 
-  private func republish(_ id: Int) async {
+  private func republish(_ id: Int, due: UInt64) async {
     guard let pod = pods[id] else { return }
-    let (t0, t1, error) = await call(publishRequest(pod))
-    record(.republish, t0, t1, error)
+    let (t0, t1, error) = await call(publishRequest(pod), due: due)
+    let failed = error == nil ? verifyPublished(id, now: t1) : nil
+    record(.republish, t0, t1, error.map(statusName) ?? failed?.failure.code, detail: error.map(errorDetail) ?? failed?.detail)
     guard pods[id] != nil else { return }
     // The volume stays mounted whatever the answer; kubelet tries again next period.
     pods[id]!.state = .live
-    if error == nil { checkContent(id, now: t1) }
     afterCall(id, now: t1)
   }
 
@@ -474,7 +529,7 @@ actor Kubelet {
   private func afterCall(_ id: Int, now: UInt64) {
     guard let pod = pods[id] else { return }
     if pod.unpublishRequested {
-      beginUnpublish(id, kind: stopping ? .teardown : .unpublish)
+      beginUnpublish(id, kind: stopping ? .teardown : .unpublish, due: now)
       return
     }
     if let range = plan.republish, !stopping {
@@ -487,7 +542,7 @@ actor Kubelet {
     }
   }
 
-  private func beginUnpublish(_ id: Int, kind: CallKind) {
+  private func beginUnpublish(_ id: Int, kind: CallKind, due: UInt64) {
     guard var pod = pods[id] else { return }
     if pod.state == .publishing || pod.state == .republishing {
       pod.unpublishRequested = true
@@ -504,20 +559,21 @@ actor Kubelet {
     }
     pods[id] = pod
     live.remove(id)
-    spawn { await self.unpublish(id, kind: kind) }
+    spawn { await self.unpublish(id, kind: kind, due: due) }
   }
 
-  private func unpublish(_ id: Int, kind: CallKind) async {
+  private func unpublish(_ id: Int, kind: CallKind, due: UInt64) async {
     guard let pod = pods[id] else { return }
-    var (t0, t1, error) = await call(CSI.NodeUnpublishVolumeRequest(volumeID: pod.volumeID, targetPath: pod.target))
-    record(kind, t0, t1, error)
+    let request = CSI.NodeUnpublishVolumeRequest(volumeID: pod.volumeID, targetPath: pod.target)
+    var (t0, t1, error) = await call(request, due: due)
+    recordUnpublish(kind, pod, t0, t1, error)
     // While draining there is no scheduler: retry here, as kubelet would.
     var attempt = 1
     while error != nil && kind == .teardown && attempt < 3 {
       try? await loop.sleep(milliseconds: 500 << UInt64(attempt - 1))
       attempt += 1
-      (t0, t1, error) = await call(CSI.NodeUnpublishVolumeRequest(volumeID: pod.volumeID, targetPath: pod.target))
-      record(kind, t0, t1, error)
+      (t0, t1, error) = await call(request, due: monotonicNs())
+      recordUnpublish(kind, pod, t0, t1, error)
     }
     if error != nil {
       if kind == .unpublish && !stopping {
@@ -527,9 +583,23 @@ actor Kubelet {
       }
       return
     }
-    if Files.exists(pod.target) { leftoverTargets += 1 }
     removeDirectories(of: pod)
     pods[id] = nil
+  }
+
+  /// An OK that leaves the target behind is a failure too (kubelet would find it there).
+  /// True when the volume is gone.
+  @discardableResult
+  private func recordUnpublish(_ kind: CallKind, _ pod: Pod, _ t0: UInt64, _ t1: UInt64, _ error: (any Error)?) -> Bool {
+    var failure = error.map(statusName)
+    var detail = error.map(errorDetail)
+    if error == nil && Files.exists(pod.target) {
+      leftoverTargets += 1
+      failure = VerifyFailure.targetLeft.code
+      detail = "\(VerifyFailure.targetLeft.code): the target is still there after an OK (\(pod.target))"
+    }
+    record(kind, t0, t1, failure, detail: detail)
+    return failure == nil
   }
 
   // MARK: cycles
@@ -542,18 +612,20 @@ actor Kubelet {
     let id = newPod(group: 0)
     let pod = pods[id]!
     Files.makeDirectories(pod.parent)
+    // A closed loop: each call is due when the worker is ready to send it.
     while monotonicNs() < endNs && aborted == nil && !stopRequested.withLock({ $0 }) {
-      let (t0, t1, error) = await call(publishRequest(pod))
-      record(.firstPublish, t0, t1, error)
+      let (t0, t1, error) = await call(publishRequest(pod), due: monotonicNs())
+      let failed = error == nil ? verifyPublished(id, now: t1) : nil
+      record(.firstPublish, t0, t1, error.map(statusName) ?? failed?.failure.code, detail: error.map(errorDetail) ?? failed?.detail)
       if error == nil {
         live.insert(id)
         peakLive = Swift.max(peakLive, live.count)
       }
-      let (u0, u1, uerror) = await call(CSI.NodeUnpublishVolumeRequest(volumeID: pod.volumeID, targetPath: pod.target))
-      record(.unpublish, u0, u1, uerror)
+      let (u0, u1, uerror) = await call(
+        CSI.NodeUnpublishVolumeRequest(volumeID: pod.volumeID, targetPath: pod.target), due: monotonicNs())
+      let unpublished = recordUnpublish(.unpublish, pod, u0, u1, uerror)
       live.remove(id)
-      if uerror == nil && Files.exists(pod.target) { leftoverTargets += 1 }
-      if t0 >= measureFromNs && error == nil && uerror == nil { cycles += 1 }
+      if t0 >= measureFromNs && error == nil && failed == nil && unpublished { cycles += 1 }
     }
     removeDirectories(of: pod)
     pods[id] = nil
@@ -588,10 +660,11 @@ actor Kubelet {
     if live.count == 0 { propagation.allSeenNs = now }
   }
 
-  /// After a successful (re)publish: does the volume show the changed secret?
-  private func checkContent(_ id: Int, now: UInt64) {
+  /// After a successful (re)publish: does the volume show the changed secret? `bytes`:
+  /// the changed object as verification read it (nil: read it here).
+  private func checkContent(_ id: Int, now: UInt64, bytes: [UInt8]?) {
     guard !stopping, let change = plan.change, let changed = propagation.changedNs, var pod = pods[id] else { return }
-    let seesNew = Files.read(pod.target + "/..data/" + change.volumePath) == change.newValue
+    let seesNew = (bytes ?? Files.read(pod.target + "/..data/" + change.volumePath)) == change.newValue
     if seesNew && pod.stale {
       pod.stale = false
       propagation.perVolume.recordClamped((now - changed) / 1000)
@@ -726,6 +799,15 @@ actor Kubelet {
     return (v >= 100 ? JSON.format(v.rounded()) : JSON.format((v * 100).rounded() / 100)) + "ms"
   }
 
+  /// CPU seconds (user + system) of the harness (getrusage, microsecond resolution) and of the driver (/proc ticks).
+  private func cpuNow() -> (harness: Double, driver: Double?) {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    let harness = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    let driver = watched.driverPid.flatMap { ProcessSampler.cpuSeconds($0) }
+    return (harness, driver)
+  }
+
   // MARK: results
 
   private func record() -> RunRecord {
@@ -736,11 +818,21 @@ actor Kubelet {
       liveAtEnd: live.count, leftoverTargets: leftoverTargets, errorSamples: errorSamples, series: series,
       providerStats: providerStats, driverHWMKiB: driverHWMKiB,
       providerHWMKiB: providerHWMKiB, aborted: aborted, stoppedEarly: stopRequested.withLock { $0 },
-      podsCreated: nextPodID - scheduledCount)
+      podsCreated: nextPodID - scheduledCount, scheduleLag: scheduleLag, publishesOK: publishesOK,
+      volumesChecked: volumesChecked, verifyCPUNs: verifyCPUNs, callsSent: callsSent,
+      harnessCPUSeconds: cpuAtEnd.map { $0.harness - cpuAtStart.harness },
+      driverCPUSeconds: cpuAtEnd.flatMap { end in end.driver.flatMap { d in cpuAtStart.driver.map { d - $0 } } })
   }
 }
 
 func ns(_ seconds: Double) -> UInt64 { UInt64(Swift.max(0, seconds) * 1e9) }
+
+/// CPU nanoseconds the calling thread has used.
+func threadCPUNs() -> UInt64 {
+  var ts = timespec()
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+  return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
 
 /// Everything the run measured, handed to the report writers.
 struct RunRecord: Sendable {
@@ -765,4 +857,13 @@ struct RunRecord: Sendable {
   /// SIGINT or SIGTERM ended the measured part before --duration.
   var stoppedEarly: Bool
   var podsCreated: Int
+  var scheduleLag: LatencyHistogram
+  var publishesOK: Int
+  var volumesChecked: Int
+  var verifyCPUNs: UInt64
+  /// Calls sent before the end of the measured part, warm-up included, and the CPU
+  /// each process used over the same stretch.
+  var callsSent: Int
+  var harnessCPUSeconds: Double?
+  var driverCPUSeconds: Double?
 }

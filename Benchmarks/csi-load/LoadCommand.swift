@@ -20,7 +20,13 @@ struct LoadCommand: AsyncParsableCommand {
       Example, "what happens on a node with 500 pods when 100 start at once?":
         csi-load --driver-bin .build/release/secrets-store-csi-driver --pods 500 --arrival rate:100 --spread-first-republish --wave 100@40s --duration 60s --provider-latency normal:50ms,10ms --enable-secret-rotation --out results.json
 
-      Results: a summary on stdout, a progress line on stderr, JSON with --out (render it with Benchmarks/report.py). Exit status 0; 3 when a --target is missed; 1 when the run could not be made or the driver died.
+      Only successful, verified work is measured. After every NodePublishVolume that answers OK the harness reads the volume back: a tmpfs mounted at the target, kubelet's atomic-writer layout (..data -> ..<timestamp>/, every object name a link to ..data/<name>), exactly the objects the provider serves and each one's bytes equal to a value the store has held. --verify-every N checks every N-th successful publish instead (1, the default, checks all: about 25 system calls for 3 objects, reported as verify.cpu_per_check_us, made after the answer is timed so they cost the harness's CPU, not the latency). A NodeUnpublishVolume that answers OK but leaves the target is a failure too. Failures are counted by code (gRPC status names; VERIFY_EMPTY, VERIFY_NOT_MOUNTED, VERIFY_NOT_TMPFS, VERIFY_MISSING_OBJECT, VERIFY_WRONG_CONTENT, VERIFY_LAYOUT, VERIFY_EXTRA_ENTRY, VERIFY_TARGET_LEFT for verification) and timed in a histogram of their own, never in the latency histograms.
+
+      Latency runs from each call's scheduled time (a pod's arrival, a republish or churn due, a retry's backoff ending, the start of the drain), not from when the harness got round to sending it: queueing inside the harness during a burst counts (coordinated omission). The cycles workload is a closed loop: each call is due when its worker is ready. schedule_lag reports the harness's share (timed calls go out up to ~1 ms late: the loop's timers count milliseconds). CPU per call (harness.cpu_per_call_us, driver.cpu_per_call_us) divides each process's CPU time by the calls sent, from the start to the end of the measured part.
+
+      Targets: besides --target, every run has verify_errors<=0, and errors<=0 (all calls, all codes) unless a --target names errors or the provider injects faults (--provider-error-rate, --provider-throttle-*: then give the expected range, e.g. --target errors>=1 --target errors<=40).
+
+      Results: a summary on stdout, a progress line on stderr, JSON with --out (render it with Benchmarks/report.py). Exit status 0; 3 when a target is missed (a failed call or volume included); 1 when the run could not be made or the driver died.
       """
   )
 
@@ -55,6 +61,13 @@ struct LoadCommand: AsyncParsableCommand {
 
   @Option(name: .customLong("change-object"), help: ArgumentHelp("With --endpoint: the object to rewrite (file name in --data-dir and path in the volume).", valueName: "name"))
   var changeObject = "secret-0"
+
+  @Option(
+    name: .customLong("expect-object"),
+    help: ArgumentHelp(
+      "With --endpoint and --data-dir: an object every volume must hold, with the bytes of <data-dir>/<name>; repeatable. Without it only the layout is checked.",
+      valueName: "name"))
+  var expectObjects: [String] = []
 
   // MARK: started processes
 
@@ -169,6 +182,9 @@ struct LoadCommand: AsyncParsableCommand {
   @Option(help: ArgumentHelp("Pass/fail threshold on a metric, repeatable: first_publish.p99_ms<=80, cycles_per_s>=2000.", valueName: "expr"))
   var target: [String] = []
 
+  @Option(name: .customLong("verify-every"), help: ArgumentHelp("Read back every N-th successfully published volume (1: every one).", valueName: "n"))
+  var verifyEvery = 1
+
   @Flag(help: "No progress line.")
   var quiet = false
 
@@ -178,9 +194,16 @@ struct LoadCommand: AsyncParsableCommand {
     if driverBin == nil && endpoint == nil { throw ValidationError("pass --driver-bin (start a driver) or --endpoint (use a running one)") }
     if driverBin != nil && endpoint != nil { throw ValidationError("--driver-bin and --endpoint exclude each other") }
     if let endpoint { do { _ = try Endpoint(parsing: endpoint) } catch { throw ValidationError("--endpoint: \(error)") } }
-    _ = try makePlan(kubeletRoot: kubeletRoot, dataDirectory: dataDir, objectValue: nil)
+    _ = try makePlan(kubeletRoot: kubeletRoot, dataDirectory: dataDir, objectValue: nil, expected: nil)
     for t in target where Target(parsing: t) == nil {
       throw ValidationError("--target \(t): write METRIC<=VALUE or METRIC>=VALUE")
+    }
+    guard verifyEvery >= 1 else { throw ValidationError("--verify-every must be at least 1") }
+    if !expectObjects.isEmpty {
+      guard endpoint != nil, dataDir != nil else { throw ValidationError("--expect-object needs --endpoint and --data-dir") }
+      for name in expectObjects where name.isEmpty || name.contains("/") || name.hasPrefix("..") {
+        throw ValidationError("--expect-object \(name): a file name in --data-dir, without / and not starting with ..")
+      }
     }
     guard objects >= 1, objectSize >= 1 else { throw ValidationError("--objects and --object-size must be at least 1") }
     if changeSecretAt != nil && endpoint != nil && dataDir == nil {
@@ -188,7 +211,7 @@ struct LoadCommand: AsyncParsableCommand {
     }
   }
 
-  func makePlan(kubeletRoot: String, dataDirectory: String?, objectValue: [UInt8]?) throws -> Plan {
+  func makePlan(kubeletRoot: String, dataDirectory: String?, objectValue: [UInt8]?, expected: [ExpectedObject]?) throws -> Plan {
     let kind: Plan.Workload
     switch workload {
     case "kubelet": kind = .kubelet
@@ -233,7 +256,25 @@ struct LoadCommand: AsyncParsableCommand {
       warmupSeconds: try seconds(warmup, "--warmup"), change: change, kubeletRoot: kubeletRoot, spc: spc,
       namespace: namespace, volumeName: "secrets-store-inline", serviceAccount: "csi-load", tokenAudiences: audiences,
       callTimeoutSeconds: try seconds(callTimeout, "--call-timeout"),
-      steadyFromSeconds: try steadyFrom.map { try seconds($0, "--steady-from") }, seed: seed, progress: !quiet)
+      steadyFromSeconds: try steadyFrom.map { try seconds($0, "--steady-from") }, seed: seed, progress: !quiet,
+      expectedObjects: expected, verifyEvery: verifyEvery)
+  }
+
+  /// The provider injects failures: calls may fail, and the expected count is the user's to give.
+  var injectsFaults: Bool {
+    (Double(providerErrorRate) ?? 0) > 0 || (DurationText.seconds(providerThrottleFor) ?? 0) > 0
+  }
+
+  /// --target, plus the error targets every run has (see the discussion in --help).
+  var targets: [Target] {
+    var all = target.compactMap(Target.init(parsing:))
+    if !all.contains(where: { $0.metric == "verify_errors" }) {
+      all.append(Target(metric: "verify_errors", op: .atMost, threshold: 0))
+    }
+    if !injectsFaults && !all.contains(where: { $0.metric == "errors" }) {
+      all.append(Target(metric: "errors", op: .atMost, threshold: 0))
+    }
+    return all
   }
 
   /// Every option as given, for the results file.
@@ -253,6 +294,7 @@ struct LoadCommand: AsyncParsableCommand {
       ("provider_error_kind", .string(providerErrorKind)), ("provider_throttle_every", .string(providerThrottleEvery)),
       ("provider_throttle_for", .string(providerThrottleFor)),
       ("driver_bin", driverBin.map { .string($0) } ?? .null), ("endpoint", endpoint.map { .string($0) } ?? .null),
+      ("verify_every", .int(verifyEvery)), ("expect_objects", .array(expectObjects.map { .string($0) })),
     ])
   }
 
@@ -277,7 +319,13 @@ struct LoadCommand: AsyncParsableCommand {
         let f = try Fixture(parent: tmpParent)
         fixture = f
         let files = (0..<objects).map { Fixture.ObjectFile(name: "secret-\($0)", contents: value("v1")) }
-        plan = try makePlan(kubeletRoot: f.kubeletRoot, dataDirectory: f.dataDirectory, objectValue: value("v2"))
+        let changed = value("v2")
+        // The volume may show the changed object's old or new value, depending on whether it was refreshed.
+        let expected = files.enumerated().map { i, file in
+          ExpectedObject(name: file.name, versions: i == 0 && changeSecretAt != nil ? [file.contents, changed] : [file.contents])
+        }
+        plan = try makePlan(
+          kubeletRoot: f.kubeletRoot, dataDirectory: f.dataDirectory, objectValue: changed, expected: expected)
         plan.change?.volumePath = files[0].name
         plan.change?.dataFile = f.dataDirectory + "/" + files[0].name
         var driverArguments = ["--log-level", driverLogLevel]
@@ -301,7 +349,14 @@ struct LoadCommand: AsyncParsableCommand {
         if changeSecretAt != nil, let dataDir, let old = Files.read(dataDir + "/" + changeObject) {
           newValue = Array(("v2-" + rng.base64url(Swift.max(1, old.count))).utf8.prefix(Swift.max(old.count, 4)))
         }
-        plan = try makePlan(kubeletRoot: kubeletRoot, dataDirectory: dataDir, objectValue: newValue)
+        var expected: [ExpectedObject]?
+        if !expectObjects.isEmpty, let dataDir {
+          expected = try expectObjects.map { name in
+            guard let bytes = Files.read(dataDir + "/" + name) else { throw ValidationError("--expect-object \(name): cannot read \(dataDir)/\(name)") }
+            return ExpectedObject(name: name, versions: name == changeObject && !newValue.isEmpty ? [bytes, newValue] : [bytes])
+          }
+        }
+        plan = try makePlan(kubeletRoot: kubeletRoot, dataDirectory: dataDir, objectValue: newValue, expected: expected)
         watched = Watched(driverPid: driverPid, driver: nil, providerPid: nil, providerStatsPath: providerStats)
         driverEndpoint = try Endpoint(parsing: endpoint!)
       }
@@ -363,7 +418,7 @@ struct LoadCommand: AsyncParsableCommand {
     }
     let results = Results(
       scenario: scenario, title: title, startedAt: startedAt, command: Array(CommandLine.arguments), config: configJSON,
-      plan: plan, record: record, targets: target.compactMap(Target.init(parsing:)),
+      plan: plan, record: record, targets: targets,
       driverMode: driverBin == nil ? "external" : "started", kubeletRootFileSystem: Files.fileSystem(holding: plan.kubeletRoot),
       driverExit: exits.driver.map(ChildProcess.describe),
       providerExit: exits.provider.map(ChildProcess.describe))

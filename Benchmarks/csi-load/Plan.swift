@@ -84,6 +84,12 @@ struct Target: Sendable, Equatable, CustomStringConvertible {
   var op: Op
   var threshold: Double
 
+  init(metric: String, op: Op, threshold: Double) {
+    self.metric = metric
+    self.op = op
+    self.threshold = threshold
+  }
+
   init?(parsing text: String) {
     for op in [Op.atMost, Op.atLeast] {
       let parts = text.split(separator: op.rawValue, omittingEmptySubsequences: false).map(String.init)
@@ -143,4 +149,8 @@ struct Plan: Sendable {
   var steadyFromSeconds: Double?
   var seed: UInt64
   var progress: Bool
+  /// What every published volume must hold; nil when the names are unknown (layout only).
+  var expectedObjects: [ExpectedObject]?
+  /// Check every n-th successful publish (1: all of them).
+  var verifyEvery: Int
 }

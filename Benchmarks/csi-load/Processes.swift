@@ -35,7 +35,17 @@ final class ChildProcess: @unchecked Sendable {
     posix_spawn_file_actions_addopen(actions, 1, logPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     posix_spawn_file_actions_adddup2(actions, 1, 2)
     posix_spawnattr_setpgroup(attributes, 0)
-    posix_spawnattr_setflags(attributes, Int16(POSIX_SPAWN_SETPGROUP))
+    // The spawning thread may be one of the runtime's, which block every signal; a child
+    // would inherit that mask and never see SIGTERM. Children start as kubelet's would:
+    // nothing blocked, SIGTERM, SIGINT, SIGHUP and SIGPIPE at their defaults.
+    var noSignals = sigset_t()
+    sigemptyset(&noSignals)
+    posix_spawnattr_setsigmask(attributes, &noSignals)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for signum in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, signum) }
+    posix_spawnattr_setsigdefault(attributes, &defaults)
+    posix_spawnattr_setflags(attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
     let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
     defer { for a in argv { free(a) } }
     var child: pid_t = 0

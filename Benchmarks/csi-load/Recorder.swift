@@ -39,6 +39,12 @@ func statusName(_ error: any Error) -> String {
   return rpc.code.canonicalName
 }
 
+/// "UNAVAILABLE: <the status message>", for the error samples.
+func errorDetail(_ error: any Error) -> String {
+  guard let rpc = error as? RPCError else { return "\(statusName(error)): \(error)" }
+  return "\(statusName(rpc)): \(rpc.message)"
+}
+
 /// Latencies in microseconds: 1 µs to 10 minutes, 3 significant digits.
 typealias LatencyHistogram = Histogram<UInt64>
 
@@ -102,11 +108,16 @@ struct LatencySummary: Sendable {
 }
 
 /// Everything timed for one kind of call: the whole run and the current second.
+/// Only successful, verified calls go into the latency histograms; a failed call (a
+/// gRPC error or a volume that failed verification) is counted by its code and timed
+/// in `failed` alone, so a driver that fails fast cannot look fast.
 struct KindRecord {
   var total = makeLatencyHistogram()
   var second = makeLatencyHistogram(digits: .two)
+  var failed = makeLatencyHistogram()
   var calls = 0
   var ok = 0
+  /// gRPC status name or `VERIFY_*` code → calls.
   var errors: [String: Int] = [:]
   var secondCalls = 0
   var secondErrors = 0
@@ -117,13 +128,15 @@ struct KindRecord {
     if let error {
       errors[error, default: 0] += 1
       secondErrors += 1
+      failed.recordClamped(micros)
     } else {
       ok += 1
+      total.recordClamped(micros)
+      second.recordClamped(micros)
     }
-    // Failed calls are timed too: a timeout is the slowest answer there is.
-    total.recordClamped(micros)
-    second.recordClamped(micros)
   }
+
+  var verifyErrors: Int { errors.reduce(0) { $0 + ($1.key.hasPrefix("VERIFY_") ? $1.value : 0) } }
 }
 
 /// Columns of the per-second time series (one entry per second of the run).

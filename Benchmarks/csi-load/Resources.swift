@@ -37,6 +37,11 @@ struct ProcessSampler {
     return s
   }
 
+  /// CPU seconds (user + system) the process has used so far.
+  static func cpuSeconds(_ pid: pid_t) -> Double? {
+    cpuTicks(pid).map { Double($0) / ticksPerSecond }
+  }
+
   /// `VmRSS:    12345 kB` → 12345.
   static func field(_ status: String, _ name: String) -> Int? {
     guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else { return nil }

@@ -72,6 +72,30 @@ struct Results {
 
   func groupName(_ index: Int) -> String { index == 0 ? "initial" : "wave\(index)" }
 
+  // MARK: errors and CPU
+
+  /// Failed calls of every kind (teardown included) by code: gRPC status names and `VERIFY_*`.
+  var errorsByCode: [String: Int] {
+    var all: [String: Int] = [:]
+    for k in record.kinds.values {
+      for (code, n) in k.errors { all[code, default: 0] += n }
+    }
+    return all
+  }
+
+  var verifyCPUPerCheckMicros: Double? {
+    record.volumesChecked > 0 ? Double(record.verifyCPUNs) / 1000 / Double(record.volumesChecked) : nil
+  }
+
+  var errorCount: Int { record.kinds.values.reduce(0) { $0 + ($1.calls - $1.ok) } }
+  var verifyErrorCount: Int { record.kinds.values.reduce(0) { $0 + $1.verifyErrors } }
+
+  /// CPU microseconds per call sent, over the start → end of the measured part.
+  func cpuPerCallMicros(_ seconds: Double?) -> Double? {
+    guard let seconds, record.callsSent > 0 else { return nil }
+    return seconds * 1e6 / Double(record.callsSent)
+  }
+
   // MARK: metrics
 
   /// Flat name → value: what targets test and what report.py compares.
@@ -94,6 +118,21 @@ struct Results {
       }
     }
     m.append(("calls_per_s", Double(measuredCalls) / window))
+    m += [
+      ("errors", Double(errorCount)), ("rpc_errors", Double(errorCount - verifyErrorCount)),
+      ("verify_errors", Double(verifyErrorCount)), ("verify.checked", Double(record.volumesChecked)),
+      ("verify.cpu_per_check_us", verifyCPUPerCheckMicros),
+    ]
+    for (code, n) in errorsByCode.sorted(by: { $0.key < $1.key }) { m.append(("errors.\(code)", Double(n))) }
+    let lag = record.scheduleLag.summary
+    m += [
+      ("schedule_lag.p50_ms", lag.p50Us.map { $0 / 1000 }), ("schedule_lag.p99_ms", lag.p99Us.map { $0 / 1000 }),
+      ("schedule_lag.max_ms", lag.maxUs.map { $0 / 1000 }),
+      ("calls_sent", Double(record.callsSent)),
+      ("harness.cpu_s", record.harnessCPUSeconds), ("driver.cpu_s", record.driverCPUSeconds),
+      ("harness.cpu_per_call_us", cpuPerCallMicros(record.harnessCPUSeconds)),
+      ("driver.cpu_per_call_us", cpuPerCallMicros(record.driverCPUSeconds)),
+    ]
     if case .cycles = plan.workload { m.append(("cycles_per_s", Double(record.cycles) / window)) }
     m.append(("volumes.peak", Double(record.peakLive)))
     m.append(("pods.created", Double(record.podsCreated)))
@@ -178,7 +217,12 @@ struct Results {
       ("aborted", record.aborted.map { .string($0) } ?? .null),
       ("stopped_early", .bool(record.stoppedEarly)),
       ("calls", calls),
+      ("errors", errorsJSON),
+      ("verification", verificationJSON),
       ("latency", latency),
+      ("latency_failed", latencyFailed),
+      ("schedule_lag", record.scheduleLag.summary.json),
+      ("cpu", cpuJSON),
       ("groups", groupsJSON),
       ("propagation", propagationJSON),
       ("provider_stats", record.providerStats?.json ?? .null),
@@ -223,6 +267,37 @@ struct Results {
         let k = record.kinds[kind]!
         return (kind.key, .object([("count", .int(k.calls)), ("ok", .int(k.ok)), ("errors", .dict(k.errors))]))
       })
+  }
+
+  private var errorsJSON: JSON {
+    .object([
+      ("total", .int(errorCount)), ("rpc", .int(errorCount - verifyErrorCount)), ("verify", .int(verifyErrorCount)),
+      ("by_code", .dict(errorsByCode)),
+      ("by_kind", .object(CallKind.allCases.map { ($0.key, .dict(record.kinds[$0]!.errors)) })),
+    ])
+  }
+
+  private var verificationJSON: JSON {
+    .object([
+      ("every", .int(plan.verifyEvery)), ("publishes_ok", .int(record.publishesOK)), ("checked", .int(record.volumesChecked)),
+      ("cpu_per_check_us", .num(verifyCPUPerCheckMicros)),
+      ("objects", plan.expectedObjects.map { .array($0.map { .string($0.name) }) } ?? .null),
+      ("content_checked", .bool(plan.expectedObjects != nil)),
+    ])
+  }
+
+  private var cpuJSON: JSON {
+    .object([
+      ("calls_sent", .int(record.callsSent)), ("harness_s", .num(record.harnessCPUSeconds)),
+      ("driver_s", .num(record.driverCPUSeconds)),
+      ("harness_per_call_us", .num(cpuPerCallMicros(record.harnessCPUSeconds))),
+      ("driver_per_call_us", .num(cpuPerCallMicros(record.driverCPUSeconds))),
+    ])
+  }
+
+  /// Failed calls, timed apart from the successful ones.
+  private var latencyFailed: JSON {
+    .object(CallKind.allCases.map { kind in (kind.key, record.kinds[kind]!.failed.summary.json) })
   }
 
   private var latency: JSON {
@@ -302,7 +377,11 @@ struct Results {
           + pad(f(s.p99Us.map { $0 / 1000 }, 3), 9) + pad(f(s.p999Us.map { $0 / 1000 }, 3), 10)
           + pad(f(s.maxUs.map { $0 / 1000 }, 3), 9))
       if !k.errors.isEmpty {
-        out.append("    errors: " + k.errors.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        let failed = k.failed.summary
+        out.append(
+          "    errors: " + k.errors.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            + " (failed calls p50 \(f(failed.p50Us.map { $0 / 1000 }, 3)) ms, max \(f(failed.maxUs.map { $0 / 1000 }, 3)) ms;"
+            + " not in the columns above)")
       }
     }
     if case .cycles = plan.workload {
@@ -323,7 +402,23 @@ struct Results {
         "provider: \(p.mount_calls ?? 0) mount calls (\(p.mount_ok ?? 0) ok\(errors.isEmpty ? "" : ", " + errors)), "
           + "\(p.version_calls ?? 0) version calls, in flight max \(p.in_flight_max ?? 0), CPU avg \(f(v("provider.cpu_avg_pct")))%")
     }
-    out.append("harness CPU avg \(f(v("harness.cpu_avg_pct")))% of one core")
+    out.append(
+      "harness CPU avg \(f(v("harness.cpu_avg_pct")))% of one core; CPU per call: harness \(f(v("harness.cpu_per_call_us"))) µs, "
+        + "driver \(f(v("driver.cpu_per_call_us"))) µs (\(record.callsSent) calls)")
+    let lag = record.scheduleLag.summary
+    out.append(
+      "latency counts from each call's scheduled time; harness queueing before sending: p50 \(f(lag.p50Us.map { $0 / 1000 }, 3)) ms, "
+        + "p99 \(f(lag.p99Us.map { $0 / 1000 }, 3)) ms, max \(f(lag.maxUs.map { $0 / 1000 }, 3)) ms")
+    let every = plan.verifyEvery == 1 ? "every" : "1 in \(plan.verifyEvery)"
+    let what = plan.expectedObjects.map { "\($0.count) objects, bytes and layout" } ?? "layout only (objects unknown)"
+    out.append(
+      "verified \(record.volumesChecked) of \(record.publishesOK) successful publishes (\(every); \(what)): "
+        + (verifyErrorCount == 0 ? "all good" : "\(verifyErrorCount) FAILED")
+        + (verifyCPUPerCheckMicros.map { ", \(f($0)) µs of harness CPU per check" } ?? ""))
+    let codes = errorsByCode
+    out.append(
+      "errors: \(errorCount)"
+        + (codes.isEmpty ? "" : " (" + codes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"))
     for (i, g) in record.groups.enumerated() where plan.workload == .kubelet {
       let s = g.firstPublish.summary
       let ready = g.allLiveNs.map { "all mounted after \(f(Double($0 &- g.startNs) / 1e9, 2)) s" } ?? "\(g.live) of \(g.spec.count) mounted"

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <linux/openat2.h>
 
 int clinux_unshare(int flags) { return unshare(flags); }
@@ -76,4 +77,10 @@ int clinux_is_mount_root(const char *path) {
     }
     if (!(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)) return -2;
     return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) ? 1 : 0;
+}
+
+long clinux_fs_magic(int fd) {
+    struct statfs st;
+    if (fstatfs(fd, &st) != 0) return -1;
+    return (long)st.f_type;
 }

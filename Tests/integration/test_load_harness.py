@@ -2,8 +2,9 @@
 reference provider; and report.py on its output.
 
 These tests check what the harness reports (structure, counts, that every
-pod was published and every histogram holds every call), never how fast
-anything was.
+pod was published and verified, that every histogram holds every successful
+call and no failed one), never how fast anything was; and that a deliberately
+broken driver (broken_driver.py) fails every run.
 
 Environment: LOAD_BIN (default .build/debug/csi-load), DRIVER_BIN,
 REFERENCE_PROVIDER_BIN (default: next to the driver). Needs root (tmpfs mounts).
@@ -54,18 +55,20 @@ def run_load(binaries: dict, out: Path, *args: str, expect: int = 0) -> tuple[di
 
 
 def check_histograms(result: dict) -> None:
-    """Every timed call is in its histogram, its buckets and its time series."""
+    """Every successful call is in its latency histogram and buckets, every failed one in
+    the failed-call histogram alone; every call in its time series."""
     series = result["timeseries"]
     n = len(series["t_s"])
     assert n > 0
     for column, values in series.items():
         assert len(values) == n, f"time series column {column} has {len(values)} entries, t_s has {n}"
     for kind in KINDS:
-        calls, lat = result["calls"][kind], result["latency"][kind]
-        assert lat["count"] == calls["count"], kind
-        assert sum(b[2] for b in lat["buckets"]) == calls["count"], kind
+        calls, lat, failed = result["calls"][kind], result["latency"][kind], result["latency_failed"][kind]
+        assert lat["count"] == calls["ok"], kind
+        assert sum(b[2] for b in lat["buckets"]) == calls["ok"], kind
+        assert failed["count"] == sum(calls["errors"].values()), kind
         assert calls["ok"] + sum(calls["errors"].values()) == calls["count"], kind
-        if calls["count"]:
+        if calls["ok"]:
             assert lat["p50_us"] <= lat["p90_us"] <= lat["p99_us"] <= lat["p999_us"] <= lat["max_us"], kind
             assert lat["percentiles"][-1][0] == 100
         assert sum(series[f"calls_{kind}"]) <= calls["count"], kind
@@ -104,6 +107,33 @@ def test_every_pod_is_published_without_errors(kubelet_run):
     assert result["leftover_targets"] == 0
     assert result["passed"] is True
     assert "PASS  first_publish.errors <= 0" in stdout
+    # The error targets every run has, besides the one given.
+    assert {t["metric"] for t in result["targets"]} == {"first_publish.errors", "errors", "verify_errors"}
+    assert result["errors"] == {"total": 0, "rpc": 0, "verify": 0, "by_code": {},
+                                "by_kind": {k: {} for k in KINDS}}
+
+
+def test_every_published_volume_is_verified(kubelet_run):
+    result = kubelet_run[0]
+    v = result["verification"]
+    assert v["content_checked"] and v["objects"] == ["secret-0", "secret-1"]
+    ok_publishes = result["calls"]["first_publish"]["ok"] + result["calls"]["republish"]["ok"]
+    assert v["every"] == 1 and v["checked"] == v["publishes_ok"] == ok_publishes > 0
+    assert v["cpu_per_check_us"] > 0 and result["metrics"]["verify.cpu_per_check_us"] == v["cpu_per_check_us"]
+    assert "all good" in kubelet_run[1]
+
+
+def test_latency_counts_from_the_scheduled_time_and_cpu_per_call_is_reported(kubelet_run):
+    result, stdout, _ = kubelet_run
+    lag = result["schedule_lag"]
+    # Every call sent in the measured part: the drain's too, which are due at its start.
+    assert lag["count"] == sum(result["calls"][k]["count"] for k in KINDS)
+    cpu = result["cpu"]
+    assert cpu["calls_sent"] >= result["calls"]["first_publish"]["count"]
+    assert cpu["harness_s"] > 0 and cpu["harness_per_call_us"] > 0
+    assert cpu["driver_per_call_us"] is not None
+    assert result["metrics"]["harness.cpu_per_call_us"] == cpu["harness_per_call_us"]
+    assert "CPU per call: harness" in stdout
 
 
 def test_histograms_hold_every_call(kubelet_run):
@@ -134,8 +164,10 @@ def test_secret_change_reaches_every_volume(kubelet_run):
 def test_cycles_count_matches_calls(binaries, tmp_path):
     result, stdout = run_load(
         binaries, tmp_path / "cycles.json", "--workload", "cycles", "--concurrency", "2", "--duration", "2s",
-        "--warmup", "500ms", "--target", "cycles_per_s>=0")
+        "--warmup", "500ms", "--target", "cycles_per_s>=0", "--verify-every", "2")
     check_histograms(result)
+    v = result["verification"]
+    assert v["every"] == 2 and v["checked"] == (v["publishes_ok"] + 1) // 2 > 0
     calls = result["calls"]
     assert calls["first_publish"]["errors"] == {} and calls["unpublish"]["errors"] == {}
     assert result["cycles"] == calls["first_publish"]["count"] > 0
@@ -172,6 +204,21 @@ def test_missed_target_exits_3(binaries, tmp_path):
     assert "FAIL  first_publish.count >= 1000" in stdout
 
 
+def test_injected_faults_take_an_error_range(binaries, tmp_path):
+    """With provider faults the run has no implicit errors<=0: the expected range is given;
+    volumes must still verify."""
+    result, stdout = run_load(
+        binaries, tmp_path / "faults.json", "--pods", "3", "--duration", "1s", "--republish", "off",
+        "--provider-error-rate", "1", "--target", "errors>=3")
+    assert {t["metric"] for t in result["targets"]} == {"errors", "verify_errors"}
+    assert result["passed"] is True
+    first = result["calls"]["first_publish"]
+    assert first["ok"] == 0 and first["count"] >= 3
+    assert result["errors"]["verify"] == 0 and result["errors"]["rpc"] == result["errors"]["total"] >= 3
+    assert result["latency"]["first_publish"]["count"] == 0
+    check_histograms(result)
+
+
 def test_against_a_running_driver(binaries, tmp_path):
     """--endpoint mode: the test starts the provider and driver, csi-load only drives them."""
     work = short_tmpdir()
@@ -201,9 +248,11 @@ def test_against_a_running_driver(binaries, tmp_path):
         result, _ = run_load(
             binaries, tmp_path / "ext.json", "--endpoint", f"unix://{dsock}", "--driver-pid", str(procs[1].pid),
             "--provider-stats", str(stats), "--kubelet-root", str(kubelet), "--spc", "ext", "--data-dir", str(store),
-            "--change-object", "token", "--change-secret-at", "1s", "--pods", "4", "--duration", "6s",
-            "--republish", "1s-2s")
+            "--change-object", "token", "--expect-object", "token", "--change-secret-at", "1s", "--pods", "4",
+            "--duration", "6s", "--republish", "1s-2s")
         assert result["driver_mode"] == "external"
+        assert result["verification"]["objects"] == ["token"] and result["errors"]["total"] == 0
+        assert result["verification"]["checked"] >= 4
         assert result["groups"][0]["live"] == 4
         assert result["calls"]["teardown"]["count"] == 4
         for kind in KINDS:
@@ -244,3 +293,66 @@ def test_report_renders_html_with_svg_and_compares(kubelet_run, tmp_path):
     assert "ratio" in proc.stdout
     rows = [line for line in proc.stdout.splitlines() if line.strip().startswith("first_publish.p99_ms")]
     assert rows and rows[0].split()[-1] == "1"
+
+
+# --------------------------------------------------------------------------
+# A driver that answers OK without doing the work, or fails fast, fails the run.
+
+BROKEN = {
+    # mode: (the code its publishes are counted under, OK answers from the driver)
+    "empty": ("VERIFY_EMPTY", True),
+    "wrong": ("VERIFY_WRONG_CONTENT", True),
+    "partial": ("VERIFY_MISSING_OBJECT", True),
+    "disk": ("VERIFY_NOT_MOUNTED", True),
+    "errors": ("UNAVAILABLE", False),
+}
+
+
+def broken_driver(tmp_path: Path, mode: str) -> Path:
+    """An executable that starts broken_driver.py in `mode`, taking the driver's flags."""
+    wrapper = tmp_path / f"broken-driver-{mode}"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / 'broken_driver.py'} --mode {mode} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+@pytest.mark.parametrize("mode", sorted(BROKEN))
+def test_a_broken_driver_fails_the_run(binaries, tmp_path, mode):
+    code, answers_ok = BROKEN[mode]
+    bins = dict(binaries, driver=broken_driver(tmp_path, mode))
+    result, stdout = run_load(
+        bins, tmp_path / f"{mode}.json", "--scenario", f"broken-{mode}", "--pods", "3", "--duration", "2s",
+        "--republish", "off", "--objects", "3", "--object-size", "32", expect=3)
+    assert result["passed"] is False
+    failing = {t["metric"] for t in result["targets"] if not t["pass"]}
+    assert "errors" in failing
+    assert ("verify_errors" in failing) == answers_ok
+    first = result["calls"]["first_publish"]
+    assert first["ok"] == 0 and first["errors"].get(code, 0) == first["count"] >= 3
+    assert result["errors"]["by_code"][code] >= 3
+    # Failed calls are timed apart: no latency for work that was not done.
+    assert result["latency"]["first_publish"]["count"] == 0
+    assert result["latency_failed"]["first_publish"]["count"] == first["count"]
+    assert result["groups"][0]["first_publish"]["count"] == 0
+    check_histograms(result)
+    assert "FAIL  errors <= 0" in stdout and code in stdout
+    assert any(code in sample for sample in result["error_samples"])
+    # report.py shows the errors by code, on the console and in the page.
+    html = tmp_path / "report.html"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "Benchmarks" / "report.py"), str(tmp_path / f"{mode}.json"), "-o", str(html)],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    line = f"errors: {result['errors']['total']} ("
+    assert line in proc.stdout and f"{code} {result['errors']['by_code'][code]}" in proc.stdout
+    assert line in html.read_text()
+
+
+def test_an_unpublish_that_leaves_the_target_fails_the_run(binaries, tmp_path):
+    bins = dict(binaries, driver=broken_driver(tmp_path, "leftover"))
+    result, stdout = run_load(bins, tmp_path / "leftover.json", "--pods", "2", "--duration", "1s", "--republish", "off",
+                              expect=3)
+    assert result["calls"]["first_publish"]["ok"] == 2 and result["verification"]["checked"] == 2
+    assert result["calls"]["teardown"]["errors"] == {"VERIFY_TARGET_LEFT": 2}
+    assert result["leftover_targets"] == 2
+    assert {t["metric"] for t in result["targets"] if not t["pass"]} == {"errors", "verify_errors"}

@@ -24,4 +24,7 @@ ssize_t clinux_getdents64(int fd, void *buf, size_t n);
 // STATX_ATTR_MOUNT_ROOT: 1 yes, 0 no (or no such path), -2 the kernel cannot
 // tell (before Linux 5.8), -1 error (errno set). No mount-table scan.
 int clinux_is_mount_root(const char *path);
+// fstatfs(2)'s f_type (the file system's magic number, e.g. 0x01021994 for tmpfs) of
+// the file system holding the open file `fd`; -1 and errno on failure.
+long clinux_fs_magic(int fd);
 #endif
