@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import support
+from kubeapi_fixture import kube_api, kube_api_factory, kubeapi_tls_dir  # noqa: F401 (fixtures)
 from support import (DriverProcess, ProviderCallProcess, compile_proto, driver_bin,
                      provider_call_bin, require_executable, short_tmpdir)
 
