@@ -64,6 +64,8 @@ let package = Package(
     // Volume contents on disk: path rules, the atomic `..data` writer, tmpfs mounts, and
     // `sys`, the wrapper every system call goes through.
     .target(name: "VolumeFiles", dependencies: ["CLinux"], swiftSettings: strict),
+    // Outbound HTTP/1.1 and HTTP/2 (Kubernetes API, secret stores): libcurl's multi-socket API on a loop.
+    .target(name: "CurlHTTP", dependencies: ["UVRuntime", "CCurl"], swiftSettings: strict),
     // The driver: CSI Identity and Node services, volumes, providers, configuration, logging.
     .target(
       name: "DriverCore",
@@ -133,6 +135,10 @@ let package = Package(
     .testTarget(
       name: "GRPCH2Tests",
       dependencies: ["GRPCH2", "UVRuntime", .product(name: "GRPCCore", package: "grpc-swift-2")],
+      swiftSettings: strict
+    ),
+    .testTarget(
+      name: "CurlHTTPTests", dependencies: ["CurlHTTP", "UVRuntime"], exclude: ["test_server.py"],
       swiftSettings: strict
     ),
     .testTarget(name: "VolumeFilesTests", dependencies: ["VolumeFiles", "CLinux"], swiftSettings: strict),
