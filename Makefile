@@ -6,8 +6,8 @@ PY := $(VENV)/bin/python
 CONFIG ?= debug
 BIN := .build/$(CONFIG)/secrets-store-csi-driver
 
-APT_PACKAGES := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler openssl \
-  libssl-dev libcurl4-openssl-dev libyaml-dev python3-venv nghttp2-client pkg-config util-linux umoci
+APT_PACKAGES := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
+  libssl-dev openssl libcurl4-openssl-dev libyaml-dev python3-venv nghttp2-client pkg-config util-linux umoci
 PY_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1 protobuf h2 pytest pyyaml jsonschema
 
 .PHONY: help deps build release image-rootfs test unit-test integration-test protos protos-check demo bench bench-rtt bench-rtt-run clean

@@ -60,7 +60,7 @@ let package = Package(
     .target(name: "YAML", dependencies: ["CYAML"], swiftSettings: strict),
     // Kubernetes API client: configuration, typed objects, verbs, watches, rate limits.
     // HTTP comes in through the KubeTransport protocol.
-    .target(name: "KubeClient", dependencies: ["UVRuntime", "YAML"], swiftSettings: strict),
+    .target(name: "KubeClient", dependencies: ["UVRuntime", "YAML", "CurlHTTP"], swiftSettings: strict),
     // Volume contents on disk: path rules, the atomic `..data` writer, tmpfs mounts, and
     // `sys`, the wrapper every system call goes through.
     .target(name: "VolumeFiles", dependencies: ["CLinux"], swiftSettings: strict),
@@ -79,7 +79,7 @@ let package = Package(
     .executableTarget(
       name: "secrets-store-csi-driver",
       dependencies: [
-        "DriverCore", "UVRuntime", "GRPCH2", "TextFormats", "VolumeFiles",
+        "DriverCore", "KubeClient", "UVRuntime", "GRPCH2", "TextFormats", "VolumeFiles",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],

@@ -1,6 +1,7 @@
 import GRPCCore
 import CSIMessages
 import GRPCH2
+import KubeClient
 import Glibc
 public import Logging
 public import UVRuntime
@@ -12,15 +13,19 @@ public struct MountConfig: Sendable {
   public var volumes: VolumeSettings
   /// `--provider-health-check`: call every provider's Version this often.
   public var healthCheckInterval: Duration?
+  /// In a cluster: the Kubernetes API (classes from it, status objects, Secrets, events).
+  /// When set, its class source replaces `classes`.
+  public var cluster: ClusterMode.Settings?
 
   public init(
     classes: any SecretProviderClassSource = EmptySecretProviderClassSource(), providers: ProviderSettings = ProviderSettings(),
-    volumes: VolumeSettings = VolumeSettings(), healthCheckInterval: Duration? = nil
+    volumes: VolumeSettings = VolumeSettings(), healthCheckInterval: Duration? = nil, cluster: ClusterMode.Settings? = nil
   ) {
     self.classes = classes
     self.providers = providers
     self.volumes = volumes
     self.healthCheckInterval = healthCheckInterval
+    self.cluster = cluster
   }
 }
 
@@ -40,6 +45,8 @@ public final class Driver: Sendable {
   /// What the Identity service's Probe answers.
   public let readiness: Readiness
   let loopHealth: LoopHealthSettings
+  /// The Kubernetes side, in a cluster.
+  public let cluster: ClusterMode?
 
   public init(
     config: DriverConfig, endpoint: Endpoint, maxReceiveMessageBytes: Int, logger: Logger, mount: MountConfig = MountConfig(),
@@ -55,7 +62,15 @@ public final class Driver: Sendable {
     self.loop = loop
     providers = ProviderConnections(loop: loop, settings: mount.providers)
     volumes = VolumeRegistry(loop: loop)
-    let env = VolumeEnvironment(classes: mount.classes, providers: providers, settings: mount.volumes, logger: logger)
+    let cluster = mount.cluster.map { ClusterMode(settings: $0, loop: loop, logger: logger) }
+    self.cluster = cluster
+    if let cluster {
+      let classes = cluster.classes
+      readiness.require("SecretProviderClass cache synced") { classes.isSynced }
+    }
+    let env = VolumeEnvironment(
+      classes: cluster?.classes ?? mount.classes, providers: providers, settings: mount.volumes, logger: logger,
+      status: cluster?.status, events: cluster?.events)
     let publisher = MountingPublisher(registry: volumes, env: env)
     transport = H2ServerTransport(config: .init(endpoint: endpoint, maxReceiveMessageBytes: maxReceiveMessageBytes), loop: loop)
     server = GRPCServer(
@@ -82,14 +97,19 @@ public final class Driver: Sendable {
       metadata: [
         "endpoint": "\(endpoint)", "driver": "\(config.driverName)", "node": "\(config.nodeID)", "version": "\(config.version)",
         "provider_dirs": "\(mount.providers.searchDirectories)", "rotation": "\(mount.volumes.rotationEnabled)",
+        "classes": "\(cluster.map { "cluster \($0.client.config.server)" } ?? "\(type(of: mount.classes))")",
       ])
     let health = mount.healthCheckInterval.map { interval in
       Task(executorPreference: loop) { [self] in await healthChecks(every: interval) }
     }
+    let caches = cluster.map { cluster in Task(executorPreference: loop) { await cluster.run() } }
     let serving = Task(executorPreference: loop) { [server] in try await server.serve() }
     let result = await serving.result
     health?.cancel()
     await health?.value
+    caches?.cancel()
+    await caches?.value
+    await cluster?.shutdown()
     await providers.closeAll()
     try await loop.submit {
       for s in signals { s.close() }

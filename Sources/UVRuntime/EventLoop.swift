@@ -354,4 +354,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     shutdown()
     pthread_join(thread, nil)
   }
+
+  /// Milliseconds of the loop's clock (cached per loop iteration). Loop thread only.
+  public var nowMs: UInt64 { uv_now(uvLoop) }
 }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import DriverCore
+import FoundationEssentials
 import GRPCCore
 import GRPCH2
+import KubeClient
 import Glibc
 import Logging
 import TextFormats
@@ -73,6 +75,31 @@ struct DriverCommand: AsyncParsableCommand {
       "Read SecretProviderClasses from YAML files in this directory instead of the Kubernetes API (standalone mode).",
       valueName: "dir"))
   var spcDir: String?
+
+  @Option(
+    help: ArgumentHelp(
+      "A kubeconfig for the Kubernetes API (development; its current context). In a pod the driver uses its service account (KUBERNETES_SERVICE_HOST, the projected token, re-read when kubelet rotates it). Without either, and without --spc-dir, no SecretProviderClass can be found.",
+      valueName: "path"))
+  var kubeconfig: String?
+
+  @Option(
+    name: .customLong("kube-api-qps"),
+    help: ArgumentHelp(
+      "Requests per second to the Kubernetes API, sustained (client-side limit). The default lets a node's burst of first mounts (one status write each) through at once.",
+      valueName: "qps"))
+  var kubeAPIQPS: Double = 50
+
+  @Option(
+    name: .customLong("kube-api-burst"),
+    help: ArgumentHelp("Requests to the Kubernetes API allowed at once above --kube-api-qps.", valueName: "n"))
+  var kubeAPIBurst = 300
+
+  @Option(
+    name: .customLong("spc-namespaces"),
+    help: ArgumentHelp(
+      "Watch SecretProviderClasses only in these namespaces (comma-separated), one watch each; default: all namespaces with one watch.",
+      valueName: "namespaces"))
+  var spcNamespaces = ""
 
   @Option(
     name: .customLong("loop-spin"),
@@ -157,6 +184,7 @@ struct DriverCommand: AsyncParsableCommand {
       throw ValidationError("--endpoint: \(error)")
     }
     guard maxCallRecvMsgSize > 0 else { throw ValidationError("--max-call-recv-msg-size must be positive") }
+    guard kubeAPIQPS > 0, kubeAPIBurst >= 1 else { throw ValidationError("--kube-api-qps must be positive and --kube-api-burst at least 1") }
     guard Logger.Level(rawValue: logLevel) != nil else {
       throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
     }
@@ -203,7 +231,7 @@ struct DriverCommand: AsyncParsableCommand {
     let dirs = additionalProviderVolumePaths.split(separator: ",").map { String($0) }.filter { !$0.isEmpty } + [providerVolume]
     let classes: any SecretProviderClassSource =
       if let spcDir { DirectorySecretProviderClassSource(directory: spcDir, logger: logger) } else { EmptySecretProviderClassSource() }
-    let mount = MountConfig(
+    var mount = MountConfig(
       classes: classes,
       providers: ProviderSettings(searchDirectories: dirs, maxReceiveMessageBytes: maxCallRecvMsgSize),
       volumes: VolumeSettings(
@@ -213,7 +241,31 @@ struct DriverCommand: AsyncParsableCommand {
         tmpfsSizeBytes: max(8 << 20, 2 * maxCallRecvMsgSize)),
       healthCheckInterval: providerHealthCheck ? try GoDuration.parse(providerHealthCheckInterval) : nil)
     if spcDir == nil {
-      logger.warning("no SecretProviderClass source: pass --spc-dir (the Kubernetes API source is not built yet)")
+      let environment = ProcessInfo.processInfo.environment
+      let kube: KubeConfig?
+      do {
+        if let kubeconfig {
+          kube = try KubeConfig.load(kubeconfig: kubeconfig)
+        } else if environment["KUBERNETES_SERVICE_HOST"] != nil {
+          kube = try KubeConfig.inCluster(environment: environment)
+        } else {
+          kube = nil
+        }
+      } catch {
+        logger.error("cannot use the Kubernetes API: \(error)")
+        throw ExitCode.failure
+      }
+      if let kube {
+        var settings = KubeClient.Settings()
+        settings.qps = kubeAPIQPS
+        settings.burst = kubeAPIBurst
+        settings.userAgent = "secrets-store-csi-driver/\(DriverVersion.current)"
+        mount.cluster = ClusterMode.Settings(
+          kube: kube, client: settings, namespaces: spcNamespaces.split(separator: ",").map(String.init), nodeName: nodeid!)
+      } else {
+        logger.warning(
+          "no SecretProviderClass source: not in a cluster (no KUBERNETES_SERVICE_HOST), and neither --kubeconfig nor --spc-dir was given")
+      }
     }
     let loop = EventLoop(name: "csi-loop", spin: try GoDuration.parse(loopSpin))
     let driver = Driver(
@@ -252,7 +304,6 @@ struct UpstreamFlag: Sendable {
     .bool("--enable-pprof", "upstream's Go profiling endpoint; there is no Go runtime to profile"),
     .value("--pprof-port", "port", "port of upstream's Go profiling endpoint; see --enable-pprof"),
     .bool("--filtered-watch-secret", "removed upstream in v1.3 (always on since); no Secret watch yet"),
-    .value("--kubeconfig", "path", "a kubeconfig for the Kubernetes API; no Kubernetes API client yet (see --spc-dir)"),
     .value("--vmodule", "pattern=N", "klog's per-file verbosity; use -v or --log-level"),
     .bool("--logtostderr", "klog; this driver always logs to stderr"),
     .bool("--alsologtostderr", "klog; this driver always logs to stderr"),

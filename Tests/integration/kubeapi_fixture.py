@@ -212,6 +212,36 @@ class KubeAPI:
         """Polls until GET path answers 404."""
         wait_for(lambda: self.request("GET", path)[0] == 404, timeout, f"{path} to be gone")
 
+    # -------------------------------------------------------------- common objects
+
+    def ensure_namespace(self, name) -> dict:
+        code, obj = self.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+        if code == 409:
+            return self.get(f"/api/v1/namespaces/{name}")
+        if code != 201:
+            raise AssertionError(f"namespace {name}: {code} {obj}")
+        return obj
+
+    def create_pod(self, name, namespace="default", node="node-1", labels=None, service_account="default",
+                   volumes=None) -> dict:
+        """A Pod bound to `node` (its uid is what kubelet passes in volume_context)."""
+        spec = {"nodeName": node, "serviceAccountName": service_account,
+                "containers": [{"name": "app", "image": "registry.example/app:1"}]}
+        if volumes:
+            spec["volumes"] = volumes
+        return self.create(f"/api/v1/namespaces/{namespace}/pods",
+                           {"metadata": {"name": name, "labels": labels or {}}, "spec": spec})
+
+    def create_spc(self, name, namespace="default", provider="fake", parameters=None, secret_objects=None,
+                   version="v1") -> dict:
+        """A SecretProviderClass (the secrets-store CRDs must be loaded)."""
+        spec = {"provider": provider, "parameters": parameters or {}}
+        if secret_objects is not None:
+            spec["secretObjects"] = secret_objects
+        return self.create(f"/apis/secrets-store.csi.x-k8s.io/{version}/namespaces/{namespace}/secretproviderclasses",
+                           {"apiVersion": f"secrets-store.csi.x-k8s.io/{version}", "kind": "SecretProviderClass",
+                            "metadata": {"name": name}, "spec": spec})
+
     def watch(self, path, token="admin", **params) -> WatchStream:
         """Starts a watch (params are query parameters; watch=1 is added)."""
         q = dict(params)

@@ -898,3 +898,30 @@ def test_aggregated_cluster_roles(kube_api):
     assert any("secretproviderclasses" in r.get("resources", []) for r in admin["rules"])
     assert api.request("GET", "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/kube-system/secretproviderclasses",
                        token=tok)[0] == 403
+
+
+def test_escaped_names_in_paths(kube_api):
+    # RBAC names may hold ':' (system:...), which some clients percent-encode
+    got = kube_api.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/system%3Aaggregate-to-view")
+    assert got["metadata"]["name"] == "system:aggregate-to-view"
+
+
+def test_fixture_helpers_for_common_objects(kube_api):
+    api = kube_api
+    api.ensure_namespace("team")
+    api.ensure_namespace("team")
+    p = api.create_pod("web-0", namespace="team", node="node-7")
+    assert p["spec"]["nodeName"] == "node-7" and p["metadata"]["uid"]
+    c = api.create_spc("cls", namespace="team", parameters={"objects": "a"},
+                       secret_objects=[{"secretName": "s", "type": "Opaque", "data": [{"objectName": "a", "key": "k"}]}])
+    assert c["spec"]["secretObjects"][0]["data"][0]["key"] == "k"
+    old = api.create_spc("old", namespace="team", version="v1alpha1")
+    assert old["apiVersion"] == "secrets-store.csi.x-k8s.io/v1alpha1"
+
+
+def test_any_field_selector_when_asked(kube_api_factory):
+    api = kube_api_factory("--any-field-selector")
+    api.create(f"{NS}/configmaps", {"metadata": {"name": "a"}, "data": {"k": "1"}})
+    api.create(f"{NS}/configmaps", {"metadata": {"name": "b"}, "data": {"k": "2"}})
+    got = api.get(f"{NS}/configmaps", query={"fieldSelector": "data.k=2"})
+    assert [o["metadata"]["name"] for o in got["items"]] == ["b"]

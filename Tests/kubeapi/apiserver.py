@@ -33,7 +33,7 @@ import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -434,7 +434,7 @@ class Fault:
 class KubeAPIServer:
     def __init__(self, state_dir: Path, port=0, control_port=0, host="127.0.0.1", tls_dir: Path | None = None,
                  bookmark_interval=1.0, gc_interval=1.0, preload=(), verbose=False, auto_namespaces=False,
-                 history_limit=200000, http2=False, pod_grace=False):
+                 history_limit=200000, http2=False, pod_grace=False, lenient_fields=False):
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -447,6 +447,7 @@ class KubeAPIServer:
         self.auto_namespaces = auto_namespaces
         self.http2 = http2
         self.pod_grace = pod_grace
+        self.lenient_fields = lenient_fields
         self.pod_deadlines: dict[tuple, float] = {}
         self.registry = Registry()
         self.store = Store(history_limit)
@@ -1744,6 +1745,9 @@ def after_write(server, res, old, new):
 def after_delete(server, res, gone_obj):
     if gone_obj is None:
         return
+    gm = gone_obj["metadata"]
+    for k in [k for k in server.applied if k[:3] == (res.storage, gm.get("namespace", ""), gm["name"])]:
+        del server.applied[k]  # a new object of that name starts with no applied configuration
     if (res.group, res.plural) == ("rbac.authorization.k8s.io", "clusterroles"):
         aggregate_cluster_roles(server)
     if (res.group, res.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
@@ -2117,7 +2121,8 @@ class APIHandler(BaseHTTPRequestHandler):
         self.status_code = 0
         self.entry = {"method": self.command, "path": "", "query": {}, "verb": "", "resource": "", "group": "",
                       "version": "", "subresource": "", "namespace": "", "name": "", "user": "",
-                      "userAgent": self.headers.get("User-Agent", ""), "time": time.time(), "code": 0, "seq": 0}
+                      "userAgent": self.headers.get("User-Agent", ""), "time": time.time(), "code": 0, "seq": 0,
+                      "duration": None}
         srv.log_request(self.entry)  # at once: an open watch is in the log while it runs
         try:
             body = self.read_body()
@@ -2148,6 +2153,7 @@ class APIHandler(BaseHTTPRequestHandler):
                 self.send_error_status(internal(f"{type(e).__name__}: {e}"))
         finally:
             self.entry["code"] = self.status_code
+            self.entry["duration"] = round(time.time() - self.entry["time"], 6)
 
     def peer_user(self):
         """A verified client certificate authenticates as CN, groups O (as x509 auth does)."""
@@ -2173,7 +2179,7 @@ class APIHandler(BaseHTTPRequestHandler):
 
     def route(self, path, q, body, user):
         srv = self.server
-        parts = [p for p in path.split("/") if p]
+        parts = [unquote(p) for p in path.split("/") if p]
         if path == "/version":
             self.entry["verb"] = "discovery"
             return self.send_json(200, {"major": "1", "minor": "35", "emulationMajor": "1", "emulationMinor": "35",
@@ -2415,7 +2421,7 @@ class APIHandler(BaseHTTPRequestHandler):
             fs = (q.get("fieldSelector") or "").replace("regarding.", "involvedObject.")
         else:
             fs = q.get("fieldSelector")
-        fsel = FieldSelector.parse(fs, allowed)
+        fsel = FieldSelector.parse(fs, None if self.server.lenient_fields else allowed)
         return lsel, fsel
 
     def op_list(self, res, ns, name, sub, q, body, user):
@@ -3122,6 +3128,9 @@ def main(argv=None):
                     help="deleting a pod bound to a node marks it (deletionTimestamp) and removes it after its "
                          "grace period or on a delete with gracePeriodSeconds=0, as a kubelet would; without it "
                          "pods go at once")
+    ap.add_argument("--any-field-selector", action="store_true",
+                    help="accept a field selector on any dotted path (a real server answers 400 for fields "
+                         "it does not index)")
     ap.add_argument("--http2", action="store_true",
                     help="offer HTTP/2 (ALPN h2) as well as HTTP/1.1, as a real server does (needs the h2 package)")
     ap.add_argument("--verbose", action="store_true")
@@ -3132,7 +3141,8 @@ def main(argv=None):
     srv = KubeAPIServer(Path(a.state_dir), port=a.port, control_port=a.control_port,
                         tls_dir=Path(a.tls_dir) if a.tls_dir else None, bookmark_interval=a.bookmark_interval,
                         gc_interval=a.gc_interval, preload=preload, verbose=a.verbose,
-                        auto_namespaces=a.auto_create_namespaces, http2=a.http2, pod_grace=a.pod_grace)
+                        auto_namespaces=a.auto_create_namespaces, http2=a.http2, pod_grace=a.pod_grace,
+                        lenient_fields=a.any_field_selector)
     info = srv.start()
     print(json.dumps(info), flush=True)
     done = threading.Event()

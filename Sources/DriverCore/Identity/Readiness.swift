@@ -15,11 +15,14 @@ public final class Readiness: Sendable {
     case shuttingDown
     /// The loop is stalled, or was until less than `recovery` ago, for this long.
     case loopStalled(Duration)
+    /// Something the driver needs before it can serve is not there yet.
+    case waitingFor(String)
 
     public var description: String {
       switch self {
       case .shuttingDown: "shutting down"
       case .loopStalled(let length): "event loop stalled for \(length)"
+      case .waitingFor(let what): "waiting for: \(what)"
       }
     }
   }
@@ -27,6 +30,12 @@ public final class Readiness: Sendable {
   /// How long after a stall the driver still reports not ready.
   public let recovery: Duration
   private let state = Locked<(shuttingDown: Bool, heartbeat: LoopHeartbeat?)>((false, nil))
+  private let conditions = Locked<[(name: String, met: @Sendable () -> Bool)]>([])
+
+  /// Not ready until `met` says so (e.g. the SecretProviderClass cache has synced).
+  public func require(_ name: String, _ met: @escaping @Sendable () -> Bool) {
+    conditions.withLock { $0.append((name, met)) }
+  }
 
   public init(recovery: Duration = .seconds(5)) {
     self.recovery = recovery
@@ -46,7 +55,9 @@ public final class Readiness: Sendable {
   public var notReady: NotReady? {
     let (shuttingDown, heartbeat) = state.withLock { ($0.shuttingDown, $0.heartbeat) }
     if shuttingDown { return .shuttingDown }
-    return heartbeat?.stall(recovery: recovery).map(NotReady.loopStalled)
+    if let stall = heartbeat?.stall(recovery: recovery) { return .loopStalled(stall) }
+    for condition in conditions.withLock({ $0 }) where !condition.met() { return .waitingFor(condition.name) }
+    return nil
   }
 }
 

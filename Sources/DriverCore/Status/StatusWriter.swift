@@ -76,6 +76,9 @@ public actor StatusWriter {
     Task { await self.want(.absent, for: targetPath) }
   }
 
+  /// No write is queued or in flight.
+  public var isIdle: Bool { working.isEmpty }
+
   /// Returns when every queued write has landed (tests, graceful shutdown).
   public func waitUntilIdle() async {
     if working.isEmpty { return }
