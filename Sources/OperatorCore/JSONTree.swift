@@ -1,4 +1,4 @@
-public import KubeClient
+import KubeClient
 
 /// Comparing and merging objects as the operator needs to: the server adds defaults to
 /// what it stores, so "up to date" means the desired object is contained in the live one.

@@ -1,5 +1,5 @@
-public import KubeClient
-public import Logging
+import KubeClient
+import Logging
 public import UVRuntime
 
 /// The operator's lifetime: watches that turn any change of the cluster resource or of

@@ -47,3 +47,24 @@ public struct ClusterResource: Sendable, Equatable {
     }
   }
 }
+
+extension ClusterResource {
+  /// `--resource-kind=auto`: OpenShift's ClusterCSIDriver where the API serves it, else
+  /// ours. Asked by listing it (the permission the operator has anyway); an error other
+  /// than "no such resource" is retried, since guessing wrong would manage the wrong object.
+  public static func detect(client: KubeClient, sleep: @Sendable (UInt64) async throws -> Void) async throws -> ClusterResource {
+    var backoff: UInt64 = 500
+    while true {
+      do {
+        _ = try await client.list(
+          JSONValue.self, clusterCSIDriver.resource, fieldSelector: "metadata.name=\(clusterCSIDriver.name)")
+        return .clusterCSIDriver
+      } catch let error as KubeError where error.isNotFound {
+        return .secretsStoreCSIDriver
+      } catch {
+        try await sleep(backoff)
+        backoff = min(backoff * 2, 30_000)
+      }
+    }
+  }
+}

@@ -24,10 +24,10 @@ struct OperatorCommand: AsyncParsableCommand {
 
   @Option(
     name: .customLong("resource-kind"),
-    help: ArgumentHelp("The cluster resource to watch: ClusterCSIDriver (OpenShift) or SecretsStoreCSIDriver.", valueName: "kind"))
-  var resourceKind = "SecretsStoreCSIDriver"
+    help: ArgumentHelp("The cluster resource to watch: ClusterCSIDriver (OpenShift), SecretsStoreCSIDriver, or auto (ClusterCSIDriver where the API serves it).", valueName: "kind"))
+  var resourceKind = "auto"
 
-  @Option(help: ArgumentHelp("Namespace of the driver's objects (default: openshift-cluster-csi-drivers for ClusterCSIDriver, else kube-system).", valueName: "name"))
+  @Option(help: ArgumentHelp("Namespace of the driver's objects (default: $POD_NAMESPACE, the operator's own, in a pod; else openshift-cluster-csi-drivers for ClusterCSIDriver, kube-system for SecretsStoreCSIDriver).", valueName: "name"))
   var namespace: String?
 
   @Option(name: .customLong("driver-image"), help: ArgumentHelp("The driver image when the cluster resource names none (default: deploy/'s).", valueName: "image"))
@@ -43,8 +43,8 @@ struct OperatorCommand: AsyncParsableCommand {
   var logLevel = "info"
 
   func validate() throws {
-    guard ClusterResource.named(resourceKind) != nil else {
-      throw ValidationError("--resource-kind must be ClusterCSIDriver or SecretsStoreCSIDriver")
+    guard resourceKind == "auto" || ClusterResource.named(resourceKind) != nil else {
+      throw ValidationError("--resource-kind must be ClusterCSIDriver, SecretsStoreCSIDriver or auto")
     }
     guard Logger.Level(rawValue: logLevel) != nil else {
       throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
@@ -75,7 +75,27 @@ struct OperatorCommand: AsyncParsableCommand {
       logger.error("no Kubernetes API configuration: \(error)")
       throw ExitCode.failure
     }
-    var config = OperatorConfig(clusterResource: ClusterResource.named(resourceKind)!, namespace: namespace, defaultDriverImage: driverImage)
+    let loop = EventLoop(name: "operator-loop")
+    let http = HTTPClient(loop: loop)
+    var settings = KubeClient.Settings()
+    settings.userAgent = "secrets-store-csi-driver-operator"
+    settings.qps = 20
+    settings.burst = 100
+    let client = KubeClient(config: kubeConfig, transport: CurlKubeTransport(config: kubeConfig, http: http), loop: loop, settings: settings)
+    let kind: ClusterResource
+    if let named = ClusterResource.named(resourceKind) {
+      kind = named
+    } else {
+      do {
+        kind = try await ClusterResource.detect(client: client) { try await loop.sleep(milliseconds: $0) }
+      } catch {
+        await http.shutdown()
+        await loop.shutdownAndWait()
+        throw ExitCode.failure
+      }
+    }
+    let podNamespace = getenv("POD_NAMESPACE").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+    var config = OperatorConfig(clusterResource: kind, namespace: namespace ?? podNamespace, defaultDriverImage: driverImage)
     config.resyncInterval = .seconds(resyncInterval)
     logger.info(
       "starting",
@@ -84,13 +104,6 @@ struct OperatorCommand: AsyncParsableCommand {
         "flavour": "\(config.flavour.rawValue)", "server": "\(kubeConfig.server)",
       ])
 
-    let loop = EventLoop(name: "operator-loop")
-    let http = HTTPClient(loop: loop)
-    var settings = KubeClient.Settings()
-    settings.userAgent = "secrets-store-csi-driver-operator"
-    settings.qps = 20
-    settings.burst = 100
-    let client = KubeClient(config: kubeConfig, transport: CurlKubeTransport(config: kubeConfig, http: http), loop: loop, settings: settings)
     let op = Operator(reconciler: Reconciler(client: client, config: config, logger: logger), loop: loop)
 
     let task = Task { await op.run() }
