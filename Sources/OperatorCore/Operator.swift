@@ -9,6 +9,10 @@ public final class Operator: Sendable {
   public let reconciler: Reconciler
   let loop: EventLoop
   let queue = WorkQueue()
+  /// Retries waiting out their backoff: cancelled and awaited when `run` ends, so no
+  /// loop timer outlives the operator.
+  private let retries = Locked<[Int: Task<Void, Never>]>([:])
+  private let retryIDs = Locked(0)
   var logger: Logger { reconciler.logger }
   var config: OperatorConfig { reconciler.config }
 
@@ -39,6 +43,10 @@ public final class Operator: Sendable {
     } onCancel: {
       Task { await queue.shutDown() }
     }
+    for task in retries.withLock({ Array($0.values) }) {
+      task.cancel()
+      await task.value
+    }
   }
 
   func work() async {
@@ -60,14 +68,21 @@ public final class Operator: Sendable {
           logger.debug("reconciled, no change", metadata: ["ms": "\(ms)"])
         }
       } catch {
+        if Task.isCancelled { break }
         let delay = await queue.addAfterFailure(key)
         logger.warning("reconcile failed; retrying", metadata: ["error": "\(error)", "retryIn": "\(delay)"])
         let queue = self.queue
         let loop = self.loop
-        Task {
-          try? await loop.sleep(milliseconds: delay.timerMilliseconds)
-          await queue.add(key)
+        let id = retryIDs.withLock { n -> Int in
+          n += 1
+          return n
         }
+        let retries = self.retries
+        let task = Task {
+          if (try? await loop.sleep(milliseconds: delay.timerMilliseconds)) != nil { await queue.add(key) }
+          _ = retries.withLock { $0.removeValue(forKey: id) }
+        }
+        retries.withLock { $0[id] = task }
       }
       await queue.done(key)
     }

@@ -71,7 +71,7 @@ public struct Reconciler: Sendable {
       do {
         keptCRDs = try await removeAll(keep: [], outcome: &outcome, deleteCRDs: true)
       } catch {
-        try? await write(failed(generation, "RemoveFailed", error), over: cr)
+        try? await write(await failed(generation, "RemoveFailed", error), over: cr)
         throw error
       }
       let message =
@@ -105,7 +105,7 @@ public struct Reconciler: Sendable {
           observedGeneration: generation, available: health.available, progressing: health.progressing,
           degraded: Condition("Degraded", false, "AsExpected"))
       } catch {
-        try? await write(failed(generation, "ApplyFailed", error), over: cr)
+        try? await write(await failed(generation, "ApplyFailed", error), over: cr)
         throw error
       }
     }
@@ -114,10 +114,12 @@ public struct Reconciler: Sendable {
     return outcome
   }
 
-  func failed(_ generation: Int64?, _ reason: String, _ error: any Error) -> OperatorStatus {
-    let health = DaemonSetHealth(nil)
+  /// A failed pass: Degraded, retried; Available still says what the DaemonSet shows
+  /// (a transient API error does not make a running driver unavailable).
+  func failed(_ generation: Int64?, _ reason: String, _ error: any Error) async -> OperatorStatus {
+    let health = DaemonSetHealth(try? await liveDaemonSet())
     return OperatorStatus(
-      observedGeneration: generation, available: Condition("Available", false, reason, health.available.message),
+      observedGeneration: generation, available: health.available,
       progressing: Condition("Progressing", true, reason, "retrying"),
       degraded: Condition("Degraded", true, reason, "\(error)"))
   }

@@ -124,5 +124,10 @@ struct OperatorCommand: AsyncParsableCommand {
       }
     }
     await loop.shutdownAndWait()
+    // Every handle must have been closed by its owner; the tests fail on this line.
+    if !loop.leakedHandles.isEmpty || loop.closeResult != 0 {
+      logger.error("libuv handles left open at shutdown", metadata: ["handles": "\(loop.leakedHandles)", "uv_loop_close": "\(loop.closeResult)"])
+      throw ExitCode.failure
+    }
   }
 }

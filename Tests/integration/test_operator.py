@@ -489,3 +489,23 @@ def test_kubectl_applies_the_bundle_and_the_plain_manifests(kube_api_factory):
     wait_for(lambda: api.request("GET", OURS)[0] == 200, WAIT, "the CRD is served")
     api.kubectl("apply", "-f", REPO / "deploy" / "operator" / "example" / "secretsstorecsidriver.yaml")
     assert api.get(f"{OURS}/{NAME}")["spec"]["managementState"] == "Managed"
+
+
+def test_conflicts_and_server_errors_are_retried(kube_api_factory, start_operator):
+    api = kube_api_factory(preload=())
+    apply_our_crd(api)
+    op = start_operator(api, "--resource-kind", "SecretsStoreCSIDriver")
+    create_cr(api, {"managementState": "Managed"})
+    api.wait_for_object(DS.format(ns="kube-system"), timeout=WAIT)
+    wait_conditions(api, {"Degraded": "False", "Progressing": "True"})
+    # Someone else writes the DaemonSet between our read and our write, twice: the update is retried.
+    api.inject_conflicts("daemonsets", count=2, verbs=("update",))
+    # And the API server fails the next CSIDriver reads: the pass fails, is Degraded, and retried with backoff.
+    api.inject_fault("csidrivers", 500, count=3, verbs=("get",))
+    patch_cr(api, {"logLevel": "TraceAll"})
+    api.wait_for_object(DS.format(ns="kube-system"), lambda o: "-v=8" in driver_container(o)["args"], timeout=WAIT)
+    wait_conditions(api, {"Degraded": ("False", "AsExpected")})
+    mine = operator_requests(api, op.user)
+    assert sum(1 for r in mine if r["verb"] == "update" and r["resource"] == "daemonsets" and r["code"] == 409) == 2
+    assert sum(1 for r in mine if r["verb"] == "get" and r["resource"] == "csidrivers" and r["code"] == 500) == 3
+    assert "reconcile failed; retrying" in op.log()
