@@ -117,7 +117,10 @@ public final class Operator: Sendable {
             resourceVersion: version)
           for try await event in events {
             switch event {
-            case .added(let o), .modified(let o), .deleted(let o):
+            case .added(let o), .modified(let o):
+              if let v = o["metadata"]?["resourceVersion"]?.string { version = v }
+              if !reconciler.ownWrites.isEcho(o) { await queue.add(key) }
+            case .deleted(let o):
               if let v = o["metadata"]?["resourceVersion"]?.string { version = v }
               await queue.add(key)
             case .bookmark(let v):

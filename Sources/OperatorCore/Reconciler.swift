@@ -1,5 +1,6 @@
 public import KubeClient
 public import Logging
+import UVRuntime
 import TextFormats
 
 /// One level-based pass from the cluster resource to the objects of the install. It
@@ -9,6 +10,8 @@ public struct Reconciler: Sendable {
   public let client: KubeClient
   public let config: OperatorConfig
   public let logger: Logger
+  /// Versions this operator wrote: their watch events need no new pass.
+  let ownWrites = OwnWrites()
 
   public init(client: KubeClient, config: OperatorConfig, logger: Logger) {
     self.client = client
@@ -141,9 +144,10 @@ public struct Reconciler: Sendable {
   func write(_ status: OperatorStatus, over cr: JSONValue) async throws {
     guard let patch = status.patch(over: cr["status"], now: OperatorStatus.timestamp()) else { return }
     let body = try JSONEncoding.encode(patch)
-    _ = try await client.mergePatch(
+    let written = try await client.mergePatch(
       JSONValue.self, config.clusterResource.resource, namespace: nil, name: config.clusterResource.name, patch: body,
       subresource: "status")
+    ownWrites.note(written)
   }
 
   enum ApplyResult { case created, updated, unchanged }
@@ -160,6 +164,7 @@ public struct Reconciler: Sendable {
       } catch let error as KubeError where error.isNotFound {
         do {
           let created = try await client.create(d.object, d.resource, namespace: d.namespace)
+          ownWrites.note(created)
           logger.info("created", metadata: ["object": "\(d.kind)/\(d.name)"])
           return (.created, created)
         } catch let error as KubeError where error.isAlreadyExists && attempt < 5 {
@@ -173,6 +178,7 @@ public struct Reconciler: Sendable {
       let merged = JSONTree.merge(live: live, desired: d.object)
       do {
         let updated = try await client.update(merged, d.resource, namespace: d.namespace, name: d.name)
+        ownWrites.note(updated)
         logger.info("updated", metadata: ["object": "\(d.kind)/\(d.name)"])
         return (.updated, updated)
       } catch let error as KubeError where error.isConflict && attempt < 5 {
@@ -227,6 +233,28 @@ public struct Reconciler: Sendable {
     } catch let error as KubeError where error.isNotFound {
       return false
     }
+  }
+}
+
+/// The resourceVersions of the operator's own writes. A watch event carrying one of them
+/// is the echo of a write the pass that made it already accounted for: skipping it saves
+/// a pass that would change nothing. Any other version (another writer, the DaemonSet
+/// controller's status) still queues a pass.
+final class OwnWrites: Sendable {
+  private let versions = Locked<Set<String>>([])
+
+  func note(_ object: JSONValue) {
+    guard let v = object["metadata"]?["resourceVersion"]?.string else { return }
+    versions.withLock {
+      if $0.count > 1000 { $0.removeAll() }  // echoes that never came (a watch restarted)
+      $0.insert(v)
+    }
+  }
+
+  /// True (and forgotten) when `object` is exactly what this operator wrote.
+  func isEcho(_ object: JSONValue) -> Bool {
+    guard let v = object["metadata"]?["resourceVersion"]?.string else { return false }
+    return versions.withLock { $0.remove(v) != nil }
   }
 }
 

@@ -303,7 +303,10 @@ def test_install_roll_heal_conditions_and_remove(kube_api_factory, start_operato
     for r in mine:
         res = r["resource"] + ("/" + r["subresource"] if r["subresource"] else "")
         assert granted(op.rules, r["verb"], r["group"], res, r["name"], r["namespace"]), r
+    trail = [f"{round((r['time'] - t_patch) * 1000, 1)}ms {r['verb']} {r['resource']}{'/' + r['subresource'] if r['subresource'] else ''} {r['code']} {r.get('duration')}"
+             for r in reqs if r.get("user") == op.user and t_patch <= r["time"] <= t_ds]
     numbers = {"spec_change_to_daemonset_update_ms": round((t_ds - t_patch) * 1000, 1), "operator_rss_kib": rss,
+               "operator_requests_until_daemonset_update": trail,
                "requests": api.requests()["counts"]}
     (REPO / ".build" / "operator-numbers.json").write_text(json.dumps(numbers, indent=1))
     print("operator numbers:", json.dumps(numbers))
