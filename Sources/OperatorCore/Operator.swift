@@ -55,6 +55,7 @@ public final class Operator: Sendable {
       do {
         let outcome = try await reconciler.reconcile()
         await queue.forget(key)
+        if let later = outcome.requeueAfter { add(key, after: later) }
         let ms = (KubeClient.monotonicNow() - start).timerMilliseconds
         if !outcome.created.isEmpty || !outcome.updated.isEmpty || !outcome.deleted.isEmpty {
           logger.info(
@@ -71,21 +72,26 @@ public final class Operator: Sendable {
         if Task.isCancelled { break }
         let delay = await queue.addAfterFailure(key)
         logger.warning("reconcile failed; retrying", metadata: ["error": "\(error)", "retryIn": "\(delay)"])
-        let queue = self.queue
-        let loop = self.loop
-        let id = retryIDs.withLock { n -> Int in
-          n += 1
-          return n
-        }
-        let retries = self.retries
-        let task = Task {
-          if (try? await loop.sleep(milliseconds: delay.timerMilliseconds)) != nil { await queue.add(key) }
-          _ = retries.withLock { $0.removeValue(forKey: id) }
-        }
-        retries.withLock { $0[id] = task }
+        add(key, after: delay)
       }
       await queue.done(key)
     }
+  }
+
+  /// Adds `key` after `delay` on the loop's timer (a task `run` cancels and awaits at the end).
+  func add(_ key: String, after delay: Duration) {
+    let queue = self.queue
+    let loop = self.loop
+    let id = retryIDs.withLock { n -> Int in
+      n += 1
+      return n
+    }
+    let retries = self.retries
+    let task = Task {
+      if (try? await loop.sleep(milliseconds: delay.timerMilliseconds)) != nil { await queue.add(key) }
+      _ = retries.withLock { $0.removeValue(forKey: id) }
+    }
+    retries.withLock { $0[id] = task }
   }
 
   func resync(_ key: String) async {

@@ -25,6 +25,9 @@ public struct Reconciler: Sendable {
     public var updated: [String] = []
     public var deleted: [String] = []
     public var status: OperatorStatus?
+    /// Look again after this long although nothing may send an event (CRDs kept while
+    /// SecretProviderClasses exist: their deletion is not watched).
+    public var requeueAfter: Duration?
   }
 
   public struct Failure: Error, CustomStringConvertible {
@@ -77,6 +80,7 @@ public struct Reconciler: Sendable {
         try? await write(await failed(generation, "RemoveFailed", error), over: cr)
         throw error
       }
+      if keptCRDs > 0 { outcome.requeueAfter = .seconds(30) }
       let message =
         keptCRDs > 0
         ? "the driver is removed; its CRDs are kept while SecretProviderClasses exist (delete them, and the CRDs go)"
