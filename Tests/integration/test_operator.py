@@ -513,3 +513,27 @@ def test_conflicts_and_server_errors_are_retried(kube_api_factory, start_operato
     assert sum(1 for r in mine if r["verb"] == "update" and r["resource"] == "daemonsets" and r["code"] == 409) == 2
     assert sum(1 for r in mine if r["verb"] == "get" and r["resource"] == "csidrivers" and r["code"] == 500) == 3
     assert "reconcile failed; retrying" in op.log()
+
+
+PLURALS = {"CustomResourceDefinition": ("apiextensions.k8s.io", "customresourcedefinitions"),
+           "CSIDriver": ("storage.k8s.io", "csidrivers"), "ServiceAccount": ("", "serviceaccounts"),
+           "Service": ("", "services"), "ClusterRole": ("rbac.authorization.k8s.io", "clusterroles"),
+           "ClusterRoleBinding": ("rbac.authorization.k8s.io", "clusterrolebindings"),
+           "DaemonSet": ("apps", "daemonsets"), "SecurityContextConstraints": ("security.openshift.io", "securitycontextconstraints")}
+
+
+def test_csv_covers_every_template_object_by_name():
+    """A file added to deploy/ without its name in the CSV would be a 403 in a cluster."""
+    rules = csv_rules("some-namespace")
+    count = 0
+    for d in ("base", "components/sync-secret", "openshift"):
+        for p in (REPO / "deploy" / d).glob("*.yaml"):
+            o = yaml.safe_load(p.read_text())
+            if not o or o.get("kind") in ("Kustomization", "Component"):
+                continue
+            group, plural = PLURALS[o["kind"]]
+            ns = "some-namespace" if "namespace" in o["metadata"] else ""
+            for verb in ("get", "list", "watch", "create", "update", "delete"):
+                assert granted(rules, verb, group, plural, o["metadata"]["name"], ns), (p.name, verb)
+            count += 1
+    assert count >= 16
