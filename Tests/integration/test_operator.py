@@ -537,3 +537,22 @@ def test_csv_covers_every_template_object_by_name():
                 assert granted(rules, verb, group, plural, o["metadata"]["name"], ns), (p.name, verb)
             count += 1
     assert count >= 16
+
+
+def test_deleting_the_cluster_resource_removes_the_driver_but_not_the_crds(kube_api_factory, start_operator):
+    api = kube_api_factory(preload=())
+    apply_our_crd(api)
+    start_operator(api, "--resource-kind", "SecretsStoreCSIDriver")
+    create_cr(api, {"managementState": "Managed"})
+    for path in expected_paths("kube-system"):
+        api.wait_for_object(path, timeout=WAIT)
+    api.ok("DELETE", f"{OURS}/{NAME}")
+    api.run_gc()
+    for path in expected_paths("kube-system"):
+        if "customresourcedefinitions" in path:
+            continue
+        api.wait_gone(path, timeout=WAIT)
+    # Owned by nobody: the users' SecretProviderClasses are not the garbage collector's to take.
+    for path in expected_paths("kube-system"):
+        if "customresourcedefinitions" in path:
+            assert api.request("GET", path)[0] == 200, path
