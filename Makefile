@@ -81,7 +81,7 @@ IMAGE_OUT ?= .build/image
 # and CA certificates as a rootfs tree, a rootfs tarball and an OCI image layout tarball
 # (umoci), in $(IMAGE_OUT). deploy/Containerfile builds the same tree with podman/docker.
 image-rootfs: deps release
-	./scripts/image-rootfs.sh .build/release/secrets-store-csi-driver $(IMAGE_OUT)
+	./scripts/image-rootfs.sh .build/release/secrets-store-csi-driver $(IMAGE_OUT) .build/release/secrets-store-csi-driver-operator
 
 demo: deps build
 	$(PY) scripts/demo.py --driver $(abspath $(BIN)) --provider $(abspath .build/$(CONFIG)/csi-reference-provider)
