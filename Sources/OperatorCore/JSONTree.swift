@@ -43,7 +43,13 @@ enum JSONTree {
     }
     if let refs = want["ownerReferences"]?.array {
       var have = meta["ownerReferences"]?.array ?? []
-      for ref in refs where !have.contains(where: { $0["uid"] == ref["uid"] }) { have.append(ref) }
+      for ref in refs where !have.contains(where: { $0["uid"] == ref["uid"] }) {
+        var ref = ref
+        // An object another controller already controls (adopted from elsewhere): the
+        // API server allows one controller reference, so ours only owns it.
+        if have.contains(where: { $0["controller"] == .bool(true) }) { ref["controller"] = .bool(false) }
+        have.append(ref)
+      }
       meta["ownerReferences"] = .array(have)
     }
     out["metadata"] = .object(meta)

@@ -159,6 +159,21 @@ private let owner = Owner(apiVersion: "operator.secrets-store.csi.x-k8s.io/v1alp
   }
 }
 
+extension JSONTreeTests {
+  @Test func anotherControllerKeepsItsReferenceOursOnlyOwns() {
+    let desired: JSONValue = .object(["metadata": .object([
+      "ownerReferences": .array([.object(["uid": .string("ours"), "controller": .bool(true)])])
+    ])])
+    let live: JSONValue = .object(["metadata": .object([
+      "ownerReferences": .array([.object(["uid": .string("theirs"), "controller": .bool(true)])])
+    ])])
+    let refs = JSONTree.merge(live: live, desired: desired)["metadata"]?["ownerReferences"]?.array ?? []
+    #expect(refs.count == 2)
+    #expect(refs.filter { $0["controller"] == .bool(true) }.count == 1)
+    #expect(JSONTree.upToDate(live: JSONTree.merge(live: live, desired: desired), desired: desired))
+  }
+}
+
 @Suite struct ConditionTests {
   func ds(generation: Int64, observed: Int64?, desired: Int64, ready: Int64, updated: Int64) -> JSONValue {
     var status: [String: JSONValue] = ["desiredNumberScheduled": .int(desired), "numberReady": .int(ready), "updatedNumberScheduled": .int(updated)]
