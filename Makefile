@@ -7,7 +7,7 @@ CONFIG ?= debug
 BIN := .build/$(CONFIG)/secrets-store-csi-driver
 
 APT_PACKAGES := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
-  libssl-dev openssl libcurl4-openssl-dev libyaml-dev python3-venv nghttp2-client pkg-config util-linux umoci
+  libssl-dev openssl libcurl4-openssl-dev libyaml-dev python3-venv python3-h2 nghttp2-client pkg-config util-linux umoci
 PY_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1 protobuf h2 pytest pyyaml jsonschema
 
 .PHONY: help deps build release image-rootfs test unit-test integration-test protos protos-check manifests manifests-check demo bench bench-rtt bench-rtt-run clean

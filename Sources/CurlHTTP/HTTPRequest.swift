@@ -66,11 +66,11 @@ public struct HTTPMethod: RawRepresentable, Sendable, Hashable, CustomStringConv
 public enum HTTPVersionPreference: Sendable, Hashable {
   /// HTTP/1.1 only.
   case http1_1
-  /// HTTP/2 where an HTTPS server offers it (ALPN), HTTP/1.1 otherwise. Requests to
-  /// the same server share one connection, as concurrent streams.
+  /// HTTP/2 where an HTTPS server offers it (ALPN), HTTP/1.1 otherwise (plain
+  /// `http://` included). Requests to the same server share one connection, as
+  /// concurrent streams. (No cleartext HTTP/2 "prior knowledge": libcurl 7.88 fails
+  /// the second request on such a connection.)
   case http2
-  /// HTTP/2 without negotiation, also over plain `http://` (the server must speak it).
-  case http2PriorKnowledge
 }
 
 /// How the server is authenticated, and how the client authenticates itself.
@@ -133,13 +133,16 @@ public struct HTTPRequest: Sendable {
   public var tls: TLSConfiguration
   public var version: HTTPVersionPreference
   /// `execute`: the largest response body accepted; `stream`: the longest line.
-  /// Beyond it the request fails with `.bodyTooLarge`.
+  /// Beyond it the request fails with `.bodyTooLarge`. Counts decoded bytes.
   public var maxResponseBytes: Int
+  /// Offers gzip (and the other encodings libcurl decodes) and decodes the response:
+  /// large JSON lists travel in a fraction of their size.
+  public var acceptCompressedResponse: Bool
 
   public init(
     method: HTTPMethod = .get, url: String, headers: HTTPHeaders = [:], body: [UInt8]? = nil,
     timeouts: HTTPTimeouts = HTTPTimeouts(), tls: TLSConfiguration = TLSConfiguration(),
-    version: HTTPVersionPreference = .http2, maxResponseBytes: Int = 16 << 20
+    version: HTTPVersionPreference = .http2, maxResponseBytes: Int = 16 << 20, acceptCompressedResponse: Bool = false
   ) {
     self.method = method
     self.url = url
@@ -149,6 +152,7 @@ public struct HTTPRequest: Sendable {
     self.tls = tls
     self.version = version
     self.maxResponseBytes = maxResponseBytes
+    self.acceptCompressedResponse = acceptCompressedResponse
   }
 
   /// The URL without user information, query or fragment: safe for messages.

@@ -94,9 +94,6 @@ class Transfer: @unchecked Sendable {
       // Wait for a connection being set up to the same server rather than open another:
       // concurrent requests then share one HTTP/2 connection.
       _ = ccurl_easy_setopt_long(easy, CURLOPT_PIPEWAIT, 1)
-    case .http2PriorKnowledge:
-      _ = ccurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE))
-      _ = ccurl_easy_setopt_long(easy, CURLOPT_PIPEWAIT, 1)
     }
 
     if let connect = request.timeouts.connect {
@@ -105,7 +102,11 @@ class Transfer: @unchecked Sendable {
     if !isStream, let total = request.timeouts.total {
       _ = ccurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, max(1, Int(total.timerMilliseconds)))
     }
-    if !isStream {
+    if request.acceptCompressedResponse {
+      // "": every encoding this libcurl decodes; the body arrives decoded.
+      _ = ccurl_easy_setopt_str(easy, CURLOPT_ACCEPT_ENCODING, "")
+    } else if !isStream {
+      // Refused up front when Content-Length says too much (it counts encoded bytes, hence not above).
       _ = ccurl_easy_setopt_off_t(easy, CURLOPT_MAXFILESIZE_LARGE, Int64(request.maxResponseBytes))
     }
 
@@ -187,8 +188,12 @@ class Transfer: @unchecked Sendable {
       let badValue = field.value.utf8.contains { $0 == 0 || $0 == 10 || $0 == 13 }
       if badName || badValue {
         if let list { curl_slist_free_all(list) }
-        // The name only: the value may be a credential.
-        throw HTTPClientError(.invalidRequest, "header \(badName ? "name" : "value of") \(badName ? "" : field.name) is not valid")
+        // Never the value: it may be a credential.
+        throw HTTPClientError(
+          .invalidRequest,
+          badName
+            ? "a header name is empty or holds a space, a colon or a control character"
+            : "the value of header \(field.name) holds a line break or NUL")
       }
       // "Name;" is libcurl's way to send a header with an empty value.
       append(field.value.isEmpty ? "\(field.name);" : "\(field.name): \(field.value)")

@@ -42,11 +42,14 @@ public final class Driver: Sendable {
   let logger: Logger
   let server: GRPCServer<H2ServerTransport>
   let transport: H2ServerTransport
+  let publisher: MountingPublisher
   /// What the Identity service's Probe answers.
   public let readiness: Readiness
   let loopHealth: LoopHealthSettings
   /// The Kubernetes side, in a cluster.
   public let cluster: ClusterMode?
+  /// With rotation on: refreshes volumes when they are due, republished or not.
+  public let rotation: RotationScheduler?
 
   public init(
     config: DriverConfig, endpoint: Endpoint, maxReceiveMessageBytes: Int, logger: Logger, mount: MountConfig = MountConfig(),
@@ -68,10 +71,17 @@ public final class Driver: Sendable {
       let classes = cluster.classes
       readiness.require("SecretProviderClass cache synced") { classes.isSynced }
     }
+    let rotation =
+      mount.volumes.rotationEnabled
+      ? RotationScheduler(
+        settings: RotationPlan.Settings(defaultInterval: mount.volumes.rotationPollInterval, floor: mount.volumes.rotationMinInterval),
+        loop: loop, logger: logger) : nil
+    self.rotation = rotation
     let env = VolumeEnvironment(
       classes: cluster?.classes ?? mount.classes, providers: providers, settings: mount.volumes, logger: logger,
-      status: cluster?.status, events: cluster?.events)
+      status: cluster?.status, events: cluster?.events, rotation: rotation)
     let publisher = MountingPublisher(registry: volumes, env: env)
+    self.publisher = publisher
     transport = H2ServerTransport(config: .init(endpoint: endpoint, maxReceiveMessageBytes: maxReceiveMessageBytes), loop: loop)
     server = GRPCServer(
       transport: transport,
@@ -102,6 +112,10 @@ public final class Driver: Sendable {
     let health = mount.healthCheckInterval.map { interval in
       Task(executorPreference: loop) { [self] in await healthChecks(every: interval) }
     }
+    if let rotation {
+      let publisher = self.publisher
+      await rotation.start { target in await publisher.refreshDue(target: target) }
+    }
     let caches = cluster.map { cluster in Task(executorPreference: loop) { await cluster.run() } }
     let serving = Task(executorPreference: loop) { [server] in try await server.serve() }
     let result = await serving.result
@@ -109,6 +123,7 @@ public final class Driver: Sendable {
     await health?.value
     caches?.cancel()
     await caches?.value
+    await rotation?.stop()
     await cluster?.shutdown()
     await providers.closeAll()
     try await loop.submit {

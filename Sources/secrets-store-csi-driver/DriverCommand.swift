@@ -61,6 +61,13 @@ struct DriverCommand: AsyncParsableCommand {
     help: ArgumentHelp("How long after its last successful fetch a volume is due for a refresh (Go duration).", valueName: "duration"))
   var rotationPollInterval = "2m"
 
+  @Option(
+    name: .customLong("rotation-min-interval"),
+    help: ArgumentHelp(
+      "The shortest refresh interval a SecretProviderClass may ask for with the annotation secrets-store.csi.x-k8s.io/rotation-poll-interval (Go duration).",
+      valueName: "duration"))
+  var rotationMinInterval = "10s"
+
   @Flag(name: .customLong("provider-health-check"), help: "Call every provider's Version periodically and log failures.")
   var providerHealthCheck = false
 
@@ -237,6 +244,7 @@ struct DriverCommand: AsyncParsableCommand {
       volumes: VolumeSettings(
         rotationEnabled: enableSecretRotation,
         rotationPollInterval: try GoDuration.parse(rotationPollInterval),
+        rotationMinInterval: try GoDuration.parse(rotationMinInterval),
         // An update holds the old and the new content for a moment.
         tmpfsSizeBytes: max(8 << 20, 2 * maxCallRecvMsgSize)),
       healthCheckInterval: providerHealthCheck ? try GoDuration.parse(providerHealthCheckInterval) : nil)
@@ -244,7 +252,7 @@ struct DriverCommand: AsyncParsableCommand {
       let environment = ProcessInfo.processInfo.environment
       let kube: KubeConfig?
       do {
-        if let kubeconfig {
+        if let kubeconfig, !kubeconfig.isEmpty {
           kube = try KubeConfig.load(kubeconfig: kubeconfig)
         } else if environment["KUBERNETES_SERVICE_HOST"] != nil {
           kube = try KubeConfig.inCluster(environment: environment)

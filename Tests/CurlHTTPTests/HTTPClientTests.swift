@@ -140,6 +140,38 @@ struct HTTPClientTests {
     }
   }
 
+  @Test(arguments: [TestServer.Port.tls, .tlsHTTP1])
+  func compressedResponses(port: TestServer.Port) async throws {
+    try await withServer { server, client in
+      let plain = (0..<5000).map { i in
+        let digits = String(i)
+        return String(repeating: "0", count: 8 - digits.count) + digits + " compressible line\n"
+      }.joined()
+      var request = server.request("/gzip?n=5000", port)
+      let identity = try await client.execute(request)
+      #expect(identity.headers["content-encoding"] == nil)
+      #expect(identity.body == Array(plain.utf8))
+
+      request.acceptCompressedResponse = true
+      let compressed = try await client.execute(request)
+      #expect(compressed.headers["content-encoding"] == "gzip")
+      #expect(compressed.body == Array(plain.utf8))
+
+      // Streams decode too.
+      var lines = 0
+      for try await line in try await client.stream(request) {
+        #expect(line.count == 26)
+        lines += 1
+      }
+      #expect(lines == 5000)
+
+      // The limit counts decoded bytes.
+      request.maxResponseBytes = plain.utf8.count - 1
+      let error = try await #require(throws: HTTPClientError.self) { try await client.execute(request) }
+      #expect(error.code == .bodyTooLarge)
+    }
+  }
+
   @Test func statusCodesAreResults() async throws {
     try await withServer { server, client in
       for code in [201, 404, 409, 410, 500] {

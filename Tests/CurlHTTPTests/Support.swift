@@ -34,6 +34,7 @@ final class TestServer: @unchecked Sendable {
   /// Starts a server with fresh certificates; it prints its ports once it listens.
   static func start(on loop: EventLoop) async throws -> TestServer {
     let directory = makeTempDirectory()
+    // The test virtualenv (`make deps`), else Debian's python3 with python3-h2.
     let venvPython = packageRoot + "/.venv/bin/python"
     let python = access(venvPython, X_OK) == 0 ? venvPython : "/usr/bin/python3"
     let script = packageRoot + "/Tests/CurlHTTPTests/test_server.py"
@@ -72,11 +73,20 @@ final class TestServer: @unchecked Sendable {
     return server
   }
 
-  /// Closing its stdin ends the server.
+  /// Closing its stdin ends the server; should it linger, it is killed (a test must
+  /// not hang on its server).
   func stop() {
     close(stdinFD)
     var status: Int32 = 0
-    waitpid(pid, &status, 0)
+    var exited = false
+    for _ in 0..<100 where !exited {
+      exited = waitpid(pid, &status, WNOHANG) == pid
+      if !exited { usleep(50_000) }
+    }
+    if !exited {
+      kill(pid, SIGKILL)
+      waitpid(pid, &status, 0)
+    }
     removeDirectory(directory)
   }
 

@@ -13,6 +13,7 @@ Endpoints (same on HTTP/1.1 and HTTP/2):
   /hello                  "hello\\n"
   /echo                   JSON: method, path, headers, body (latin-1)
   /bytes?n=N&chunked=1    N pattern bytes, with Content-Length unless chunked=1
+  /gzip?n=N               N lines "<8-digit index> compressible line\\n", gzip-encoded if accepted
   /lines?n=N&chunk=K&keep=1&size=S
                           N lines "<8-digit index> <S x>\\n", cut into K-byte pieces
                           regardless of line ends; keep=1 then holds the response open
@@ -28,6 +29,7 @@ Endpoints (same on HTTP/1.1 and HTTP/2):
 import argparse
 import asyncio
 import functools
+import gzip
 import json
 import os
 import ssl
@@ -110,6 +112,12 @@ async def handle(req):
         if req.arg("chunked", 0):
             return 200, text, chunks_of(data, 16384)
         return 200, text + [("content-length", str(len(data)))], chunks_of(data, 65536)
+    if req.path == "/gzip":
+        data = b"".join(b"%08d compressible line\n" % i for i in range(req.arg("n", 1000)))
+        if "gzip" in dict(req.headers).get("accept-encoding", ""):
+            packed = gzip.compress(data)
+            return 200, text + [("content-encoding", "gzip"), ("x-plain-length", str(len(data)))], chunks_of(packed, 4096)
+        return 200, text + [("x-plain-length", str(len(data)))], chunks_of(data, 4096)
     if req.path == "/lines":
         n, size = req.arg("n", 10), req.arg("size", 0)
         data = b"".join(b"%08d %s\n" % (i, b"x" * size) for i in range(n))
@@ -223,6 +231,8 @@ async def respond_h1(req, writer):
             await asyncio.Future()
         if req.method == "HEAD":
             continue
+        if writer.is_closing():
+            raise ConnectionError("the client went away")
         writer.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
         await writer.drain()
     if chunked:

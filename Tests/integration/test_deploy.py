@@ -621,3 +621,58 @@ def test_chart_defaults_agree_with_the_deploy_manifests():
     base_csidriver = one(_docs((BASE / "csidriver.yaml").read_text()), "CSIDriver")["spec"]
     chart_csidriver = one(helm_template(), "CSIDriver")["spec"]
     assert base_csidriver == chart_csidriver
+
+
+# ---- applied to an API server
+
+
+@pytest.mark.parametrize("how", ["helm-defaults", "helm-upstream-values", "kustomize-deploy", "kustomize-sync-secret",
+                                 "kustomize-openshift"])
+def test_kubectl_apply_of_the_install_succeeds(kube_api_factory, how, tmp_path):
+    """The rendered install, applied with the real kubectl to the test API server (CRDs
+    included, none preloaded), then applied again unchanged: what a user does."""
+    if how.startswith("helm") and HELM is None:
+        pytest.skip("helm not found (make deps installs it into .venv/bin; HELM overrides)")
+    preload: tuple = ()
+    if how == "kustomize-openshift":
+        # SecurityContextConstraints is built into OpenShift; here it is a CRD of the same shape.
+        scc = tmp_path / "scc-crd.yaml"
+        scc.write_text(yaml.safe_dump({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "securitycontextconstraints.security.openshift.io"},
+            "spec": {"group": "security.openshift.io", "scope": "Cluster",
+                     "names": {"kind": "SecurityContextConstraints", "plural": "securitycontextconstraints",
+                               "singular": "securitycontextconstraints", "shortNames": ["scc"]},
+                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                         "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}))
+        preload = (str(scc),)
+    api = kube_api_factory(preload=preload)
+    objs = RENDERINGS[how]()
+    for ns in {o["metadata"]["namespace"] for o in objs if o["metadata"].get("namespace")}:
+        api.ensure_namespace(ns)  # an install goes into a namespace that exists (kube-system, OpenShift's own)
+    if how.startswith("helm"):
+        # helm installs its crds/ directory before the templates; `helm template` leaves them out.
+        objs = _docs((CHART / "crds" / SPC_CRD).read_text()) + _docs((CHART / "crds" / SPCPS_CRD).read_text()) + objs
+    manifest = tmp_path / "install.yaml"
+    manifest.write_text(yaml.safe_dump_all(objs))
+    first = api.kubectl("apply", "-f", str(manifest))
+    assert "created" in first.stdout
+    second = api.kubectl("apply", "-f", str(manifest))
+    assert "created" not in second.stdout, second.stdout
+    # What was applied is there, as kubectl shows it.
+    want = one(objs, "DaemonSet")
+    ds = api.kubectl_json("get", "daemonset", want["metadata"]["name"], "-n", want["metadata"]["namespace"])
+    assert any(c["name"] == DRIVER_CONTAINER for c in ds["spec"]["template"]["spec"]["containers"])
+    assert container(ds, DRIVER_CONTAINER)["args"] == container(want, DRIVER_CONTAINER)["args"]
+    api.kubectl("get", "csidriver", "secrets-store.csi.k8s.io")
+    crds = api.kubectl_json("get", "crd")["items"]
+    assert {"secretproviderclasses.secrets-store.csi.x-k8s.io", "secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io"} <= {
+        c["metadata"]["name"] for c in crds}
+    # The CRDs serve: an example class from the docs applies and reads back.
+    example = next(o for _, o in _doc_examples())
+    namespace = example["metadata"].get("namespace", "default")
+    api.ensure_namespace(namespace)
+    ex = tmp_path / "spc.yaml"
+    ex.write_text(yaml.safe_dump(example))
+    api.kubectl("apply", "-f", str(ex))
+    api.kubectl("get", "secretproviderclass", example["metadata"]["name"], "-n", namespace)

@@ -222,7 +222,7 @@ def test_starts_with_upstream_daemonset_args_and_warns_once_per_ignored_flag(sta
     assert d.stop(signal.SIGTERM) == 0, d.describe()
     warned = ignored_flag_warnings(d.stderr())
     # --enable-pprof=false asks for nothing, so nothing to warn about.
-    expected = ["--metrics-addr"] + (["--filtered-watch-secret", "--kubeconfig", "--pprof-port"] if extra else [])
+    expected = ["--metrics-addr"] + (["--filtered-watch-secret", "--pprof-port"] if extra else [])
     assert sorted(warned) == sorted(expected), d.describe()
 
 

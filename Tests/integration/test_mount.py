@@ -356,6 +356,10 @@ def test_failed_refresh_answers_success_and_keeps_content(mount_env, csi):
         else:
             env.provider.start()
             env.provider.files = [("../escape", 0, b"evil")]
+        # The driver's rotation timer may have refreshed the volume just before the
+        # breakage; its refreshes fail from now on, so the volume is due again after one
+        # interval, and the republish below must refresh.
+        sleep_until(time.monotonic() + 0.2 + CLOCK_SLACK)
         calls = len(env.provider.calls("Mount"))
         node.NodePublishVolume(req, timeout=T)  # success, whatever broke
         assert read_volume(target) == {"secret.txt": (0o644, b"value")}, breakage

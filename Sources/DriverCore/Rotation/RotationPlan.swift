@@ -6,7 +6,8 @@
 ///   restart keeps the spread), up to `maxJitterFraction` of the interval and never more
 ///   than `maxJitter`: a node's volumes spread out instead of refreshing in lockstep,
 ///   and no volume is ever refreshed later than one interval after its last fetch.
-/// - Intervals come from the class (an annotation) or the default, never below `floor`.
+/// - Intervals come from the class (an annotation, never below `floor`) or the default
+///   (`--rotation-poll-interval`, which the operator sets knowingly).
 /// - A failed refresh backs off exponentially per key (class and identity), with jitter,
 ///   from `backoffBase` up to `backoffCap`; a success resets it.
 /// - A volume whose tokens have expired is not due until a republish brings new ones.
@@ -59,9 +60,9 @@ public struct RotationPlan: Sendable {
 
   public var count: Int { volumes.count }
 
-  /// The interval for a class that asks for `requested` (nil: the default), floored.
+  /// The interval for a class that asks for `requested` (floored), or the default.
   public func interval(for requested: Duration?) -> Duration {
-    max(requested ?? settings.defaultInterval, settings.floor)
+    requested.map { max($0, settings.floor) } ?? settings.defaultInterval
   }
 
   /// A stable number in [0, 1) for a target path (FNV-1a): the same after a restart.

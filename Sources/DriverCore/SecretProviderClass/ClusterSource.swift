@@ -1,4 +1,5 @@
 public import KubeClient
+import TextFormats
 
 /// SecretProviderClasses from the cluster: a watch-fed cache (one list+watch for all
 /// namespaces, or one per namespace with `--spc-namespaces`), so a publish never waits
@@ -70,8 +71,17 @@ public final class ClusterSecretProviderClassSource: SecretProviderClassSource, 
       secretObjects.append(
         .init(secretName: secretName, type: spec.type ?? "", labels: spec.labels ?? [:], annotations: spec.annotations ?? [:], data: data))
     }
+    let annotations = object.metadata.annotations ?? [:]
+    var interval: Duration?
+    if let text = annotations[SecretProviderClass.rotationIntervalAnnotation] {
+      guard let parsed = try? GoDuration.parse(text), parsed > .zero else {
+        throw invalid("annotation \(SecretProviderClass.rotationIntervalAnnotation) must be a positive Go duration such as 10m")
+      }
+      interval = parsed
+    }
     return SecretProviderClass(
       name: name, namespace: namespace, provider: provider, parameters: object.spec?.parameters ?? [:],
-      resourceVersion: object.metadata.resourceVersion ?? "", secretObjects: secretObjects)
+      resourceVersion: object.metadata.resourceVersion ?? "", secretObjects: secretObjects, rotationInterval: interval,
+      refreshStamp: annotations.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n"))
   }
 }

@@ -12,6 +12,15 @@ public struct SecretProviderClass: Sendable, Hashable {
   public var resourceVersion: String
   /// `spec.secretObjects`: Kubernetes Secrets to keep in step with the mounted objects.
   public var secretObjects: [SecretObject]
+  /// The annotation `secrets-store.csi.x-k8s.io/rotation-poll-interval` (a Go duration):
+  /// this class's refresh interval instead of `--rotation-poll-interval` (never below
+  /// the floor `--rotation-min-interval` sets).
+  public var rotationInterval: Duration?
+  /// Every annotation's value joined: a change (e.g. a timestamp a user sets) asks for
+  /// an immediate refresh of every volume of the class.
+  public var refreshStamp: String
+
+  public static let rotationIntervalAnnotation = "secrets-store.csi.x-k8s.io/rotation-poll-interval"
 
   public struct SecretObject: Sendable, Hashable {
     public var secretName: String
@@ -43,8 +52,10 @@ public struct SecretProviderClass: Sendable, Hashable {
 
   public init(
     name: String, namespace: String, provider: String, parameters: [String: String] = [:], resourceVersion: String = "",
-    secretObjects: [SecretObject] = []
+    secretObjects: [SecretObject] = [], rotationInterval: Duration? = nil, refreshStamp: String = ""
   ) {
+    self.rotationInterval = rotationInterval
+    self.refreshStamp = refreshStamp
     self.name = name
     self.namespace = namespace
     self.provider = provider

@@ -11,6 +11,8 @@ public struct VolumeSettings: Sendable, Hashable {
   public var rotationEnabled: Bool
   /// `--rotation-poll-interval`: a volume is due this long after its last successful fetch.
   public var rotationPollInterval: Duration
+  /// `--rotation-min-interval`: no class may ask for a shorter interval than this.
+  public var rotationMinInterval: Duration
   /// tmpfs `size=`; room for the old and the new content during an update.
   public var tmpfsSizeBytes: Int
   /// The provider-call budget when kubelet sends no deadline.
@@ -19,11 +21,13 @@ public struct VolumeSettings: Sendable, Hashable {
   public init(
     rotationEnabled: Bool = false,
     rotationPollInterval: Duration = .seconds(120),
+    rotationMinInterval: Duration = .seconds(10),
     tmpfsSizeBytes: Int = 16 << 20,
     defaultCallTimeout: Duration = .seconds(100)
   ) {
     self.rotationEnabled = rotationEnabled
     self.rotationPollInterval = rotationPollInterval
+    self.rotationMinInterval = rotationMinInterval
     self.tmpfsSizeBytes = tmpfsSizeBytes
     self.defaultCallTimeout = defaultCallTimeout
   }
@@ -40,12 +44,15 @@ public struct VolumeEnvironment: Sendable {
   public var status: StatusWriter?
   /// In a cluster: events on the pod (nil standalone).
   public var events: EventRecorder?
+  /// With rotation on: the timer that refreshes volumes when they are due.
+  public var rotation: RotationScheduler?
 
   public init(
     classes: any SecretProviderClassSource, providers: ProviderConnections, settings: VolumeSettings, logger: Logger,
     now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }, status: StatusWriter? = nil,
-    events: EventRecorder? = nil
+    events: EventRecorder? = nil, rotation: RotationScheduler? = nil
   ) {
+    self.rotation = rotation
     self.classes = classes
     self.providers = providers
     self.settings = settings
@@ -81,6 +88,11 @@ public actor VolumeActor {
     var versions: [Provider.ObjectVersion]
     /// Last successful provider fetch; nil when recovered after a restart.
     var lastFetch: ContinuousClock.Instant?
+    /// kubelet's latest publish of this volume (its tokens and secrets): what a
+    /// timer-driven refresh sends, while the tokens are valid.
+    var request: ValidPublishRequest? = nil
+    /// The class's own interval, when it sets one (seen at the last fetch).
+    var interval: Duration? = nil
   }
 
   private var record: Record?
@@ -139,6 +151,7 @@ public actor VolumeActor {
         // Mounted by an earlier run of the driver: adopt it; its age is unknown, so it is due.
         record = Record(versions: [], lastFetch: nil)
       }
+      record?.request = valid  // fresh tokens for the timer's refreshes
       return await republish(request, pod: pod, deadline: deadline, env: env)
     }
     if mounted {
@@ -190,8 +203,9 @@ public actor VolumeActor {
           "first mount phases",
           metadata: ["target": "\(targetPath)", "class_ms": "\(ms(t1 - t0))", "mount_ms": "\(ms(t2 - t1))", "fetch_write_ms": "\(ms(ContinuousClock.now - t2))"])
       }
-      record = Record(versions: versions, lastFetch: env.now())
+      record = Record(versions: versions, lastFetch: env.now(), request: ValidPublishRequest(csi: request, pod: pod), interval: spc.rotationInterval)
       report(pod: pod, spc: spc, versions: versions, files: files, rotated: false, env: env)
+      scheduleNext(pod: pod, spc: spc, request: request, env: env)
     } catch {
       // Fail closed: no tmpfs, no directory, so kubelet's retry starts clean
       // and no pod starts on an empty or partial volume.
@@ -221,18 +235,44 @@ public actor VolumeActor {
       }
       return .upToDate
     }
-    if let last = current.lastFetch, env.now() - last < env.settings.rotationPollInterval {
+    let interval = current.interval.map { max($0, env.settings.rotationMinInterval) } ?? env.settings.rotationPollInterval
+    if let last = current.lastFetch, env.now() - last < interval {
       return .upToDate
     }
+    return await refresh(request, pod: pod, deadline: deadline, env: env)
+  }
+
+  /// A refresh because the volume is due by its timer. Answers whether it succeeded;
+  /// false too when there is nothing to refresh with (unmounted, no request kept).
+  public func refreshDue(env: VolumeEnvironment) async -> Bool {
+    await acquire()
+    defer { release() }
+    guard let current = record, let valid = current.request else { return false }
+    let timeout = env.settings.defaultCallTimeout
+    switch await refresh(valid.csi, pod: valid.pod, deadline: ContinuousClock.now + timeout, env: env) {
+    case .refreshed: return true
+    default: return false
+    }
+  }
+
+  /// The one refresh path, for a republish that is due and for the timer: fetch,
+  /// rewrite only what changed, report, schedule the next one. A failure keeps the
+  /// mounted content and answers `.refreshFailed`.
+  private func refresh(
+    _ request: CSI.NodePublishVolumeRequest, pod: PodVolume, deadline: ContinuousClock.Instant?, env: VolumeEnvironment
+  ) async -> PublishOutcome {
+    guard var current = record else { return .upToDate }
     do {
       let spc = try await resolveClass(pod, env: env, scrubber: SecretScrubber(publishing: request))
       let (versions, changed, files) = try await fetchAndWrite(
         request, spc: spc, currentVersions: current.versions, deadline: deadline, env: env)
       let adopted = current.lastFetch == nil
+      let versionsMoved = versions != current.versions
       current.versions = versions
       current.lastFetch = env.now()
+      current.interval = spc.rotationInterval
       record = current
-      if changed || adopted || versions != current.versions {
+      if changed || adopted || versionsMoved {
         report(pod: pod, spc: spc, versions: versions, files: files, rotated: changed, env: env)
       }
       if changed {
@@ -240,6 +280,7 @@ public actor VolumeActor {
           eventPod(pod), warning: false, reason: "MountRotationComplete",
           message: "volume content of SecretProviderClass \(pod.secretProviderClass) was rotated")
       }
+      scheduleNext(pod: pod, spc: spc, request: request, env: env)
       return .refreshed(changed: changed)
     } catch {
       // kubelet may delete the mount directory after a failed republish: answer
@@ -250,6 +291,19 @@ public actor VolumeActor {
       env.events?.emit(eventPod(pod), warning: true, reason: "MountRotationFailed", message: error.message)
       return .refreshFailed(error)
     }
+  }
+
+  /// Tells the rotation timer when this volume is next due (after a successful fetch).
+  private func scheduleNext(pod: PodVolume, spc: SecretProviderClass, request: CSI.NodePublishVolumeRequest, env: VolumeEnvironment) {
+    guard let rotation = env.rotation else { return }
+    let nowMono = KubeClient.monotonicNow()
+    let expires = TokenExpiry.earliest(volumeContext: request.volumeContext, secrets: request.secrets).map { wall in
+      nowMono + .milliseconds(Int64((wall - TokenExpiry.wallNow()) * 1000))
+    }
+    let volume = RotationPlan.Volume(
+      target: targetPath, backoffKey: "\(pod.podNamespace)/\(pod.serviceAccount)/\(spc.name)", interval: spc.rotationInterval,
+      lastFetch: nowMono, tokensExpire: expires)
+    Task { await rotation.fetched(volume) }
   }
 
   /// Tells the cluster what is mounted (status object, then the class's Secrets); the
@@ -406,6 +460,10 @@ public actor VolumeActor {
     await acquire()
     defer { release() }
     env.status?.unmounted(targetPath: targetPath)
+    if let rotation = env.rotation {
+      let target = targetPath
+      Task { await rotation.gone(target: target) }
+    }
     try await onPool { [self] () throws(PublishError) in
       try unmountAll()
       do {

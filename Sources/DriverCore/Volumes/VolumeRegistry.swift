@@ -91,6 +91,12 @@ public struct MountingPublisher: VolumePublisher {
     }
   }
 
+  /// The rotation timer's refresh of a due volume (false: failed, or nothing mounted).
+  public func refreshDue(target: String) async -> Bool {
+    let env = self.env
+    return (try? await registry.withVolume(target) { volume in await volume.refreshDue(env: env) }) ?? false
+  }
+
   public func unpublish(
     _ request: CSI.NodeUnpublishVolumeRequest, deadline: ContinuousClock.Instant?
   ) async throws -> CSI.NodeUnpublishVolumeResponse {
