@@ -159,7 +159,7 @@ let package = Package(
     ),
     .testTarget(name: "VolumeFilesTests", dependencies: ["VolumeFiles", "CLinux"], swiftSettings: strict),
     .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "YAML"], swiftSettings: strict),
-    .testTarget(name: "OperatorCoreTests", dependencies: ["OperatorCore", "KubeClient", "YAML"], swiftSettings: strict),
+    .testTarget(name: "OperatorCoreTests", dependencies: ["OperatorCore", "KubeClient", "YAML", "UVRuntime", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
     .testTarget(name: "YAMLTests", dependencies: ["YAML"], swiftSettings: strict),
     .testTarget(name: "CSIMessagesTests", dependencies: ["CSIMessages"], swiftSettings: strict),
     .testTarget(
