@@ -10,7 +10,7 @@ APT_PACKAGES := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler 
   libssl-dev openssl libcurl4-openssl-dev libyaml-dev python3-venv python3-h2 nghttp2-client pkg-config util-linux umoci
 PY_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1 protobuf h2 pytest pyyaml jsonschema
 
-.PHONY: help deps build release image-rootfs test unit-test integration-test protos protos-check demo bench bench-rtt bench-rtt-run clean
+.PHONY: help deps build release image-rootfs test unit-test integration-test protos protos-check manifests manifests-check demo bench bench-rtt bench-rtt-run clean
 
 help:
 	@echo "make deps              install Debian packages and the Python test virtualenv (idempotent)"
@@ -18,6 +18,7 @@ help:
 	@echo "make release           release build"
 	@echo "make test              everything CI runs: protos check, unit tests, integration tests"
 	@echo "make protos            regenerate the protoc-c code from Protos/"
+	@echo "make manifests         regenerate the operator's embedded templates from deploy/"
 	@echo "make image-rootfs      the runtime image as a rootfs tree and an OCI layout tarball (.build/image), no container engine"
 	@echo "make demo              publish, rotate and remove a secrets volume end to end (reference provider, no cluster)"
 	@echo "make bench             the standard load scenarios (csi-load, release build) and unary RTT: pass/fail, .build/bench/report.html"
@@ -54,6 +55,15 @@ protos-check:
 	  rel=$${f#$$tmp/}; cmp -s $$f Sources/CProtobufC/$$rel || { echo "stale generated file: Sources/CProtobufC/$$rel (run make protos)"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp; echo "protoc-c output is up to date"
 
+manifests:
+	./scripts/gen-operator-manifests.sh
+
+# Fails when the operator's embedded templates differ from deploy/ (one source of truth).
+manifests-check:
+	@tmp=$$(mktemp); ./scripts/gen-operator-manifests.sh $$tmp; \
+	cmp -s $$tmp Sources/OperatorCore/Manifests.generated.swift || { echo "stale generated file: Sources/OperatorCore/Manifests.generated.swift (run make manifests)"; rm -f $$tmp; exit 1; }; \
+	rm -f $$tmp; echo "operator manifests are up to date"
+
 unit-test:
 	@./scripts/stamp-version.sh >/dev/null
 	$(SWIFT) build --build-tests
@@ -61,9 +71,10 @@ unit-test:
 
 integration-test: build
 	DRIVER_BIN=$(abspath $(BIN)) REFERENCE_PROVIDER_BIN=$(abspath .build/$(CONFIG)/csi-reference-provider) \
-	  LOAD_BIN=$(abspath .build/$(CONFIG)/csi-load) $(PY) -m pytest -q Tests/integration
+	  LOAD_BIN=$(abspath .build/$(CONFIG)/csi-load) OPERATOR_BIN=$(abspath .build/$(CONFIG)/secrets-store-csi-driver-operator) \
+	  $(PY) -m pytest -q Tests/integration
 
-test: deps protos-check unit-test integration-test
+test: deps protos-check manifests-check unit-test integration-test
 
 IMAGE_OUT ?= .build/image
 
@@ -71,7 +82,7 @@ IMAGE_OUT ?= .build/image
 # and CA certificates as a rootfs tree, a rootfs tarball and an OCI image layout tarball
 # (umoci), in $(IMAGE_OUT). deploy/Containerfile builds the same tree with podman/docker.
 image-rootfs: deps release
-	./scripts/image-rootfs.sh .build/release/secrets-store-csi-driver $(IMAGE_OUT)
+	./scripts/image-rootfs.sh .build/release/secrets-store-csi-driver $(IMAGE_OUT) .build/release/secrets-store-csi-driver-operator
 
 demo: deps build
 	$(PY) scripts/demo.py --driver $(abspath $(BIN)) --provider $(abspath .build/$(CONFIG)/csi-reference-provider)

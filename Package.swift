@@ -12,6 +12,7 @@ let package = Package(
   name: "secrets-store-csi-driver-swift",
   products: [
     .executable(name: "secrets-store-csi-driver", targets: ["secrets-store-csi-driver"]),
+    .executable(name: "secrets-store-csi-driver-operator", targets: ["secrets-store-csi-driver-operator"]),
     .executable(name: "csi-provider-call", targets: ["csi-provider-call"]),
     .executable(name: "csi-bench", targets: ["csi-bench"]),
     .executable(name: "csi-reference-provider", targets: ["csi-reference-provider"]),
@@ -72,6 +73,21 @@ let package = Package(
       dependencies: [
         "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "VolumeFiles", "TextFormats", "YAML", "KubeClient",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strict
+    ),
+    // The operator: one cluster resource reconciled into the driver's install (deploy/ compiled in).
+    .target(
+      name: "OperatorCore",
+      dependencies: ["KubeClient", "YAML", "UVRuntime", "TextFormats", .product(name: "Logging", package: "swift-log")],
+      swiftSettings: strict
+    ),
+    .executableTarget(
+      name: "secrets-store-csi-driver-operator",
+      dependencies: [
+        "OperatorCore", "KubeClient", "CurlHTTP", "UVRuntime", "TextFormats",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: strict
@@ -143,6 +159,7 @@ let package = Package(
     ),
     .testTarget(name: "VolumeFilesTests", dependencies: ["VolumeFiles", "CLinux"], swiftSettings: strict),
     .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "YAML"], swiftSettings: strict),
+    .testTarget(name: "OperatorCoreTests", dependencies: ["OperatorCore", "KubeClient", "YAML", "UVRuntime", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
     .testTarget(name: "YAMLTests", dependencies: ["YAML"], swiftSettings: strict),
     .testTarget(name: "CSIMessagesTests", dependencies: ["CSIMessages"], swiftSettings: strict),
     .testTarget(

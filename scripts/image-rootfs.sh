@@ -5,10 +5,12 @@
 #   OUT/rootfs/          the tree itself (tests run the driver in it with chroot)
 #   OUT/rootfs.tar       a plain rootfs tarball
 #   OUT/oci-image.tar    an OCI image layout (umoci, no daemon), tag :latest, entrypoint set
-# Usage: scripts/image-rootfs.sh DRIVER_BINARY OUT_DIR
+# Usage: scripts/image-rootfs.sh DRIVER_BINARY OUT_DIR [OPERATOR_BINARY]
+# (the operator ships in the same image, as deploy/Containerfile builds it)
 set -euo pipefail
-bin=${1:?usage: image-rootfs.sh DRIVER_BINARY OUT_DIR}
-out=${2:?usage: image-rootfs.sh DRIVER_BINARY OUT_DIR}
+bin=${1:?usage: image-rootfs.sh DRIVER_BINARY OUT_DIR [OPERATOR_BINARY]}
+out=${2:?usage: image-rootfs.sh DRIVER_BINARY OUT_DIR [OPERATOR_BINARY]}
+operator=${3:-}
 [ -x "$bin" ] || { echo "no driver binary at $bin" >&2; exit 1; }
 rm -rf "$out/rootfs" "$out/rootfs.tar" "$out/oci-image.tar" "$out/oci"
 root="$out/rootfs"
@@ -17,6 +19,11 @@ chmod 1777 "$root/tmp"
 
 install -m 0755 "$bin" "$root/usr/local/bin/secrets-store-csi-driver"
 strip "$root/usr/local/bin/secrets-store-csi-driver" 2>/dev/null || true
+if [ -n "$operator" ]; then
+  [ -x "$operator" ] || { echo "no operator binary at $operator" >&2; exit 1; }
+  install -m 0755 "$operator" "$root/usr/local/bin/secrets-store-csi-driver-operator"
+  strip "$root/usr/local/bin/secrets-store-csi-driver-operator" 2>/dev/null || true
+fi
 
 # Every library the binary links, by the path the loader finds it at, plus the loader.
 copy_lib() {
@@ -25,10 +32,10 @@ copy_lib() {
   mkdir -p "$root$(dirname "$src")"
   cp -L "$real" "$root$src"
 }
-missing=$(ldd "$bin" | grep 'not found' || true)
+missing=$(for b in "$bin" $operator; do ldd "$b"; done | grep 'not found' || true)
 [ -z "$missing" ] || { echo "unresolved libraries: $missing" >&2; exit 1; }
 # `lib => /path (addr)` lines, and the loader, which ldd names by its own path.
-ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u | while read -r lib; do
+for b in "$bin" $operator; do ldd "$b"; done | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u | while read -r lib; do
   copy_lib "$lib"
 done
 # Host names (a kubeconfig server, a provider's store) resolve through NSS, which glibc
