@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Standalone vs cluster mode, side by side in one run, on the same node fixture.
+
+One reference provider and one kubelet root; the driver is started twice, once with
+`--spc-dir` (classes from files) and once with `--kubeconfig` against the test
+Kubernetes API server (Tests/kubeapi/apiserver.py), whose cache also holds --spcs
+other SecretProviderClasses across namespaces. For each mode csi-load (--endpoint)
+runs the same scenarios, verifying every volume:
+
+  c1        cycles, 1 worker          publish p50/p99
+  c8        cycles, 8 workers         publish p50/p99, cycles/s
+  burst250  250 pods at once, provider 50 ms   first-publish p99
+  live1000  1000 volumes mounted, then idle    driver RSS (cluster: with the class cache)
+
+and, in cluster mode, counts the driver's API requests per publish from the API
+server's request log (the driver runs as its own service-account user).
+
+    python3 Benchmarks/cluster_mode.py --bin-dir .build/release --out-dir .build/bench/cluster
+
+Needs root (tmpfs mounts). Prints a table and writes cluster_mode.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "Tests" / "integration"))
+
+from kubeapi_fixture import start_kube_api  # noqa: E402
+
+DRIVER_USER = "system:serviceaccount:kube-system:secrets-store-csi-driver"
+DRIVER_RULES = [
+    {"apiGroups": ["secrets-store.csi.x-k8s.io"], "resources": ["secretproviderclasses"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["secrets-store.csi.x-k8s.io"], "resources": ["secretproviderclasspodstatuses"],
+     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+]
+OBJECTS = ["secret-0", "secret-1", "secret-2"]
+
+SCENARIOS = {
+    "c1": ["--workload", "cycles", "--concurrency", "1", "--duration", "10s", "--spc", "load"],
+    "c8": ["--workload", "cycles", "--concurrency", "8", "--duration", "10s", "--spc", "load"],
+    "burst250": ["--pods", "250", "--arrival", "burst", "--duration", "5s", "--republish", "off", "--spc", "load-50ms"],
+    "live1000": ["--pods", "1000", "--arrival", "rate:200", "--duration", "20s", "--republish", "off", "--spc", "load"],
+}
+
+
+def spc_yaml(name: str, namespace: str, latency: str | None) -> dict:
+    params = {"objects": json.dumps([{"objectName": o} for o in OBJECTS])}
+    if latency:
+        params["fault.latency"] = latency
+    return {"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"provider": "reference", "parameters": params}}
+
+
+def wait_socket(path: Path, proc: subprocess.Popen, what: str) -> None:
+    for _ in range(600):
+        if path.is_socket():
+            return
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode}")
+        time.sleep(0.05)
+    raise SystemExit(f"{what} never listened on {path}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def unmount_under(root: Path) -> None:
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for p in sorted((p for p in points if p.startswith(str(root) + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", p], check=False)
+
+
+def run_mode(mode: str, bins: Path, root: Path, api, out_dir: Path, spcs: int) -> dict:
+    node = root / mode
+    providers, store, classes, kubelet = node / "providers", node / "store", node / "classes", node / "kubelet"
+    for d in (providers, store, classes, kubelet / "pods"):
+        d.mkdir(parents=True)
+    for i, o in enumerate(OBJECTS):
+        (store / o).write_bytes(bytes((i * 7 + j) % 251 for j in range(256)))
+    provider = subprocess.Popen(
+        [str(bins / "csi-reference-provider"), "--endpoint", f"unix://{providers}/reference.sock", "--data-dir", str(store),
+         "--stats-file", str(node / "provider-stats.json")],
+        stdout=subprocess.DEVNULL, stderr=open(node / "provider.log", "wb"))
+    wait_socket(providers / "reference.sock", provider, "provider")
+    import yaml
+    args = [str(bins / "secrets-store-csi-driver"), "--endpoint", f"unix://{node}/csi.sock", "--nodeid", "bench-node",
+            "--provider-volume", str(providers), "--additional-provider-volume-paths", "", "--log-level", "warning"]
+    if mode == "standalone":
+        for name, lat in (("load", None), ("load-50ms", "normal:50ms,10ms")):
+            (classes / f"{name}.yaml").write_text(yaml.safe_dump(spc_yaml(name, "default", lat)))
+        args += ["--spc-dir", str(classes)]
+    else:
+        for name, lat in (("load", None), ("load-50ms", "normal:50ms,10ms")):
+            api.ok("POST", "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/default/secretproviderclasses", spc_yaml(name, "default", lat))
+        token = api.add_token(DRIVER_USER, rules=DRIVER_RULES)
+        args += ["--kubeconfig", str(api.kubeconfig_for(token, "driver"))]
+    driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(node / "driver.log", "wb"))
+    wait_socket(node / "csi.sock", driver, "driver")
+    if mode == "cluster":
+        for _ in range(600):
+            if "SecretProviderClass cache synced" in (node / "driver.log").read_text() or "cache synced" in (node / "driver.log").read_text():
+                break
+            time.sleep(0.05)
+    results = {}
+    try:
+        for name, extra in SCENARIOS.items():
+            out = out_dir / f"{mode}-{name}.json"
+            start = api.requests()["next"] if mode == "cluster" else 0
+            cmd = [str(bins / "csi-load"), "--endpoint", f"unix://{node}/csi.sock", "--driver-pid", str(driver.pid),
+                   "--provider-stats", str(node / "provider-stats.json"), "--kubelet-root", str(kubelet),
+                   "--data-dir", str(store), "--scenario", f"{mode}-{name}", "--quiet", "--out", str(out),
+                   *sum((["--expect-object", o] for o in OBJECTS), []), *extra]
+            rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=open(node / f"csi-load-{name}.log", "wb")).returncode
+            r = json.loads(out.read_text()) if out.exists() else {}
+            r["_exit"] = rc
+            if mode == "cluster":
+                time.sleep(1.0)  # let the asynchronous status writes land
+                counts: dict = {}
+                for q in api.requests(since=start)["requests"]:
+                    if q.get("user") == DRIVER_USER and q.get("verb") not in (None, "discovery"):
+                        k = f"{q['verb']} {q['resource']}"
+                        counts[k] = counts.get(k, 0) + 1
+                r["_api_requests"] = counts
+            results[name] = r
+    finally:
+        stop(driver)
+        stop(provider)
+        unmount_under(node)
+    return results
+
+
+def pick(r: dict, *path, default=None):
+    for p in path:
+        if not isinstance(r, dict) or p not in r:
+            return default
+        r = r[p]
+    return r
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin-dir", type=Path, default=REPO / ".build" / "release")
+    ap.add_argument("--out-dir", type=Path, default=REPO / ".build" / "bench" / "cluster")
+    ap.add_argument("--spcs", type=int, default=500, help="other SecretProviderClasses in the cluster's cache")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (tmpfs mounts)", file=sys.stderr)
+        return 2
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="cluster-bench-"))
+    api = start_kube_api(root / "api", "--bookmark-interval", "30", preload=("secrets-store",))
+    try:
+        api.pause_gc(True)  # the load's pods exist only on the node: keep their status objects
+        for i in range(args.spcs):
+            ns = f"team-{i % 50}"
+            if i < 50:
+                api.ensure_namespace(ns)
+            api.ok("POST", f"/apis/secrets-store.csi.x-k8s.io/v1/namespaces/{ns}/secretproviderclasses",
+                   spc_yaml(f"filler-{i}", ns, None))
+        api.ensure_namespace("default")
+        all_results = {mode: run_mode(mode, args.bin_dir, root, api, args.out_dir, args.spcs)
+                       for mode in ("standalone", "cluster")}
+    finally:
+        api.stop()
+        unmount_under(root)
+        shutil.rmtree(root, ignore_errors=True)
+    (args.out_dir / "cluster_mode.json").write_text(json.dumps(all_results, indent=2))
+
+    rows = [
+        ("publish p50 c=1 (ms)", "c1", ("metrics", "first_publish", "p50_ms")),
+        ("publish p99 c=1 (ms)", "c1", ("metrics", "first_publish", "p99_ms")),
+        ("publish p50 c=8 (ms)", "c8", ("metrics", "first_publish", "p50_ms")),
+        ("publish p99 c=8 (ms)", "c8", ("metrics", "first_publish", "p99_ms")),
+        ("cycles/s c=8", "c8", ("metrics", "cycles_per_s")),
+        ("driver CPU per call c=8 (us)", "c8", ("metrics", "driver", "cpu_per_call_us")),
+        ("burst 250 first publish p99 (ms)", "burst250", ("metrics", "first_publish", "p99_ms")),
+        ("RSS with 1000 volumes (MiB)", "live1000", ("metrics", "driver", "rss_max_mib")),
+        ("volumes live (peak)", "live1000", ("metrics", "volumes", "peak")),
+    ]
+    print(f"{'':38} {'standalone':>12} {'cluster':>12} {'ratio':>7}")
+    for label, scen, path in rows:
+        a = pick(all_results["standalone"][scen], *path)
+        b = pick(all_results["cluster"][scen], *path)
+        ratio = f"{b / a:.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else "-"
+        print(f"{label:38} {a if a is not None else '-':>12} {b if b is not None else '-':>12} {ratio:>7}")
+    for scen in SCENARIOS:
+        for mode in ("standalone", "cluster"):
+            r = all_results[mode][scen]
+            print(f"{mode:10} {scen:9} exit {r.get('_exit')} errors {pick(r, 'errors', 'total')}"
+                  + (f" api {r.get('_api_requests')}" if mode == "cluster" else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
