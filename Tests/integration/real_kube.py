@@ -84,14 +84,12 @@ def find_binaries() -> tuple[dict[str, Path] | None, str]:
     d = bin_dir()
     found: dict[str, Path] = {}
     missing = []
-    for name in ("kube-apiserver", "kube-controller-manager"):
-        p = d / name
-        if os.access(p, os.X_OK):
-            found[name] = p
-        else:
-            missing.append(str(p))
-    if not os.environ.get("KUBE_BIN_DIR") and not (cache_dir() / ".complete").exists():
-        missing.append(f"{cache_dir() / '.complete'} (the build's success marker)")
+    absent = [n for n in ("kube-apiserver", "kube-controller-manager") if not os.access(d / n, os.X_OK)]
+    found.update({n: d / n for n in ("kube-apiserver", "kube-controller-manager") if n not in absent})
+    if absent:
+        missing.append(f"{' and '.join(absent)} in {d}")
+    elif not os.environ.get("KUBE_BIN_DIR") and not (cache_dir() / ".complete").exists():
+        missing.append(f"{cache_dir() / '.complete'} (the build did not finish)")
     etcd = os.environ.get("ETCD_BIN") or (str(d / "etcd") if os.access(d / "etcd", os.X_OK) else shutil.which("etcd"))
     if etcd and os.access(etcd, os.X_OK):
         found["etcd"] = Path(etcd)

@@ -233,14 +233,17 @@ def test_secret_with_two_owners_stays_until_the_last_is_gone(kube):
 def test_watch_from_resource_version(kube):
     ns = new_namespace(kube)
     base = f"/api/v1/namespaces/{ns}/configmaps"
-    kube.create(base, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "before"}})
-    listed = kube.get(base)
+    mine = {"test": "watch"}  # newer servers put kube-root-ca.crt in every namespace
+    kube.create(base, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "before", "labels": mine}})
+    listed = kube.get(base, query={"labelSelector": "test=watch"})
     rv = listed["metadata"]["resourceVersion"]
     assert [i["metadata"]["name"] for i in listed["items"]] == ["before"]
 
     # Changes made after the list but before the watch starts are not lost.
-    kube.create(base, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"v": "1"}})
-    w = kube.watch(base, resourceVersion=rv, allowWatchBookmarks="true", timeoutSeconds="60")
+    kube.create(base, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": mine},
+                       "data": {"v": "1"}})
+    w = kube.watch(base, resourceVersion=rv, allowWatchBookmarks="true", timeoutSeconds="60",
+                   labelSelector="test=watch")
     assert w.status == 200
     ev = w.next()
     assert (ev["type"], ev["object"]["metadata"]["name"]) == ("ADDED", "a")
@@ -255,11 +258,12 @@ def test_watch_from_resource_version(kube):
 
 def test_kubectl_get_watch(kube):
     ns = new_namespace(kube)
-    p = kube.kubectl("get", "configmaps", "-n", ns, "-w", "-o", "name", background=True)
+    p = kube.kubectl("get", "configmaps", "-n", ns, "-l", "test=watch", "-w", "-o", "name", background=True)
     try:
         time.sleep(1.5)  # kubectl lists, then watches from the list's resourceVersion
         kube.create(f"/api/v1/namespaces/{ns}/configmaps",
-                    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "watched"}})
+                    {"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "watched", "labels": {"test": "watch"}}})
         line = p.stdout.readline()
         assert line.strip() == "configmap/watched", line + (p.stderr.read() if p.poll() is not None else "")
     finally:
