@@ -74,9 +74,9 @@ install_packages "${APT_PACKAGES[@]}"
 work=$(mktemp -d "${TMPDIR:-/tmp}/kube-build.XXXXXX")
 chmod 755 "$work"   # apt downloads as _apt
 cleanup() {
-    # Go's module/build caches are written read-only; make them removable first.
-    chmod -R u+w "$work" 2>/dev/null || true
-    rm -rf "$work" "$cache/bin.new"
+    rm -rf "$cache/bin.new"
+    # Anything read-only (a module cache) needs write permission first; usually nothing is.
+    rm -rf "$work" 2>/dev/null || { chmod -R u+w "$work"; rm -rf "$work"; }
 }
 trap cleanup EXIT
 
@@ -170,5 +170,11 @@ mv "$cache/bin.new" "$bin"
 # The source tarballs are only needed to build; the binaries are what the cache is for.
 rm -rf "$src_dir"
 elapsed=$(( $(date +%s) - start ))
-echo "kubernetes $KUBE_VERSION (Debian $DEB_VERSION, $(go version | cut -d' ' -f3)), built $build_date in ${elapsed}s" >"$marker"
-log "done in ${elapsed}s: $bin"
+echo "kubernetes $KUBE_VERSION (Debian $DEB_VERSION, $(go version | cut -d' ' -f3)), built $build_date in ${elapsed}s" >"$marker.new"
+mv "$marker.new" "$marker"
+# The cache is complete: a waiting run may go on while this one removes its build tree.
+flock -u 9
+log "built in ${elapsed}s: $bin; removing the build tree"
+cleanup
+trap - EXIT
+log "done in $(( $(date +%s) - start ))s"
