@@ -237,7 +237,11 @@ class RealKube:
         self.kubeconfig = str(self.state_dir / "kubeconfig")
         self.startup_seconds = None
         self.ssl = None
-        self._start(preload_crds)
+        try:
+            self._start(preload_crds)
+        except BaseException:
+            self.stop()  # nothing half-started stays behind (idempotent after _failed)
+            raise
 
     # -------------------------------------------------------------- lifecycle
 
@@ -569,14 +573,30 @@ class RealKube:
         return tr["status"]["token"]
 
 
-def start_real_kube(state_dir: Path | None = None, preload_crds=tuple(SECRETS_STORE_CRDS)) -> RealKube:
-    """Starts a control plane (the caller stops it and removes state_dir). Raises
+def _start_with_retry(state_dir: Path, binaries, crds, etcd_dir=None, attempts=3) -> RealKube:
+    """Free ports are picked by binding port 0 and closing it, so another process may take one
+    before etcd or kube-apiserver binds it: start again on fresh ports when that happened."""
+    for attempt in range(attempts):
+        for child in ([etcd_dir] if etcd_dir else []) + [state_dir]:
+            shutil.rmtree(child, ignore_errors=True)
+            child.mkdir(parents=True)
+        try:
+            return RealKube(state_dir, binaries, preload_crds=crds, etcd_dir=etcd_dir)
+        except RuntimeError as e:
+            if "address already in use" not in str(e) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def start_real_kube(state_dir: Path | None = None, preload_crds=tuple(SECRETS_STORE_CRDS),
+                    etcd_dir: Path | None = None) -> RealKube:
+    """Starts a control plane (the caller stops it and removes state_dir and etcd_dir). Raises
     RuntimeError("...not available...") when the binaries are missing."""
     binaries, why = find_binaries()
     if binaries is None:
         raise RuntimeError(why)
     state_dir = Path(state_dir or tempfile.mkdtemp(prefix="real-kube-"))
-    return RealKube(state_dir, binaries, preload_crds=[c for c in preload_crds if Path(c).exists()])
+    return _start_with_retry(state_dir, binaries, [c for c in preload_crds if Path(c).exists()], etcd_dir)
 
 
 @pytest.fixture(scope="session")
@@ -593,8 +613,7 @@ def real_kube_session():
     etcd_dir = Path(tempfile.mkdtemp(prefix="real-kube-etcd-", dir=shm)) if shm.is_dir() else None
     kube = None
     try:
-        kube = RealKube(state_dir, binaries, preload_crds=[c for c in SECRETS_STORE_CRDS if c.exists()],
-                        etcd_dir=etcd_dir)
+        kube = _start_with_retry(state_dir, binaries, [c for c in SECRETS_STORE_CRDS if c.exists()], etcd_dir)
         yield kube
     finally:
         if kube is not None:
