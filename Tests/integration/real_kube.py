@@ -369,7 +369,7 @@ class RealKube:
     def _established(self, path) -> bool:
         code, crd = self.request("GET", path)
         return code == 200 and any(c.get("type") == "Established" and c.get("status") == "True"
-                                   for c in crd.get("status", {}).get("conditions", []))
+                                   for c in (crd.get("status") or {}).get("conditions") or [])
 
     def _readyz(self) -> bool:
         c = http.client.HTTPSConnection(self.host, self.port, context=self.ssl, timeout=2)
