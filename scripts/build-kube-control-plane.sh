@@ -7,7 +7,7 @@
 # CACHE_DIR (default /var/cache/secrets-store-csi-driver/kube-v1.20.2, or $KUBE_CACHE_DIR) is
 # outside the repository; the binaries land in CACHE_DIR/bin and CACHE_DIR/.complete is written
 # only after they all built and ran. A second run finds the marker and returns at once, so only
-# a fresh machine pays for the build (several minutes on 2 cores).
+# a fresh machine pays for the build (several minutes on 2 cores). KUBE_REBUILD=1 builds again.
 #
 # Nobody packages kube-apiserver for Debian or PyPI, so it is built from Debian bookworm's source
 # package `kubernetes` (upstream v1.20.2 with its complete vendor/ tree) with Debian's Go 1.19:
@@ -50,9 +50,13 @@ install_packages() {
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     log "installing Debian packages: ${missing[*]}"
-    apt-get update -qq
-    # policy-rc.d (containers) or no init: either way etcd must not start as a system service here.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || { echo "need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 mkdir -p "$cache"
@@ -63,6 +67,9 @@ if ! flock -n 9; then
     flock 9
 fi
 
+if [ "${KUBE_REBUILD:-0}" = 1 ]; then
+    rm -f "$marker"
+fi
 if is_built; then
     install_packages etcd-server openssl
     log "cached: $bin ($(cat "$marker"))"
@@ -79,6 +86,8 @@ cleanup() {
     rm -rf "$work" 2>/dev/null || { chmod -R u+w "$work"; rm -rf "$work"; }
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # --- source -----------------------------------------------------------------------------------
 src_dir=$cache/src

@@ -219,9 +219,12 @@ class RealKube:
 
     backend = "real"
 
-    def __init__(self, state_dir: Path, binaries: dict[str, Path], preload_crds=(), etcd_dir: Path | None = None):
+    def __init__(self, state_dir: Path, binaries: dict[str, Path], preload_crds=(), etcd_dir: Path | None = None,
+                 apiserver_args=(), controller_manager_args=()):
         self.state_dir = Path(state_dir)
         self.binaries = binaries
+        self._apiserver_args = list(apiserver_args)
+        self._kcm_args = list(controller_manager_args)
         self.procs: dict[str, subprocess.Popen] = {}
         self._watches: list[WatchStream] = []
         self._bg: list[subprocess.Popen] = []
@@ -316,6 +319,7 @@ class RealKube:
             "--enable-priority-and-fairness=false",
             "--profiling=false",
             "--logtostderr=true", "--v=0",
+            *self._apiserver_args,
         ])
         write_kubeconfig(Path(self.kubeconfig), self.url, Path(self.ca), self.admin_token)
         write_kubeconfig(sd / "kcm.kubeconfig", self.url, Path(self.ca), self._kcm_token,
@@ -355,6 +359,7 @@ class RealKube:
             "--secure-port=0", "--port=0",
             "--profiling=false",
             "--logtostderr=true", "--v=0",
+            *self._kcm_args,
         ])
         self.startup_seconds = time.monotonic() - t0
 
