@@ -150,6 +150,25 @@ def test_status_object_garbage_collected_with_its_pod(kube):
     assert kube.get(f"{base}/keeper")["metadata"]["uid"] == keeper["metadata"]["uid"]
 
 
+def test_secret_provider_class_crd_served_as_v1_and_v1alpha1(kube):
+    """deploy/base's SecretProviderClass CRD: accepted by the server, an object written as v1
+    reads back as v1alpha1 (the driver reads both)."""
+    if not all(c.exists() for c in SECRETS_STORE_CRDS):
+        pytest.skip("deploy/base CRDs are not in this checkout")
+    ns = new_namespace(kube)
+    spc = {"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
+           "metadata": {"name": "vault"},
+           "spec": {"provider": "vault", "parameters": {"objects": "- objectName: db\n"},
+                    "secretObjects": [{"secretName": "db", "type": "Opaque",
+                                       "data": [{"objectName": "db", "key": "password"}]}]}}
+    kube.create(f"/apis/secrets-store.csi.x-k8s.io/v1/namespaces/{ns}/secretproviderclasses", spc)
+    old = kube.get(f"/apis/secrets-store.csi.x-k8s.io/v1alpha1/namespaces/{ns}/secretproviderclasses/vault")
+    assert old["apiVersion"] == "secrets-store.csi.x-k8s.io/v1alpha1"
+    assert old["spec"]["secretObjects"] == spc["spec"]["secretObjects"]
+    out = kube.kubectl("get", "secretproviderclasses", "-n", ns, "-o", "name").stdout.split()
+    assert out == ["secretproviderclass.secrets-store.csi.x-k8s.io/vault"]
+
+
 def test_crd_applied_at_runtime_and_its_dependents_collected(real_kube):
     """A CRD applied with kubectl after the controller manager started: the real garbage
     collector discovers it (on its 30 s resync) and collects a custom resource whose owner
@@ -253,6 +272,25 @@ def test_watch_from_resource_version(kube):
     kube.ok("DELETE", f"{base}/a")
     ev = w.next()
     assert (ev["type"], ev["object"]["metadata"]["name"]) == ("DELETED", "a")
+    w.close()
+
+
+def test_watch_bookmark_after_progress_elsewhere(kube):
+    """Bookmarks carry the store's progress to a watcher whose own objects are quiet. The real
+    kube-apiserver (1.20) sends one about 2 s before the watch's timeoutSeconds deadline (every
+    minute without a deadline), and only when the resource's resourceVersion moved past what the
+    watcher last saw: here a write in another namespace."""
+    ns, other = new_namespace(kube), new_namespace(kube)
+    base = f"/api/v1/namespaces/{ns}/configmaps"
+    kube.create(base, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "quiet", "labels": {"test": "bm"}}})
+    rv = kube.get(base, query={"labelSelector": "test=bm"})["metadata"]["resourceVersion"]
+    w = kube.watch(base, resourceVersion=rv, allowWatchBookmarks="true", timeoutSeconds="6", labelSelector="test=bm")
+    elsewhere = kube.create(f"/api/v1/namespaces/{other}/configmaps",
+                            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "busy"}})
+    ev = w.next(timeout=15, skip_bookmarks=False)
+    assert ev["type"] == "BOOKMARK", ev
+    assert ev["object"]["kind"] == "ConfigMap"
+    assert int(ev["object"]["metadata"]["resourceVersion"]) >= int(elsewhere["metadata"]["resourceVersion"])
     w.close()
 
 
