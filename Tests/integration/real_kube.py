@@ -10,11 +10,13 @@ kube-controller-manager (whose garbage collector is the real one) on 127.0.0.1.
 
 The interface follows the test API server's fixture (kubeapi_fixture.KubeAPI): url, host,
 port, ca, admin_token, kubeconfig, kubectl(), kubectl_json(), kubeconfig_for(), request(),
-ok(), get(), create(), watch(), stop(), so one test body can run against both. The fault
-injection of the test server (compact, down, inject_*) has no counterpart here. Extras:
-limited_token (user "limited", no RBAC permissions until a test grants some with grant()),
-add_service_account_token() (a TokenRequest token, RBAC rules bound to its service account),
-rss(), startup_seconds, backend = "real".
+ok(), get(), create(), watch(), requests() and clear_requests() (from the API server's audit
+log), run_gc() (a no-op: the real garbage collector needs no trigger), stop(), so one test body
+can run against both. The test server's fault injection (compact, down, up, inject_conflicts,
+inject_fault, expire_token, pause_gc, ...) has no counterpart: those methods skip the test.
+Extras: limited_token (user "limited", no RBAC permissions until a test grants some with
+grant()), add_service_account_token() (a TokenRequest token, RBAC rules bound to its service
+account), namespace(), rss(), alive(), startup_seconds, timings, backend = "real".
 
 The binaries come from scripts/build-kube-control-plane.sh (`make kube-control-plane`), cached
 outside the repository. Without them the fixtures skip with the reason; REAL_KUBE_REQUIRED=1
@@ -240,6 +242,7 @@ class RealKube:
         self.kubeconfig = str(self.state_dir / "kubeconfig")
         self.startup_seconds = None
         self.ssl = None
+        self._requests_base = 0
         try:
             self._start(preload_crds)
         except BaseException:
@@ -300,6 +303,11 @@ class RealKube:
             f'{self._kcm_token},system:kube-controller-manager,kcm-uid,"system:masters"\n'
             f'{self.limited_token},limited,limited-uid,"system:authenticated"\n')
         (sd / "tokens.csv").chmod(0o600)
+        # The audit log is the request log (requests()): metadata only, never a body.
+        (sd / "audit-policy.yaml").write_text(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n"
+            "rules:\n- level: Metadata\n")
+        self.audit_log = sd / "audit.log"
         # kube-apiserver retries etcd until it answers.
         self._spawn("kube-apiserver", [
             str(self.binaries["kube-apiserver"]),
@@ -318,6 +326,8 @@ class RealKube:
             "--endpoint-reconciler-type=none",
             "--enable-priority-and-fairness=false",
             "--profiling=false",
+            f"--audit-policy-file={sd / 'audit-policy.yaml'}", f"--audit-log-path={self.audit_log}",
+            "--audit-log-maxbackup=0", "--audit-log-mode=blocking",
             "--logtostderr=true", "--v=0",
             *self._apiserver_args,
         ])
@@ -560,6 +570,63 @@ class RealKube:
             "subjects": [subject]})
         return name
 
+    # -------------------------------------------------------------- the request log (audit)
+
+    _METHODS = {"get": "GET", "list": "GET", "watch": "GET", "create": "POST", "update": "PUT",
+                "patch": "PATCH", "delete": "DELETE", "deletecollection": "DELETE"}
+
+    def requests(self, since=0) -> dict:
+        """The requests the server completed (or started, for watches), from its audit log, in
+        the test API server's format: {"requests": [{method, path, query, verb, resource,
+        subresource, namespace, name, user, code}], "counts": {"<verb> <resource>": n},
+        "next": index for since=}. Includes the controller manager's and the API server's own
+        requests (users system:kube-controller-manager, system:apiserver): filter by user.
+        Lines can lag a response by milliseconds."""
+        out, seen = [], set()
+        try:
+            lines = self.audit_log.read_text().splitlines()
+        except FileNotFoundError:
+            lines = []
+        for line in lines:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if ev.get("auditID") in seen:
+                continue  # a watch's ResponseComplete after its ResponseStarted
+            seen.add(ev.get("auditID"))
+            ref = ev.get("objectRef") or {}
+            uri = urllib.parse.urlsplit(ev.get("requestURI", ""))
+            out.append({"method": self._METHODS.get(ev.get("verb"), ev.get("verb", "").upper()),
+                        "path": uri.path, "query": dict(urllib.parse.parse_qsl(uri.query)),
+                        "verb": ev.get("verb"), "resource": ref.get("resource"),
+                        "subresource": ref.get("subresource"), "namespace": ref.get("namespace"),
+                        "name": ref.get("name"), "user": (ev.get("user") or {}).get("username"),
+                        "code": (ev.get("responseStatus") or {}).get("code")})
+        out = out[self._requests_base:]
+        picked = out[since:]
+        counts: dict[str, int] = {}
+        for r in picked:
+            if r["resource"]:
+                key = f"{r['verb']} {r['resource']}" + (f"/{r['subresource']}" if r["subresource"] else "")
+                counts[key] = counts.get(key, 0) + 1
+        return {"requests": picked, "counts": counts, "next": len(out)}
+
+    def clear_requests(self):
+        """Forgets the requests so far: requests() after it lists only newer ones."""
+        self._requests_base += self.requests()["next"]
+
+    # -------------------------------------------------------------- the test server's fault injection
+
+    def run_gc(self):
+        """The real garbage collector runs continuously: nothing to trigger (wait instead)."""
+
+    def _no_fault_injection(self, *_a, **_k):
+        pytest.skip("fault injection needs the test API server (Tests/kubeapi); the real one has none")
+
+    compact = drop_watches = down = up = set_latency = set_bookmark_interval = _no_fault_injection
+    inject_conflicts = inject_fault = expire_token = pause_gc = _no_fault_injection
+
     def add_service_account_token(self, namespace, name, rules=None, expiration_seconds=3600,
                                   audiences=None) -> str:
         """A service account (created if missing) with `rules` bound in its namespace, and a token
@@ -639,6 +706,7 @@ def real_kube(real_kube_session) -> RealKube:
     if dead:
         pytest.fail(f"real control plane component(s) exited: {dead}\n" +
                     "\n".join(real_kube_session.log_tail(n) for n in dead), pytrace=False)
+    real_kube_session.clear_requests()
     try:
         yield real_kube_session
     finally:

@@ -348,6 +348,28 @@ def test_token_request_for_a_service_account(real_kube):
     assert k.request("GET", f"/api/v1/namespaces/{ns}/secrets", token=token)[0] == 403
 
 
+def test_request_log(kube):
+    """requests(): what the server was asked, by whom, with what answer (the test API server's
+    request log; the real server's audit log)."""
+    ns = new_namespace(kube)
+    kube.clear_requests()
+    kube.create(f"/api/v1/namespaces/{ns}/configmaps",
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "counted"}})
+    kube.request("GET", f"/api/v1/namespaces/{ns}/configmaps/counted")
+    kube.request("GET", f"/api/v1/namespaces/{ns}/configmaps/missing")
+
+    def mine():
+        rs = [r for r in kube.requests()["requests"] if r["namespace"] == ns and r["resource"] == "configmaps"]
+        return rs if len(rs) >= 3 else None
+
+    rs = wait_for(mine, timeout=5, what="three logged requests")
+    # (a create's name is in its body: the real server's audit log leaves it out)
+    assert [(r["method"], r["verb"], r["code"]) for r in rs] == [("POST", "create", 201), ("GET", "get", 200),
+                                                                 ("GET", "get", 404)]
+    assert [r["name"] for r in rs[1:]] == ["counted", "missing"]
+    assert kube.requests()["counts"].get("get configmaps", 0) >= 2
+
+
 # ------------------------------------------------------------------ the fixture itself
 
 
