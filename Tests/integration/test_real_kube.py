@@ -1,7 +1,7 @@
 """The real control plane (real_kube.py): kubectl against it, CRDs, the real garbage collector,
-watches, authentication and authorization. The tests in the `kube` class run against the real
-control plane and, when Tests/kubeapi/apiserver.py is in the checkout, against the test API
-server too: the same body, the same helper interface.
+watches, bookmarks, the request log, authentication and authorization. The tests that take the
+`kube` fixture run against the real control plane and, when Tests/kubeapi/apiserver.py is in
+the checkout, against the test API server too: the same body, the same helper interface.
 
 Skips visibly when the binaries are not built (`make kube-control-plane`).
 """
