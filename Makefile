@@ -25,6 +25,8 @@ help:
 	@echo "                       BENCH_BASELINE=dir compares with an earlier run, BENCH_ONLY=a-c1,b-burst250 picks scenarios,"
 	@echo "                       fails when a target is missed unless BENCH_NO_FAIL=1"
 	@echo "make bench-rtt         unary RTT only (NodeGetInfo over a unix socket, csi-bench and h2load)"
+	@echo "make kube-control-plane  build kube-apiserver and kube-controller-manager v1.20.2 (Debian source) and install"
+	@echo "                       etcd, for Tests/integration/test_real_kube.py; cached in KUBE_CACHE_DIR, slow only once"
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -129,6 +131,14 @@ micro-bench-check:
 	  echo "micro-bench-check: better than the thresholds; to record the new numbers see $(MICRO)/README.md"; rc=0; \
 	fi; \
 	rm -f $$out; exit $$rc
+
+# A real control plane for the tests (Tests/integration/real_kube.py). The binaries are cached
+# outside the repository, so only a fresh machine pays for the build (minutes); a cached run
+# returns at once. Needs root for apt-get.
+KUBE_CACHE_DIR ?= /var/cache/secrets-store-csi-driver/kube-v1.20.2
+.PHONY: kube-control-plane
+kube-control-plane:
+	./scripts/build-kube-control-plane.sh $(KUBE_CACHE_DIR)
 
 clean:
 	rm -rf .build $(VENV)
