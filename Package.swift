@@ -62,6 +62,8 @@ let package = Package(
     // Kubernetes API client: configuration, typed objects, verbs, watches, rate limits.
     // HTTP comes in through the KubeTransport protocol.
     .target(name: "KubeClient", dependencies: ["UVRuntime", "YAML", "CurlHTTP"], swiftSettings: strict),
+    // Prometheus metrics (registry, text format) and the HTTP/1.1 GET responder that serves them.
+    .target(name: "Telemetry", dependencies: ["UVRuntime"], swiftSettings: strict),
     // Volume contents on disk: path rules, the atomic `..data` writer, tmpfs mounts, and
     // `sys`, the wrapper every system call goes through.
     .target(name: "VolumeFiles", dependencies: ["CLinux"], swiftSettings: strict),
@@ -71,7 +73,7 @@ let package = Package(
     .target(
       name: "DriverCore",
       dependencies: [
-        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "VolumeFiles", "TextFormats", "YAML", "KubeClient",
+        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "VolumeFiles", "TextFormats", "YAML", "KubeClient", "Telemetry",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -160,6 +162,7 @@ let package = Package(
     .testTarget(name: "VolumeFilesTests", dependencies: ["VolumeFiles", "CLinux"], swiftSettings: strict),
     .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "YAML"], swiftSettings: strict),
     .testTarget(name: "OperatorCoreTests", dependencies: ["OperatorCore", "KubeClient", "YAML", "UVRuntime", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+    .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "UVRuntime"], swiftSettings: strict),
     .testTarget(name: "YAMLTests", dependencies: ["YAML"], swiftSettings: strict),
     .testTarget(name: "CSIMessagesTests", dependencies: ["CSIMessages"], swiftSettings: strict),
     .testTarget(
