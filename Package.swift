@@ -97,7 +97,7 @@ let package = Package(
     .executableTarget(
       name: "secrets-store-csi-driver",
       dependencies: [
-        "DriverCore", "KubeClient", "UVRuntime", "GRPCH2", "TextFormats", "VolumeFiles",
+        "DriverCore", "KubeClient", "UVRuntime", "GRPCH2", "TextFormats", "VolumeFiles", "Telemetry",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],

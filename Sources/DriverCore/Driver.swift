@@ -4,6 +4,7 @@ import GRPCH2
 import KubeClient
 import Glibc
 public import Logging
+import Telemetry
 public import UVRuntime
 
 /// What the mount path needs beyond the CSI basics (from flags).
@@ -50,10 +51,15 @@ public final class Driver: Sendable {
   public let cluster: ClusterMode?
   /// With rotation on: refreshes volumes when they are due, republished or not.
   public let rotation: RotationScheduler?
+  public let metrics: DriverMetrics
+  public let health: DriverHealth
+  /// Serves `/metrics`, `/healthz`, `/readyz` (`--metrics-addr`); nil when turned off.
+  let http: HTTPServer?
+  let httpEndpoints: [Endpoint]
 
   public init(
     config: DriverConfig, endpoint: Endpoint, maxReceiveMessageBytes: Int, logger: Logger, mount: MountConfig = MountConfig(),
-    loop: EventLoop? = nil, loopHealth: LoopHealthSettings = LoopHealthSettings()
+    loop: EventLoop? = nil, loopHealth: LoopHealthSettings = LoopHealthSettings(), metricsEndpoints: [Endpoint]? = nil
   ) {
     self.config = config
     self.endpoint = endpoint
@@ -63,7 +69,9 @@ public final class Driver: Sendable {
     readiness = Readiness(recovery: loopHealth.recovery)
     let loop = loop ?? EventLoop(name: "csi-loop")
     self.loop = loop
-    providers = ProviderConnections(loop: loop, settings: mount.providers)
+    let metrics = DriverMetrics(version: config.version)
+    self.metrics = metrics
+    providers = ProviderConnections(loop: loop, settings: mount.providers, metrics: metrics)
     volumes = VolumeRegistry(loop: loop)
     let cluster = mount.cluster.map { ClusterMode(settings: $0, loop: loop, logger: logger) }
     self.cluster = cluster
@@ -77,9 +85,13 @@ public final class Driver: Sendable {
         settings: RotationPlan.Settings(defaultInterval: mount.volumes.rotationPollInterval, floor: mount.volumes.rotationMinInterval),
         loop: loop, logger: logger) : nil
     self.rotation = rotation
+    let health = DriverHealth(endpoint: endpoint, readiness: readiness, providers: providers, metrics: metrics)
+    self.health = health
+    httpEndpoints = metricsEndpoints ?? []
+    http = metricsEndpoints.map { _ in HTTPServer(loop: loop, routes: health.routes()) }
     let env = VolumeEnvironment(
       classes: cluster?.classes ?? mount.classes, providers: providers, settings: mount.volumes, logger: logger,
-      status: cluster?.status, events: cluster?.events, rotation: rotation)
+      status: cluster?.status, events: cluster?.events, rotation: rotation, metrics: metrics)
     let publisher = MountingPublisher(registry: volumes, env: env)
     self.publisher = publisher
     transport = H2ServerTransport(config: .init(endpoint: endpoint, maxReceiveMessageBytes: maxReceiveMessageBytes), loop: loop)
@@ -109,7 +121,7 @@ public final class Driver: Sendable {
         "provider_dirs": "\(mount.providers.searchDirectories)", "rotation": "\(mount.volumes.rotationEnabled)",
         "classes": "\(cluster.map { "cluster \($0.client.config.server)" } ?? "\(type(of: mount.classes))")",
       ])
-    let health = mount.healthCheckInterval.map { interval in
+    let providerChecks = mount.healthCheckInterval.map { interval in
       Task(executorPreference: loop) { [self] in await healthChecks(every: interval) }
     }
     if let rotation {
@@ -117,10 +129,18 @@ public final class Driver: Sendable {
       await rotation.start { target in await publisher.refreshDue(target: target) }
     }
     let caches = cluster.map { cluster in Task(executorPreference: loop) { await cluster.run() } }
+    await startHTTP()
     let serving = Task(executorPreference: loop) { [server] in try await server.serve() }
+    let served = Task { [transport, health] in
+      await transport.waitUntilListening()
+      health.csiServing()
+    }
     let result = await serving.result
-    health?.cancel()
-    await health?.value
+    served.cancel()
+    readiness.beginShutdown()
+    await http?.shutdown()
+    providerChecks?.cancel()
+    await providerChecks?.value
     caches?.cancel()
     await caches?.value
     await rotation?.stop()
@@ -186,5 +206,18 @@ public final class Driver: Sendable {
   public func beginGracefulShutdown() {
     readiness.beginShutdown()
     server.beginGracefulShutdown()
+  }
+
+  /// Serves `/metrics`, `/healthz` and `/readyz`. A port that cannot be bound
+  /// is logged and skipped: the CSI service matters more than its metrics
+  /// (and `/readyz` cannot be reached, so the readiness probe says so).
+  private func startHTTP() async {
+    guard let http else { return }
+    do {
+      let address = try await http.start(httpEndpoints)
+      logger.info("serving metrics and health", metadata: ["address": "\(address)", "paths": "/metrics /healthz /readyz"])
+    } catch {
+      logger.error("cannot serve metrics and health endpoints", metadata: ["metrics_addr": "\(httpEndpoints)", "error": "\(error)"])
+    }
   }
 }

@@ -205,12 +205,15 @@ public final class GaugeFamily: MetricFamily, RenderableFamily, @unchecked Senda
     super.init(name: name, help: help, labels: labels, maxSeries: maxSeries, type: "gauge")
   }
 
-  public func set(_ labels: LabelValues = LabelValues(), _ value: Double) {
+  public func set(_ labels: LabelValues, _ value: Double) {
     table.withLock { t in
       let i = t.slot(labels, maxSeries: maxSeries, labelCount: labelNames.count) { 0 }
       t.values[i] = value
     }
   }
+
+  /// The value of the family's only series (no labels).
+  public func set(_ value: Double) { set(LabelValues(), value) }
 
   public func add(_ labels: LabelValues = LabelValues(), _ delta: Double) {
     table.withLock { t in
@@ -266,7 +269,7 @@ public final class HistogramFamily: MetricFamily, RenderableFamily, @unchecked S
     return lo
   }
 
-  public func observe(_ labels: LabelValues = LabelValues(), _ value: Double) {
+  public func observe(_ labels: LabelValues, _ value: Double) {
     let b = bucketIndex(value)
     table.withLock { t in
       let i = t.slot(labels, maxSeries: maxSeries, labelCount: labelNames.count) { Series(counts: Array(repeating: 0, count: buckets.count + 1)) }
@@ -275,6 +278,9 @@ public final class HistogramFamily: MetricFamily, RenderableFamily, @unchecked S
       t.values[i].count += 1
     }
   }
+
+  /// An observation for the family's only series (no labels).
+  public func observe(_ value: Double) { observe(LabelValues(), value) }
 
   public func series(_ labels: LabelValues = LabelValues()) -> Histogram {
     let i = table.withLock { t in
@@ -289,6 +295,13 @@ public final class HistogramFamily: MetricFamily, RenderableFamily, @unchecked S
       t.values[slot].counts[b] += 1
       t.values[slot].sum += value
       t.values[slot].count += 1
+    }
+  }
+
+  /// Zeroes every series: for histograms recomputed at each scrape from current state.
+  public func reset() {
+    table.withLock { t in
+      for i in t.values.indices { t.values[i] = Series(counts: Array(repeating: 0, count: buckets.count + 1)) }
     }
   }
 

@@ -6,6 +6,7 @@ import GRPCH2
 import KubeClient
 import Glibc
 import Logging
+import Telemetry
 import TextFormats
 import UVRuntime
 import VolumeFiles
@@ -115,6 +116,14 @@ struct DriverCommand: AsyncParsableCommand {
       valueName: "duration"))
   var loopSpin = "50us"
 
+  // Metrics and health (`--metrics-addr`): kept together so the flag's wiring stays in one place.
+  @Option(
+    name: .customLong("metrics-addr"),
+    help: ArgumentHelp(
+      "Serve Prometheus /metrics, /healthz and /readyz over HTTP on this address: :8095 (every interface), host:port or [v6]:port. 0 or an empty value turns it off. A port that cannot be bound is logged and the driver serves CSI without it.",
+      valueName: "[host]:port"))
+  var metricsAddr = ":8095"
+
   @Flag(name: .customLong("log-format-json"), help: "Log one JSON object per line instead of text.")
   var logFormatJSON = false
 
@@ -209,6 +218,11 @@ struct DriverCommand: AsyncParsableCommand {
     } catch let error as GoDuration.ParseError {
       throw ValidationError("--loop-spin: \(error)")
     }
+    do {
+      _ = try ListenAddress.parse(metricsAddr)
+    } catch {
+      throw ValidationError("--metrics-addr: \(error)")
+    }
     if let spcDir {
       var isDir = stat()
       guard (try? sys("stat", spcDir) { stat(spcDir, &isDir) }) != nil, (isDir.st_mode & S_IFMT) == S_IFDIR else {
@@ -277,7 +291,8 @@ struct DriverCommand: AsyncParsableCommand {
     }
     let loop = EventLoop(name: "csi-loop", spin: try GoDuration.parse(loopSpin))
     let driver = Driver(
-      config: config, endpoint: endpoint, maxReceiveMessageBytes: maxCallRecvMsgSize, logger: logger, mount: mount, loop: loop)
+      config: config, endpoint: endpoint, maxReceiveMessageBytes: maxCallRecvMsgSize, logger: logger, mount: mount, loop: loop,
+      metricsEndpoints: try ListenAddress.parse(metricsAddr))
     do {
       try await driver.run()
     } catch {
@@ -307,8 +322,7 @@ struct UpstreamFlag: Sendable {
   }
 
   static let ignored: [UpstreamFlag] = [
-    .value("--metrics-addr", "addr", "where upstream serves Prometheus metrics (default :8095); no metrics endpoint yet"),
-    .value("--metrics-backend", "name", "upstream's metrics exporter (Prometheus); no metrics endpoint yet"),
+    .value("--metrics-backend", "name", "upstream's metrics exporter (Prometheus); this driver always serves Prometheus text on --metrics-addr"),
     .bool("--enable-pprof", "upstream's Go profiling endpoint; there is no Go runtime to profile"),
     .value("--pprof-port", "port", "port of upstream's Go profiling endpoint; see --enable-pprof"),
     .bool("--filtered-watch-secret", "removed upstream in v1.3 (always on since); no Secret watch yet"),

@@ -61,6 +61,7 @@ public actor ProviderConnection {
   public nonisolated let name: String
   nonisolated let loop: EventLoop
   nonisolated let settings: ProviderSettings
+  nonisolated let metrics: ProviderCallMetrics?
 
   private var client: ProviderClient?
   private var clientPath: String?
@@ -68,10 +69,11 @@ public actor ProviderConnection {
 
   public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
-  public init(name: String, loop: EventLoop, settings: ProviderSettings) {
+  public init(name: String, loop: EventLoop, settings: ProviderSettings, metrics: DriverMetrics? = nil) {
     self.name = name
     self.loop = loop
     self.settings = settings
+    self.metrics = metrics?.providerCalls(for: name)
   }
 
   /// The first `<dir>/<name>.sock` that is a socket, or nil.
@@ -88,13 +90,13 @@ public actor ProviderConnection {
   public func mount(
     _ request: Provider.MountRequest, timeout: Duration, scrubber: SecretScrubber
   ) async throws(ProviderCallError) -> Provider.MountResponse {
-    try await call(timeout: timeout, scrubber: scrubber) { client, budget in try await client.mount(request, timeout: budget) }
+    try await call(method: "Mount", timeout: timeout, scrubber: scrubber) { client, budget in try await client.mount(request, timeout: budget) }
   }
 
   /// A Version request carries none of our secrets, so its error text is
   /// scrubbed of credential-shaped runs (``SecretScrubber/unknownSecrets``).
   public func version(timeout: Duration) async throws(ProviderCallError) -> Provider.VersionResponse {
-    try await call(timeout: timeout, scrubber: .unknownSecrets) { client, budget in try await client.version(timeout: budget) }
+    try await call(method: "Version", timeout: timeout, scrubber: .unknownSecrets) { client, budget in try await client.version(timeout: budget) }
   }
 
   /// One call, retried once when the connection turns out to be dead: after a
@@ -102,19 +104,26 @@ public actor ProviderConnection {
   /// before its end has been read. Mount and Version are idempotent, so the
   /// retry is safe; it gets what is left of the same budget.
   private func call<R: Sendable>(
-    timeout: Duration, scrubber: SecretScrubber, _ body: (ProviderClient, Duration) async throws -> R
+    method: String, timeout: Duration, scrubber: SecretScrubber, _ body: (ProviderClient, Duration) async throws -> R
   ) async throws(ProviderCallError) -> R {
     let budget = min(timeout, settings.callTimeout)
     let start = ContinuousClock.now
     var attempt = 0
     while true {
-      let client = try currentClient()
+      let client: ProviderClient
+      do { client = try currentClient() } catch {
+        metrics?.record(method: method, error: error, since: start)
+        throw error
+      }
       do {
-        return try await body(client, budget - (ContinuousClock.now - start))
+        let result = try await body(client, budget - (ContinuousClock.now - start))
+        metrics?.record(method: method, code: "OK", since: start)
+        return result
       } catch {
         let failure = classify(error, scrubber: scrubber)
         attempt += 1
         guard failure.kind == .unreachable, attempt < 2, budget - (ContinuousClock.now - start) > .milliseconds(10) else {
+          metrics?.record(method: method, error: failure, since: start)
           throw failure
         }
       }
@@ -168,18 +177,20 @@ public actor ProviderConnection {
 public final class ProviderConnections: Sendable {
   public let loop: EventLoop
   public let settings: ProviderSettings
+  let metrics: DriverMetrics?
   private let connections = Locked([String: ProviderConnection]())
 
-  public init(loop: EventLoop, settings: ProviderSettings) {
+  public init(loop: EventLoop, settings: ProviderSettings, metrics: DriverMetrics? = nil) {
     self.loop = loop
     self.settings = settings
+    self.metrics = metrics
   }
 
   /// The connection for a provider name already checked by `SecretProviderClass.isValidProviderName`.
   public func connection(for provider: String) -> ProviderConnection {
     connections.withLock { all in
       if let c = all[provider] { return c }
-      let c = ProviderConnection(name: provider, loop: loop, settings: settings)
+      let c = ProviderConnection(name: provider, loop: loop, settings: settings, metrics: metrics)
       all[provider] = c
       return c
     }

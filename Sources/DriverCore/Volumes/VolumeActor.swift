@@ -46,11 +46,12 @@ public struct VolumeEnvironment: Sendable {
   public var events: EventRecorder?
   /// With rotation on: the timer that refreshes volumes when they are due.
   public var rotation: RotationScheduler?
+  public var metrics: DriverMetrics
 
   public init(
     classes: any SecretProviderClassSource, providers: ProviderConnections, settings: VolumeSettings, logger: Logger,
     now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }, status: StatusWriter? = nil,
-    events: EventRecorder? = nil, rotation: RotationScheduler? = nil
+    events: EventRecorder? = nil, rotation: RotationScheduler? = nil, metrics: DriverMetrics = DriverMetrics()
   ) {
     self.rotation = rotation
     self.classes = classes
@@ -60,6 +61,7 @@ public struct VolumeEnvironment: Sendable {
     self.now = now
     self.status = status
     self.events = events
+    self.metrics = metrics
   }
 }
 
@@ -96,6 +98,8 @@ public actor VolumeActor {
   }
 
   private var record: Record?
+  /// The provider of the last class this volume resolved ("" before one resolves): the metrics' `provider` label.
+  var lastProvider = ""
   private var busy = false
   private var waiters: [CheckedContinuation<Void, Never>] = []
 
@@ -249,7 +253,10 @@ public actor VolumeActor {
     defer { release() }
     guard let current = record, let valid = current.request else { return false }
     let timeout = env.settings.defaultCallTimeout
-    switch await refresh(valid.csi, pod: valid.pod, deadline: ContinuousClock.now + timeout, env: env) {
+    let started = ContinuousClock.now
+    let outcome = await refresh(valid.csi, pod: valid.pod, deadline: started + timeout, env: env)
+    env.metrics.rotationReconciled(outcome, provider: lastProvider, target: targetPath, since: started)
+    switch outcome {
     case .refreshed: return true
     default: return false
     }
@@ -339,6 +346,7 @@ public actor VolumeActor {
   private func resolveClass(
     _ pod: PodVolume, env: VolumeEnvironment, scrubber: SecretScrubber
   ) async throws(PublishError) -> SecretProviderClass {
+    lastProvider = ""
     let found: SecretProviderClass?
     do {
       found = try await env.classes.secretProviderClass(name: pod.secretProviderClass, namespace: pod.podNamespace)
@@ -356,6 +364,7 @@ public actor VolumeActor {
     guard SecretProviderClass.isValidProviderName(spc.provider), !spc.provider.isEmpty else {
       throw PublishError(.classInvalid, "SecretProviderClass \(spc.namespace)/\(spc.name) has an invalid spec.provider")
     }
+    lastProvider = spc.provider
     return spc
   }
 

@@ -24,7 +24,7 @@ public final class VolumeRegistry: Sendable {
 
   /// Runs `body` on the target's actor; the entry lives at least until it returns.
   public func withVolume<T: Sendable>(
-    _ targetPath: String, _ body: (VolumeActor) async throws(PublishError) -> T
+    _ targetPath: String, _ body: (isolated VolumeActor) async throws(PublishError) -> T
   ) async throws(PublishError) -> T {
     let actor = entries.withLock { all -> VolumeActor in
       if var entry = all[targetPath] {
@@ -73,9 +73,17 @@ public struct MountingPublisher: VolumePublisher {
   ) async throws -> CSI.NodePublishVolumeResponse {
     let env = self.env
     let target = request.csi.targetPath
+    let started = ContinuousClock.now
     do {
-      let outcome = try await registry.withVolume(target) { volume throws(PublishError) in
-        try await volume.publish(request, deadline: deadline, env: env)
+      let outcome = try await registry.withVolume(target) { (volume: isolated VolumeActor) async throws(PublishError) -> PublishOutcome in
+        do throws(PublishError) {
+          let outcome = try await volume.publish(request, deadline: deadline, env: env)
+          env.metrics.published(outcome, provider: volume.lastProvider, target: target, since: started)
+          return outcome
+        } catch {
+          env.metrics.publishFailed(error, provider: volume.lastProvider, since: started)
+          throw error
+        }
       }
       env.logger.debug("published", metadata: ["target": "\(target)", "outcome": "\(outcome)"])
       return CSI.NodePublishVolumeResponse()
@@ -105,8 +113,10 @@ public struct MountingPublisher: VolumePublisher {
       try await registry.withVolume(request.targetPath) { volume throws(PublishError) in
         try await volume.unpublish(env: env)
       }
+      env.metrics.unpublished(target: request.targetPath)
       return CSI.NodeUnpublishVolumeResponse()
     } catch {
+      env.metrics.unpublishFailed()
       var error = error
       error.message = SecretScrubber().scrub(error.message, limitBytes: 1024)
       env.logger.warning("unpublish failed", metadata: ["target": "\(request.targetPath)", "error": "\(error.message)"])

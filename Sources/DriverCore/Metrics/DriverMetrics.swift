@@ -1,0 +1,262 @@
+import GRPCH2
+public import Telemetry
+import UVRuntime
+
+/// Every metric the driver exports, in one place (docs/metrics.md describes
+/// each). The first group keeps upstream v1.6's names, types and labels (it
+/// exports through OpenTelemetry's Prometheus exporter, hence `_total` on
+/// counters), so existing dashboards and alerts keep working; the second group
+/// is ours, prefixed `secrets_store_`.
+///
+/// Labels never carry secret values, tokens, pod names, namespaces or paths.
+/// Values that come from outside the driver are bounded: provider names (from
+/// SecretProviderClasses) and provider error codes each keep their first 64
+/// distinct values, later ones count as `other`; an error code that is not a
+/// short identifier counts as `ProviderError`.
+public final class DriverMetrics: Sendable {
+  public let registry = MetricsRegistry()
+  public static let osType = "linux"
+  /// Buckets in seconds from 1 ms to kubelet's 2-minute deadline for a NodePublishVolume.
+  public static let durationBuckets: [Double] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 90, 120,
+  ]
+  /// Buckets in seconds for the age of mounted content (up to a day).
+  static let ageBuckets: [Double] = [30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400]
+
+  // MARK: upstream's metrics (same names and labels)
+
+  /// Successful NodePublishVolume calls (first mounts and republishes).
+  let nodePublish: CounterFamily
+  /// Failed NodePublishVolume calls, and republishes whose refresh failed (upstream counts those too).
+  let nodePublishError: CounterFamily
+  let nodeUnpublish: Counter
+  let nodeUnpublishError: Counter
+  /// Refreshes on republish; `rotated` is "true" when content changed.
+  let rotationReconcile: CounterFamily
+  let rotationReconcileError: CounterFamily
+  let rotationReconcileDuration: Histogram
+  /// Kubernetes Secrets written by sync (spec.secretObjects).
+  let syncK8sSecret: CounterFamily
+  let syncK8sSecretDuration: Histogram
+
+  // MARK: ours
+
+  let publishDuration: HistogramFamily
+  let providerCalls: CounterFamily
+  let providerCallDuration: HistogramFamily
+  let volumes: GaugeFamily
+  let volumeAge: HistogramFamily
+  let volumeAgeMax: GaugeFamily
+  let volumesAgeUnknown: GaugeFamily
+  let buildInfo: GaugeFamily
+
+  let providerNames = LabelLimiter(limit: 64)
+  let providerErrorCodes = LabelLimiter(limit: 64)
+  /// Last successful fetch per mounted volume (nil: adopted after a restart, not fetched yet).
+  /// Keyed by target path, which never leaves this table.
+  private let fetches = Locked([String: ContinuousClock.Instant?]())
+  /// Providers that have answered a call at least once: readiness checks these.
+  private let answered = Locked(Set<String>())
+  let now: @Sendable () -> ContinuousClock.Instant
+
+  public init(version: String = DriverVersion.current, now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }) {
+    self.now = now
+    let r = registry
+    let os = LabelValues(Self.osType)
+    nodePublish = r.counter("node_publish_total", help: "Total number of node publish calls", labels: ["os_type", "provider"])
+    nodePublishError = r.counter(
+      "node_publish_error_total", help: "Total number of node publish calls with error", labels: ["os_type", "provider", "error_type"])
+    nodeUnpublish = r.counter("node_unpublish_total", help: "Total number of node unpublish calls", labels: ["os_type"]).series(os)
+    nodeUnpublishError = r.counter(
+      "node_unpublish_error_total", help: "Total number of node unpublish calls with error", labels: ["os_type"]
+    ).series(os)
+    rotationReconcile = r.counter(
+      "rotation_reconcile_total", help: "Total number of rotation reconciles", labels: ["os_type", "provider", "rotated"])
+    rotationReconcileError = r.counter(
+      "rotation_reconcile_error_total", help: "Total number of rotation reconciles with error",
+      labels: ["os_type", "provider", "rotated", "error_type"])
+    rotationReconcileDuration = r.histogram(
+      "rotation_reconcile_duration_sec", help: "Distribution of how long it took to rotate secrets-store content for pods",
+      labels: ["os_type"], buckets: Self.durationBuckets
+    ).series(os)
+    syncK8sSecret = r.counter("sync_k8s_secret_total", help: "Total number of k8s secrets synced", labels: ["os_type", "provider"])
+    syncK8sSecretDuration = r.histogram(
+      "k8s_secret_duration_sec", help: "Distribution of how long it took to sync k8s secret", labels: ["os_type"],
+      buckets: Self.durationBuckets
+    ).series(os)
+
+    publishDuration = r.histogram(
+      "secrets_store_node_publish_duration_seconds",
+      help: "NodePublishVolume time by outcome: mounted, refreshed, up_to_date, refresh_failed, failed",
+      labels: ["provider", "outcome"], buckets: Self.durationBuckets)
+    providerCalls = r.counter(
+      "secrets_store_provider_calls_total", help: "Provider plugin calls by method and gRPC status code",
+      labels: ["provider", "method", "code"])
+    providerCallDuration = r.histogram(
+      "secrets_store_provider_call_duration_seconds", help: "Provider plugin call time by method and gRPC status code",
+      labels: ["provider", "method", "code"], buckets: Self.durationBuckets)
+    volumes = r.gauge("secrets_store_volumes", help: "Volumes mounted by this driver process")
+    volumeAge = r.histogram(
+      "secrets_store_volume_content_age_seconds",
+      help: "Seconds since each mounted volume's last successful fetch from its provider, computed at scrape time",
+      buckets: Self.ageBuckets)
+    volumeAgeMax = r.gauge(
+      "secrets_store_volume_content_age_max_seconds", help: "The largest seconds since a mounted volume's last successful fetch")
+    volumesAgeUnknown = r.gauge(
+      "secrets_store_volumes_content_age_unknown",
+      help: "Mounted volumes adopted after a driver restart and not fetched since (their content age is unknown)")
+    buildInfo = r.gauge("secrets_store_build_info", help: "The driver's version; the value is always 1", labels: ["version"])
+    buildInfo.set(LabelValues(version), 1)
+
+    r.beforeScrape { [self] in collectVolumeAges() }
+  }
+
+  // MARK: hooks
+
+  /// A NodePublishVolume answered success (`outcome`) for a volume of `provider`.
+  func published(_ outcome: PublishOutcome, provider: String, target: String, since start: ContinuousClock.Instant) {
+    let p = providerNames.admit(provider)
+    let elapsed = (now() - start).seconds
+    let name: String
+    switch outcome {
+    case .mounted:
+      name = "mounted"
+      nodePublish.inc(LabelValues(Self.osType, p))
+      fetched(target)
+    case .refreshed:
+      name = "refreshed"
+      nodePublish.inc(LabelValues(Self.osType, p))
+      reconciled(outcome, label: p, target: target, seconds: elapsed)
+    case .upToDate:
+      name = "up_to_date"
+      nodePublish.inc(LabelValues(Self.osType, p))
+      mountedWithoutFetch(target)
+    case .refreshFailed(let error):
+      // The call succeeds (the old content stays), but upstream counts it as an error.
+      name = "refresh_failed"
+      nodePublishError.inc(LabelValues(Self.osType, p, errorType(error)))
+      reconciled(outcome, label: p, target: target, seconds: elapsed)
+    }
+    publishDuration.observe(LabelValues(p, name), elapsed)
+  }
+
+  /// The rotation timer refreshed a volume that was due (no NodePublishVolume involved).
+  func rotationReconciled(_ outcome: PublishOutcome, provider: String, target: String, since start: ContinuousClock.Instant) {
+    reconciled(outcome, label: providerNames.admit(provider), target: target, seconds: (now() - start).seconds)
+  }
+
+  /// A refresh, on republish or by the timer: upstream's rotation series and the content age.
+  private func reconciled(_ outcome: PublishOutcome, label p: String, target: String, seconds: Double) {
+    switch outcome {
+    case .refreshed(let changed):
+      rotationReconcile.inc(LabelValues(Self.osType, p, changed ? "true" : "false"))
+      rotationReconcileDuration.observe(seconds)
+      fetched(target)
+    case .refreshFailed(let error):
+      rotationReconcileError.inc(LabelValues(Self.osType, p, "false", errorType(error)))
+      mountedWithoutFetch(target)
+    case .mounted, .upToDate:
+      break
+    }
+  }
+
+  /// A NodePublishVolume failed. `provider` is "" when the class was never resolved.
+  func publishFailed(_ error: PublishError, provider: String, since start: ContinuousClock.Instant) {
+    let p = providerNames.admit(provider)
+    nodePublishError.inc(LabelValues(Self.osType, p, errorType(error)))
+    publishDuration.observe(LabelValues(p, "failed"), (now() - start).seconds)
+  }
+
+  func unpublished(target: String) {
+    nodeUnpublish.inc()
+    fetches.withLock { $0[target] = nil }
+  }
+
+  func unpublishFailed() {
+    nodeUnpublishError.inc()
+  }
+
+  /// Secrets written by sync for a volume of `provider`, and how long the sync took.
+  public func secretsSynced(_ count: Int, provider: String, since start: ContinuousClock.Instant) {
+    if count > 0 { syncK8sSecret.inc(LabelValues(Self.osType, providerNames.admit(provider)), by: Double(count)) }
+    syncK8sSecretDuration.observe((now() - start).seconds)
+  }
+
+  /// The handle a provider connection records its calls with.
+  func providerCalls(for provider: String) -> ProviderCallMetrics {
+    ProviderCallMetrics(metrics: self, provider: provider, label: providerNames.admit(provider))
+  }
+
+  fileprivate func providerCall(_ m: ProviderCallMetrics, method: String, code: String, seconds: Double) {
+    let labels = LabelValues(m.label, method, code)
+    providerCalls.inc(labels)
+    providerCallDuration.observe(labels, seconds)
+    if code == "OK" { answered.withLock { _ = $0.insert(m.provider) } }
+  }
+
+  /// Providers that have answered at least one call; readiness asks each for its Version.
+  public var providersThatAnswered: [String] { answered.withLock { $0.sorted() } }
+
+  /// The upstream `error_type` of a failure, bounded.
+  func errorType(_ error: PublishError) -> String {
+    guard case .providerError(let code) = error.kind else { return error.errorType }
+    let simple = !code.isEmpty && code.utf8.count <= 64
+      && code.utf8.allSatisfy { c in
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F || c == 0x2D || c == 0x2E
+      }
+    return simple ? providerErrorCodes.admit(code) : "ProviderError"
+  }
+
+  // MARK: volume table
+
+  private func fetched(_ target: String) {
+    let t = now()
+    fetches.withLock { $0[target] = t }
+  }
+
+  private func mountedWithoutFetch(_ target: String) {
+    fetches.withLock { all in
+      if all[target] == nil { all[target] = .some(nil) }
+    }
+  }
+
+  private func collectVolumeAges() {
+    let t = now()
+    let (count, ages, unknown) = fetches.withLock { all -> (Int, [Double], Int) in
+      var ages: [Double] = []
+      ages.reserveCapacity(all.count)
+      var unknown = 0
+      for last in all.values {
+        if let last { ages.append(max(0, (t - last).seconds)) } else { unknown += 1 }
+      }
+      return (all.count, ages, unknown)
+    }
+    volumes.set(Double(count))
+    volumesAgeUnknown.set(Double(unknown))
+    volumeAgeMax.set(ages.max() ?? 0)
+    volumeAge.reset()
+    for age in ages { volumeAge.observe(age) }
+  }
+}
+
+/// Pre-resolved labels for one provider's calls: recording a call costs no lookup of the provider label.
+public struct ProviderCallMetrics: Sendable {
+  fileprivate let metrics: DriverMetrics
+  fileprivate let provider: String
+  fileprivate let label: String
+
+  /// One call (after its retries) ended with `code` (`OK` on success).
+  func record(method: String, code: String, since start: ContinuousClock.Instant) {
+    metrics.providerCall(self, method: method, code: code, seconds: (metrics.now() - start).seconds)
+  }
+
+  func record(method: String, error: ProviderCallError, since start: ContinuousClock.Instant) {
+    let code: String =
+      switch error.kind {
+      case .unreachable: "UNAVAILABLE"
+      case .deadlineExceeded: "DEADLINE_EXCEEDED"
+      case .status(let c): c.canonicalName
+      }
+    record(method: method, code: code, since: start)
+  }
+}
