@@ -1,0 +1,248 @@
+"""/metrics, /healthz and /readyz of a real driver (--metrics-addr), scraped with a
+plain HTTP client (urllib) during a workload of publishes (one failing on first
+mount, one failing on refresh, one with a missing class) and unpublishes, against
+a grpcio provider; and /readyz following a used provider's socket away and back."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import urllib.error
+import urllib.request
+
+import grpc
+import pytest
+
+from mounting import publish_request, target_path, unpublish_request
+from support import free_tcp_port, wait_until
+
+T = 20  # per-call deadline, seconds
+WAIT = 20  # bound for conditions that need a few loop turns, seconds
+
+TOKENS = {"vault": {"token": "eyJhbGciOiJSUzI1NiJ9.metrics-token-value", "expirationTimestamp": "2026-11-27T10:00:00Z"}}
+
+# Never through a proxy from the environment: the driver listens on loopback.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_get(port: int, path: str) -> tuple[int, dict, str]:
+    try:
+        with _opener.open(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
+
+
+def parse(text: str) -> tuple[dict, dict]:
+    """Text format 0.0.4, strictly: every sample belongs to a family announced by
+    HELP and TYPE before it. Returns ({family: type}, {(name, labels): value})."""
+    types: dict[str, str] = {}
+    samples: dict[tuple[str, frozenset], float] = {}
+    current = None
+    assert text.endswith("\n")
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            current = line.split(" ", 3)[2]
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert name == current, f"TYPE without HELP: {line}"
+            assert kind in ("counter", "gauge", "histogram"), line
+            types[name] = kind
+            continue
+        m = SAMPLE.match(line)
+        assert m, f"not a sample line: {line!r}"
+        name, labels_text, value = m.groups()
+        family = re.sub(r"_(bucket|sum|count)$", "", name) if types.get(current) == "histogram" else name
+        assert family == current, f"sample {name} outside its family {current}"
+        labels = {}
+        if labels_text:
+            rest = labels_text
+            while rest:
+                lm = LABEL.match(rest)
+                assert lm, f"bad labels in {line!r}"
+                labels[lm.group(1)] = lm.group(2)
+                rest = rest[lm.end():]
+        key = (name, frozenset(labels.items()))
+        assert key not in samples, f"duplicate series {line}"
+        samples[key] = float(value)
+    return types, samples
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def buckets(samples: dict, name: str, **labels) -> list[tuple[float, float]]:
+    out = []
+    for (n, ls), v in samples.items():
+        d = dict(ls)
+        le = d.pop("le", None)
+        if n == f"{name}_bucket" and d == labels:
+            out.append((float("inf") if le == "+Inf" else float(le), v))
+    return sorted(out)
+
+
+def check_histogram(samples: dict, name: str, count: int, **labels) -> None:
+    bs = buckets(samples, name, **labels)
+    assert bs, f"no buckets for {name}{labels}"
+    bounds = [b for b, _ in bs]
+    assert bounds[-1] == float("inf")
+    assert 120.0 in bounds, f"{name}: buckets stop at {bounds[-2]} s, short of kubelet's 2-minute deadline"
+    counts = [c for _, c in bs]
+    assert counts == sorted(counts), f"{name}{labels}: buckets are not cumulative: {counts}"
+    assert counts[-1] == value(samples, f"{name}_count", **labels) == count
+    assert value(samples, f"{name}_sum", **labels) >= 0
+
+
+@pytest.fixture
+def metrics_env(mount_env):
+    port = free_tcp_port()
+    mount_env.metrics_port = port
+    return mount_env
+
+
+def test_metrics_count_a_workload_with_upstream_names_and_labels(metrics_env, csi):
+    env = metrics_env
+    port = env.metrics_port
+    env.provider.files = [("secret.txt", 0, b"s3cr3t-first-value")]
+    env.start(f"--metrics-addr=127.0.0.1:{port}", "--enable-secret-rotation", "--rotation-poll-interval=1ns")
+    node = env.node()
+
+    status, headers, text = http_get(port, "/metrics")
+    assert status == 200
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    types, samples = parse(text)
+    for name, kind in {
+        "node_publish_total": "counter", "node_publish_error_total": "counter",
+        "node_unpublish_total": "counter", "node_unpublish_error_total": "counter",
+        "rotation_reconcile_total": "counter", "rotation_reconcile_error_total": "counter",
+        "rotation_reconcile_duration_sec": "histogram", "sync_k8s_secret_total": "counter",
+        "k8s_secret_duration_sec": "histogram",
+        "secrets_store_node_publish_duration_seconds": "histogram",
+        "secrets_store_provider_calls_total": "counter",
+        "secrets_store_provider_call_duration_seconds": "histogram",
+        "secrets_store_volumes": "gauge", "secrets_store_volume_content_age_seconds": "histogram",
+        "secrets_store_volume_content_age_max_seconds": "gauge",
+        "secrets_store_volumes_content_age_unknown": "gauge", "secrets_store_build_info": "gauge",
+    }.items():
+        assert types.get(name) == kind, f"{name}: {types.get(name)}"
+    assert [v for (n, _), v in samples.items() if n == "secrets_store_build_info"] == [1.0]
+    assert value(samples, "node_unpublish_total", os_type="linux") == 0
+
+    # A first mount, a refresh with nothing new, a refresh that rotates content.
+    a = target_path(env.root, "uid-a")
+    node.NodePublishVolume(publish_request(csi, a, pod="app-a", pod_uid="uid-a", tokens=TOKENS), timeout=T)
+    node.NodePublishVolume(publish_request(csi, a, pod="app-a", pod_uid="uid-a", tokens=TOKENS), timeout=T)
+    env.provider.files = [("secret.txt", 0, b"s3cr3t-rotated-value")]
+    env.provider.object_versions = [("secret.txt", "v2")]
+    node.NodePublishVolume(publish_request(csi, a, pod="app-a", pod_uid="uid-a", tokens=TOKENS), timeout=T)
+
+    _, samples = parse(http_get(port, "/metrics")[2])
+    assert value(samples, "secrets_store_volumes") == 1
+    check_histogram(samples, "secrets_store_volume_content_age_seconds", 1)
+
+    # The provider now fails with a code: the refresh fails (the call still succeeds,
+    # the old content stays), and a first mount fails.
+    env.provider.mount_error = "AccessDenied"
+    node.NodePublishVolume(publish_request(csi, a, pod="app-a", pod_uid="uid-a", tokens=TOKENS), timeout=T)
+    b = target_path(env.root, "uid-b")
+    with pytest.raises(grpc.RpcError) as ei:
+        node.NodePublishVolume(publish_request(csi, b, pod="app-b", pod_uid="uid-b"), timeout=T)
+    assert ei.value.code() == grpc.StatusCode.INTERNAL
+    # A class that does not exist.
+    c = target_path(env.root, "uid-c")
+    with pytest.raises(grpc.RpcError) as ei:
+        node.NodePublishVolume(publish_request(csi, c, spc="no-such-class", pod="app-c", pod_uid="uid-c"), timeout=T)
+    assert ei.value.code() == grpc.StatusCode.NOT_FOUND
+    node.NodeUnpublishVolume(unpublish_request(csi, a), timeout=T)
+
+    status, _, text = http_get(port, "/metrics")
+    assert status == 200
+    _, samples = parse(text)
+    # Upstream's counters.
+    assert value(samples, "node_publish_total", os_type="linux", provider="fake") == 3
+    assert value(samples, "node_publish_error_total", os_type="linux", provider="fake", error_type="AccessDenied") == 2
+    assert value(samples, "node_publish_error_total", os_type="linux", provider="",
+                 error_type="SecretProviderClassNotFound") == 1
+    assert value(samples, "rotation_reconcile_total", os_type="linux", provider="fake", rotated="false") == 1
+    assert value(samples, "rotation_reconcile_total", os_type="linux", provider="fake", rotated="true") == 1
+    assert value(samples, "rotation_reconcile_error_total", os_type="linux", provider="fake", rotated="false",
+                 error_type="AccessDenied") == 1
+    check_histogram(samples, "rotation_reconcile_duration_sec", 2, os_type="linux")
+    assert value(samples, "node_unpublish_total", os_type="linux") == 1
+    assert value(samples, "node_unpublish_error_total", os_type="linux") == 0
+    # Ours.
+    for outcome, n in {"mounted": 1, "refreshed": 2, "refresh_failed": 1, "failed": 1}.items():
+        check_histogram(samples, "secrets_store_node_publish_duration_seconds", n, provider="fake", outcome=outcome)
+    check_histogram(samples, "secrets_store_node_publish_duration_seconds", 1, provider="", outcome="failed")
+    # Five Mount calls, all answered (a MountResponse error code is a gRPC success).
+    assert value(samples, "secrets_store_provider_calls_total", provider="fake", method="Mount", code="OK") == 5
+    check_histogram(samples, "secrets_store_provider_call_duration_seconds", 5, provider="fake", method="Mount", code="OK")
+    assert value(samples, "secrets_store_volumes") == 0
+
+    # Every label is bounded: no pod names, uids, paths, tokens or secret values.
+    for (name, labels), _ in samples.items():
+        for k, v in labels:
+            assert k in {"os_type", "provider", "error_type", "rotated", "outcome", "method", "code", "le", "version"}, (name, k)
+    for leak in ("app-a", "app-b", "uid-a", "uid-b", str(env.root), "metrics-token-value", "s3cr3t"):
+        assert leak not in text, f"{leak!r} appears in /metrics"
+
+
+def test_readyz_follows_a_used_providers_socket(metrics_env, csi):
+    env = metrics_env
+    port = env.metrics_port
+    env.start(f"--metrics-addr=127.0.0.1:{port}")
+
+    status, _, body = http_get(port, "/healthz")
+    assert (status, body) == (200, "ok\n")
+    # No provider used yet: ready once the CSI socket is served.
+    wait_until(lambda: http_get(port, "/readyz")[0] == 200, WAIT, "/readyz to report ready")
+    status, _, body = http_get(port, "/readyz")
+    assert status == 200, body
+    assert "[+] csi: serving" in body and "provider \"" not in body
+
+    a = target_path(env.root, "uid-r")
+    env.node().NodePublishVolume(publish_request(csi, a, pod="app-r", pod_uid="uid-r"), timeout=T)
+    status, _, body = http_get(port, "/readyz")
+    assert status == 200, body
+    assert '[+] provider "fake": answers Version' in body
+
+    env.provider.stop()  # the socket file goes with it
+    wait_until(lambda: http_get(port, "/readyz")[0] == 503, WAIT, "/readyz to report the provider gone")
+    status, _, body = http_get(port, "/readyz")
+    assert status == 503
+    assert '[-] provider "fake"' in body, body
+    assert body.rstrip().endswith("not ready")
+    # Liveness is about the driver, not its providers.
+    assert http_get(port, "/healthz")[0] == 200
+
+    env.provider.start()
+    wait_until(lambda: http_get(port, "/readyz")[0] == 200, WAIT, "/readyz to report the provider back")
+    env.node().NodeUnpublishVolume(unpublish_request(csi, a), timeout=T)
+
+
+def test_responder_refuses_what_it_does_not_serve(metrics_env):
+    env = metrics_env
+    port = env.metrics_port
+    env.start(f"--metrics-addr=127.0.0.1:{port}")
+    assert http_get(port, "/nope")[0] == 404
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", "/metrics")  # Content-Length: 0
+    r = conn.getresponse()
+    assert r.status == 405 and r.getheader("Allow") == "GET, HEAD"
+    conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics", headers={"X-Big": "a" * 9000})
+    assert conn.getresponse().status == 431
+    conn.close()
+
+
+def test_metrics_addr_zero_turns_the_endpoint_off(mount_env):
+    driver = mount_env.start("--metrics-addr=0")
+    assert "serving metrics" not in driver.stderr()
+    assert "cannot serve metrics" not in driver.stderr()
