@@ -14,11 +14,15 @@ public struct PodVolumeStatus: Sendable, Equatable {
   public var secrets: [SyncedSecret]
   /// True when this write follows a refresh that changed content (events say "rotation").
   public var rotated: Bool
+  /// The class's provider: the `provider` label of `sync_k8s_secret_total`.
+  public var provider: String
 
   public init(
     targetPath: String, podName: String, podNamespace: String, podUID: String, className: String,
-    objects: [SecretProviderClassPodStatusObject.ObjectVersion], secrets: [SyncedSecret] = [], rotated: Bool = false
+    objects: [SecretProviderClassPodStatusObject.ObjectVersion], secrets: [SyncedSecret] = [], rotated: Bool = false,
+    provider: String = ""
   ) {
+    self.provider = provider
     self.targetPath = targetPath
     self.podName = podName
     self.podNamespace = podNamespace
@@ -46,6 +50,7 @@ public actor StatusWriter {
   let logger: Logger
   let events: EventRecorder?
   let sync: SecretSync
+  let metrics: DriverMetrics?
   nonisolated let loop: EventLoop
   public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
@@ -57,7 +62,10 @@ public actor StatusWriter {
   /// Writes that failed and were retried (a counter for metrics and tests).
   public private(set) var retries = 0
 
-  public init(client: KubeClient, nodeName: String, loop: EventLoop, logger: Logger, events: EventRecorder? = nil) {
+  public init(
+    client: KubeClient, nodeName: String, loop: EventLoop, logger: Logger, events: EventRecorder? = nil, metrics: DriverMetrics? = nil
+  ) {
+    self.metrics = metrics
     self.client = client
     self.events = events
     self.sync = SecretSync(client: client)
@@ -171,6 +179,9 @@ public actor StatusWriter {
     guard !status.secrets.isEmpty, let name = owner.metadata.name, let uid = owner.metadata.uid else { return }
     let reference = OwnerReference(apiVersion: SecretProviderClassPodStatusObject.resource.apiVersion, kind: "SecretProviderClassPodStatus", name: name, uid: uid)
     let pod = EventRecorder.Pod(name: status.podName, namespace: status.podNamespace, uid: status.podUID)
+    let started = ContinuousClock.now
+    var synced = 0
+    defer { metrics?.secretsSynced(synced, provider: status.provider, since: started) }
     for secret in status.secrets {
       let outcome: SecretSync.Outcome
       do {
@@ -190,6 +201,7 @@ public actor StatusWriter {
       case .created, .updated, .unchanged:
         break
       }
+      if outcome != .notManaged { synced += 1 }  // in step with the mount, as upstream counts
     }
   }
 
