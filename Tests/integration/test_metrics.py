@@ -246,3 +246,59 @@ def test_metrics_addr_zero_turns_the_endpoint_off(mount_env):
     driver = mount_env.start("--metrics-addr=0")
     assert "serving metrics" not in driver.stderr()
     assert "cannot serve metrics" not in driver.stderr()
+
+
+def test_scrapes_during_a_burst_parse_and_only_grow(metrics_env, csi):
+    """Publishes and unpublishes from several threads while another scrapes in a
+    loop: every scrape parses, and counters never go down between scrapes."""
+    import threading
+    from concurrent import futures
+
+    env = metrics_env
+    port = env.metrics_port
+    env.start(f"--metrics-addr=127.0.0.1:{port}")
+    node = env.node()
+    stop = threading.Event()
+    scrapes: list[dict] = []
+    problems: list[str] = []
+
+    def scrape_loop():
+        while not stop.is_set():
+            status, _, text = http_get(port, "/metrics")
+            if status != 200:
+                problems.append(f"status {status}")
+                continue
+            try:
+                scrapes.append(parse(text)[1])
+            except AssertionError as e:
+                problems.append(str(e))
+
+    scraper = threading.Thread(target=scrape_loop)
+    scraper.start()
+    try:
+        def cycle(i: int) -> None:
+            t = target_path(env.root, f"uid-burst-{i}")
+            node.NodePublishVolume(publish_request(csi, t, pod=f"burst-{i}", pod_uid=f"uid-burst-{i}"), timeout=T)
+            node.NodeUnpublishVolume(unpublish_request(csi, t), timeout=T)
+
+        with futures.ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(cycle, range(24)))
+        # At least one scrape after the burst.
+        n = len(scrapes)
+        wait_until(lambda: len(scrapes) > n, WAIT, "a scrape after the burst")
+    finally:
+        stop.set()
+        scraper.join(timeout=30)
+    assert not problems, problems[:3]
+    final = scrapes[-1]
+    assert value(final, "node_publish_total", os_type="linux", provider="fake") == 24
+    assert value(final, "node_unpublish_total", os_type="linux") == 24
+    assert value(final, "secrets_store_volumes") == 0
+    for name in ("node_publish_total", "node_unpublish_total", "secrets_store_provider_calls_total"):
+        series = {k for s in scrapes for k in s if k[0] == name}
+        for key in series:
+            seen = [s.get(key, 0.0) for s in scrapes]
+            assert seen == sorted(seen), f"{key} went down between scrapes: {seen}"
+    # The driver shuts down cleanly with the responder in it.
+    assert env.driver.stop() == 0, env.driver.describe()
+    assert "left open" not in env.driver.stderr(), env.driver.describe()
