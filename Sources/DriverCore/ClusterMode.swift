@@ -29,13 +29,13 @@ public final class ClusterMode: Sendable {
   public let events: EventRecorder
   let logger: Logger
 
-  public init(settings: Settings, loop: EventLoop, logger: Logger) {
+  public init(settings: Settings, loop: EventLoop, logger: Logger, metrics: DriverMetrics? = nil) {
     http = HTTPClient(loop: loop)
     client = KubeClient(
       config: settings.kube, transport: CurlKubeTransport(config: settings.kube, http: http), loop: loop, settings: settings.client)
     classes = ClusterSecretProviderClassSource(client: client, namespaces: settings.namespaces)
     events = EventRecorder(client: client, nodeName: settings.nodeName, loop: loop, logger: logger)
-    status = StatusWriter(client: client, nodeName: settings.nodeName, loop: loop, logger: logger, events: events)
+    status = StatusWriter(client: client, nodeName: settings.nodeName, loop: loop, logger: logger, events: events, metrics: metrics)
     self.logger = logger
   }
 

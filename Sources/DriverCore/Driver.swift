@@ -73,7 +73,7 @@ public final class Driver: Sendable {
     self.metrics = metrics
     providers = ProviderConnections(loop: loop, settings: mount.providers, metrics: metrics)
     volumes = VolumeRegistry(loop: loop)
-    let cluster = mount.cluster.map { ClusterMode(settings: $0, loop: loop, logger: logger) }
+    let cluster = mount.cluster.map { ClusterMode(settings: $0, loop: loop, logger: logger, metrics: metrics) }
     self.cluster = cluster
     if let cluster {
       let classes = cluster.classes

@@ -335,7 +335,7 @@ public actor VolumeActor {
       PodVolumeStatus(
         targetPath: targetPath, podName: pod.podName, podNamespace: pod.podNamespace, podUID: pod.podUID,
         className: pod.secretProviderClass, objects: versions.map { .init(id: $0.id, version: $0.version) }, secrets: secrets,
-        rotated: rotated))
+        rotated: rotated, provider: spc.provider))
   }
 
   private nonisolated func eventPod(_ pod: PodVolume) -> EventRecorder.Pod {
