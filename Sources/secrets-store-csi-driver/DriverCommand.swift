@@ -120,7 +120,7 @@ struct DriverCommand: AsyncParsableCommand {
   @Option(
     name: .customLong("metrics-addr"),
     help: ArgumentHelp(
-      "Serve Prometheus /metrics, /healthz and /readyz over HTTP on this address: :8095 (every interface), host:port or [v6]:port; 0 turns it off. A port that cannot be bound is logged and the driver serves CSI without it.",
+      "Serve Prometheus /metrics, /healthz and /readyz over HTTP on this address: :8095 (every interface), host:port or [v6]:port; 0 (or an empty value) turns it off. A port that cannot be bound is logged and the driver serves CSI without it.",
       valueName: "[host]:port"))
   var metricsAddr = ":8095"
 

@@ -242,8 +242,9 @@ def test_responder_refuses_what_it_does_not_serve(metrics_env):
     conn.close()
 
 
-def test_metrics_addr_zero_turns_the_endpoint_off(mount_env):
-    driver = mount_env.start("--metrics-addr=0")
+@pytest.mark.parametrize("value", ["0", ""])
+def test_metrics_addr_zero_or_empty_turns_the_endpoint_off(mount_env, value):
+    driver = mount_env.start(f"--metrics-addr={value}")
     assert "serving metrics" not in driver.stderr()
     assert "cannot serve metrics" not in driver.stderr()
 
