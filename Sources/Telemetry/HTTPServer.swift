@@ -170,7 +170,8 @@ public final class HTTPServer: @unchecked Sendable {
 /// One accepted connection: reads one request head, answers, closes. Loop thread only.
 final class HTTPConnection: ByteStreamDelegate, @unchecked Sendable {
   let stream: any ByteStream
-  private unowned let server: HTTPServer
+  private weak var server: HTTPServer?
+  private let limits: HTTPServer.Limits
   private var parser: HTTPRequestParser
   private var timer: UVTimer?
   private var answered = false
@@ -178,12 +179,13 @@ final class HTTPConnection: ByteStreamDelegate, @unchecked Sendable {
   init(stream: any ByteStream, server: HTTPServer) {
     self.stream = stream
     self.server = server
+    limits = server.limits
     parser = HTTPRequestParser(maxHeadBytes: server.limits.maxHeadBytes)
   }
 
   func start() {
     stream.delegate = self
-    arm(server.limits.readTimeout)
+    arm(limits.readTimeout)
     stream.startReading()
   }
 
@@ -192,7 +194,7 @@ final class HTTPConnection: ByteStreamDelegate, @unchecked Sendable {
     let timer = self.timer ?? UVTimer(on: stream.loop)
     self.timer = timer
     timer.stop()
-    timer.start(timeoutMs: max(1, timeout.timerMilliseconds)) { [unowned self] in stream.close() }
+    timer.start(timeoutMs: max(1, timeout.timerMilliseconds)) { [weak self] in self?.stream.close() }
   }
 
   func byteStream(_ stream: any ByteStream, didRead bytes: UnsafeRawBufferPointer) {
@@ -204,7 +206,7 @@ final class HTTPConnection: ByteStreamDelegate, @unchecked Sendable {
       answered = true
       stream.stopReading()
       timer?.stop()  // the handler may take a while (readiness asks providers)
-      server.dispatch(head, on: self)
+      if let server { server.dispatch(head, on: self) } else { stream.close() }
     case .refuse(let status, let reason):
       answered = true
       stream.stopReading()
@@ -216,7 +218,7 @@ final class HTTPConnection: ByteStreamDelegate, @unchecked Sendable {
     guard stream.isOpen else { return }
     answered = true
     response.serialized(includeBody: includeBody).withUnsafeBytes { stream.write($0) }
-    arm(server.limits.writeTimeout)
+    arm(limits.writeTimeout)
     stream.closeAfterFlush()
   }
 
@@ -225,7 +227,7 @@ final class HTTPConnection: ByteStreamDelegate, @unchecked Sendable {
   func byteStreamDidClose(_ stream: any ByteStream, error: UVError?) {
     timer?.close()
     timer = nil
-    server.closed(self)
+    server?.closed(self)
   }
 }
 
