@@ -54,6 +54,21 @@ import UVRuntime
     #expect(empty.contains("node_unpublish_total{os_type=\"linux\"} 2\n"))
   }
 
+  @Test func timerRefreshesCountAsRotationNotAsPublishes() {
+    let clock = Clock()
+    let m = DriverMetrics(now: clock.now)
+    let start = clock.now()
+    m.rotationReconciled(.refreshed(changed: true), provider: "aws", target: "/t/a", since: start)
+    m.rotationReconciled(.refreshFailed(PublishError(.providerUnreachable, "x")), provider: "aws", target: "/t/a", since: start)
+    let text = m.registry.render()
+    #expect(text.contains("rotation_reconcile_total{os_type=\"linux\",provider=\"aws\",rotated=\"true\"} 1\n"))
+    #expect(text.contains("rotation_reconcile_error_total{os_type=\"linux\",provider=\"aws\",rotated=\"false\",error_type=\"GRPCProviderError\"} 1\n"))
+    #expect(text.contains("rotation_reconcile_duration_sec_count{os_type=\"linux\"} 1\n"))
+    #expect(!text.contains("node_publish_total{"))
+    #expect(!text.contains("node_publish_error_total{"))
+    #expect(text.contains("secrets_store_volumes 1\n"))
+  }
+
   @Test func providerCodesAreBounded() {
     let m = DriverMetrics()
     #expect(m.errorType(PublishError(.providerError(code: "AccessDenied"), "")) == "AccessDenied")
