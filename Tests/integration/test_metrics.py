@@ -169,20 +169,26 @@ def test_metrics_count_a_workload_with_upstream_names_and_labels(metrics_env, cs
     assert value(samples, "node_publish_error_total", os_type="linux", provider="fake", error_type="AccessDenied") == 2
     assert value(samples, "node_publish_error_total", os_type="linux", provider="",
                  error_type="SecretProviderClassNotFound") == 1
-    assert value(samples, "rotation_reconcile_total", os_type="linux", provider="fake", rotated="false") == 1
-    assert value(samples, "rotation_reconcile_total", os_type="linux", provider="fake", rotated="true") == 1
+    # Refreshes: the two republishes above, plus whatever the rotation timer (due every 1ns
+    # here) managed meanwhile; each successful one is timed.
+    unchanged = value(samples, "rotation_reconcile_total", os_type="linux", provider="fake", rotated="false")
+    rotated = value(samples, "rotation_reconcile_total", os_type="linux", provider="fake", rotated="true")
+    assert unchanged >= 1 and rotated >= 1, (unchanged, rotated)
     assert value(samples, "rotation_reconcile_error_total", os_type="linux", provider="fake", rotated="false",
-                 error_type="AccessDenied") == 1
-    check_histogram(samples, "rotation_reconcile_duration_sec", 2, os_type="linux")
+                 error_type="AccessDenied") >= 1
+    check_histogram(samples, "rotation_reconcile_duration_sec", unchanged + rotated, os_type="linux")
     assert value(samples, "node_unpublish_total", os_type="linux") == 1
     assert value(samples, "node_unpublish_error_total", os_type="linux") == 0
     # Ours.
     for outcome, n in {"mounted": 1, "refreshed": 2, "refresh_failed": 1, "failed": 1}.items():
         check_histogram(samples, "secrets_store_node_publish_duration_seconds", n, provider="fake", outcome=outcome)
     check_histogram(samples, "secrets_store_node_publish_duration_seconds", 1, provider="", outcome="failed")
-    # Five Mount calls, all answered (a MountResponse error code is a gRPC success).
-    assert value(samples, "secrets_store_provider_calls_total", provider="fake", method="Mount", code="OK") == 5
-    check_histogram(samples, "secrets_store_provider_call_duration_seconds", 5, provider="fake", method="Mount", code="OK")
+    # At least five Mount calls (the timer adds its own), all answered: a MountResponse
+    # error code is a gRPC success.
+    mounts = value(samples, "secrets_store_provider_calls_total", provider="fake", method="Mount", code="OK")
+    assert mounts >= 5
+    assert mounts <= len(env.provider.calls("Mount"))  # the provider saw each before its answer was counted
+    check_histogram(samples, "secrets_store_provider_call_duration_seconds", mounts, provider="fake", method="Mount", code="OK")
     assert value(samples, "secrets_store_volumes") == 0
 
     # Every label is bounded: no pod names, uids, paths, tokens or secret values.
