@@ -309,3 +309,50 @@ def test_scrapes_during_a_burst_parse_and_only_grow(metrics_env, csi):
     # The driver shuts down cleanly with the responder in it.
     assert env.driver.stop() == 0, env.driver.describe()
     assert "left open" not in env.driver.stderr(), env.driver.describe()
+
+
+def test_cluster_mode_counts_synced_secrets_and_readyz_waits_for_the_cache(kube_api, workdir, start_driver, csi):
+    """In cluster mode: /readyz is ready once the class cache has synced (the same
+    condition as Probe), and a class with secretObjects counts its Secrets in
+    sync_k8s_secret_total and times the sync in k8s_secret_duration_sec."""
+    from fake_provider import FakeProvider
+    from mounting import unmount_everything_under
+    from test_cluster_mode import DRIVER_RULES, DRIVER_USER, NS
+
+    providers = workdir / "providers"
+    providers.mkdir()
+    provider = FakeProvider(providers / "fake.sock").start()
+    provider.files = [("db-password", 0o644, b"s3cr3t-db-value")]
+    provider.object_versions = [("db-password", "v1")]
+    try:
+        kube_api.ensure_namespace(NS)
+        token = kube_api.add_token(DRIVER_USER, rules=DRIVER_RULES)
+        port = free_tcp_port()
+        driver = start_driver(
+            "--kubeconfig", str(kube_api.kubeconfig_for(token, "driver")), "--provider-volume", str(providers),
+            "--additional-provider-volume-paths", "", f"--metrics-addr=127.0.0.1:{port}", nodeid="node-1")
+        wait_until(lambda: http_get(port, "/readyz")[0] == 200, WAIT, "/readyz once the class cache has synced")
+        assert "[+] driver: ready" in http_get(port, "/readyz")[2]
+
+        kube_api.create_spc("app-secrets", namespace=NS, parameters={"objects": "db-password"}, secret_objects=[
+            {"secretName": "db", "type": "Opaque", "data": [{"objectName": "db-password", "key": "password"}]}])
+        pod = kube_api.create_pod("web-0", namespace=NS, node="node-1")
+        uid = pod["metadata"]["uid"]
+        target = target_path(workdir, uid)
+        node = csi.grpc.NodeStub(driver.channel())
+        node.NodePublishVolume(
+            publish_request(csi, target, spc="app-secrets", namespace=NS, pod="web-0", pod_uid=uid), timeout=30)
+        kube_api.wait_for_object(f"/api/v1/namespaces/{NS}/secrets/db", what="the synced Secret")
+
+        def synced() -> bool:
+            _, samples = parse(http_get(port, "/metrics")[2])
+            return value(samples, "sync_k8s_secret_total", os_type="linux", provider="fake") >= 1
+        wait_until(synced, WAIT, "sync_k8s_secret_total to count the Secret")
+        _, samples = parse(http_get(port, "/metrics")[2])
+        assert value(samples, "sync_k8s_secret_total", os_type="linux", provider="fake") == 1
+        check_histogram(samples, "k8s_secret_duration_sec", 1, os_type="linux")
+        assert value(samples, "node_publish_total", os_type="linux", provider="fake") == 1
+        node.NodeUnpublishVolume(unpublish_request(csi, target, pod_uid=uid), timeout=30)
+    finally:
+        provider.stop()
+        unmount_everything_under(workdir)
