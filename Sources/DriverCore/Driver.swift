@@ -129,7 +129,7 @@ public final class Driver: Sendable {
       await rotation.start { target in await publisher.refreshDue(target: target) }
     }
     let caches = cluster.map { cluster in Task(executorPreference: loop) { await cluster.run() } }
-    await startHTTP()
+    let httpRetry = await startHTTP()
     let serving = Task(executorPreference: loop) { [server] in try await server.serve() }
     let served = Task { [transport, health] in
       await transport.waitUntilListening()
@@ -138,6 +138,8 @@ public final class Driver: Sendable {
     let result = await serving.result
     served.cancel()
     readiness.beginShutdown()
+    httpRetry?.cancel()
+    await httpRetry?.value
     await http?.shutdown()
     providerChecks?.cancel()
     await providerChecks?.value
@@ -209,15 +211,34 @@ public final class Driver: Sendable {
   }
 
   /// Serves `/metrics`, `/healthz` and `/readyz`. A port that cannot be bound
-  /// is logged and skipped: the CSI service matters more than its metrics
-  /// (and `/readyz` cannot be reached, so the readiness probe says so).
-  private func startHTTP() async {
-    guard let http else { return }
+  /// does not stop the driver (the CSI service matters more than its metrics,
+  /// and `/readyz` cannot be reached meanwhile, so the readiness probe says
+  /// so): it is logged once and tried again every `retry` until it binds (a
+  /// previous driver on the same host network may still be draining). Returns
+  /// the retrying task, nil once bound or when the endpoint is off.
+  private func startHTTP(retry: Duration = .seconds(5)) async -> Task<Void, Never>? {
+    guard let http else { return nil }
+    if await bindHTTP(http, logFailure: true) { return nil }
+    return Task(executorPreference: loop) { [self] in
+      while !Task.isCancelled {
+        do { try await loop.sleep(milliseconds: retry.timerMilliseconds) } catch { return }
+        if await bindHTTP(http, logFailure: false) { return }
+      }
+    }
+  }
+
+  private func bindHTTP(_ http: HTTPServer, logFailure: Bool) async -> Bool {
     do {
       let address = try await http.start(httpEndpoints)
       logger.info("serving metrics and health", metadata: ["address": "\(address)", "paths": "/metrics /healthz /readyz"])
+      return true
     } catch {
-      logger.error("cannot serve metrics and health endpoints", metadata: ["metrics_addr": "\(httpEndpoints)", "error": "\(error)"])
+      if logFailure {
+        logger.error(
+          "cannot serve metrics and health endpoints; trying again every 5s",
+          metadata: ["metrics_addr": "\(httpEndpoints)", "error": "\(error)"])
+      }
+      return false
     }
   }
 }

@@ -95,7 +95,8 @@ public final class HTTPServer: @unchecked Sendable {
   /// returns the bound address (with the port the kernel chose for port 0).
   public func start(_ endpoints: [Endpoint]) async throws -> String {
     try await loop.submit { [self] in
-      precondition(listener == nil && !stopped, "start once")
+      precondition(listener == nil, "already listening")
+      guard !stopped else { throw TransportError("the server has been shut down") }
       var lastError: (any Error)?
       for endpoint in endpoints {
         do {

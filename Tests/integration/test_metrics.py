@@ -356,3 +356,33 @@ def test_cluster_mode_counts_synced_secrets_and_readyz_waits_for_the_cache(kube_
     finally:
         provider.stop()
         unmount_everything_under(workdir)
+
+
+def test_a_busy_port_is_logged_and_bound_once_it_is_free(metrics_env, csi):
+    """Another process holds the port: the driver serves CSI anyway, says so once,
+    and serves /healthz as soon as the port is free (a previous driver on the same
+    host network may still be draining)."""
+    import socket
+
+    env = metrics_env
+    port = env.metrics_port
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", port))
+    holder.listen(1)
+    try:
+        driver = env.start(f"--metrics-addr=127.0.0.1:{port}")
+        assert "cannot serve metrics and health endpoints" in driver.stderr()
+        # CSI is served meanwhile.
+        assert csi.grpc.NodeStub(driver.channel()).NodeGetInfo(csi.pb2.NodeGetInfoRequest(), timeout=10).node_id
+    finally:
+        holder.close()
+
+    def healthy() -> bool:
+        try:
+            return http_get(port, "/healthz")[0] == 200
+        except OSError:
+            return False
+    wait_until(healthy, WAIT, "/healthz once the port is free")
+    assert driver.stderr().count("cannot serve metrics and health endpoints") == 1
+    assert driver.stop() == 0, driver.describe()
+    assert "left open" not in driver.stderr(), driver.describe()
