@@ -38,6 +38,8 @@ let package = Package(
     .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
     .target(name: "CLinux"),
     .target(name: "CYAML", linkerSettings: [.linkedLibrary("yaml")]),
+    // What the driver executable sets up before any Swift code runs (malloc arenas).
+    .target(name: "CDriverStartup"),
     // The version this build is, stamped by scripts/stamp-version.sh.
     .target(name: "CBuildInfo"),
 
@@ -97,7 +99,7 @@ let package = Package(
     .executableTarget(
       name: "secrets-store-csi-driver",
       dependencies: [
-        "DriverCore", "KubeClient", "UVRuntime", "GRPCH2", "TextFormats", "VolumeFiles", "Telemetry",
+        "DriverCore", "KubeClient", "UVRuntime", "GRPCH2", "TextFormats", "VolumeFiles", "CDriverStartup", "Telemetry",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],

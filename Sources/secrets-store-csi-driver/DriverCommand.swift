@@ -1,4 +1,5 @@
 import ArgumentParser
+import CDriverStartup
 import DriverCore
 import FoundationEssentials
 import GRPCCore
@@ -186,6 +187,7 @@ struct DriverCommand: AsyncParsableCommand {
   }
 
   static func main() async {
+    _ = sscd_startup_malloc_arenas()  // links CDriverStartup, whose constructor ran before main
     await main(UpstreamFlag.removingIgnored(from: rewriteGoFlags(Array(CommandLine.arguments.dropFirst()))).arguments)
   }
 
