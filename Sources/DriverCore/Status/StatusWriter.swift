@@ -57,7 +57,14 @@ public actor StatusWriter {
   private var wanted: [String: Wanted] = [:]  // by target path
   private var written: [String: Wanted] = [:]
   private var names: [String: (name: String, namespace: String)] = [:]
+  /// Targets with a write to make: waiting for a worker in `ready` (FIFO), or being worked on.
   private var working: Set<String> = []
+  private var ready: [String] = []
+  private var active = 0
+  /// Writes in flight at once: a burst of first mounts (or a drain) becomes a steady stream
+  /// of requests instead of a thousand at once, which bounds the driver's memory (every
+  /// request in flight holds buffers in libcurl) and is kind to the API server.
+  static let maxConcurrentWrites = 16
   private var idleWaiters: [CheckedContinuation<Void, Never>] = []
   /// Writes that failed and were retried (a counter for metrics and tests).
   public private(set) var retries = 0
@@ -115,7 +122,16 @@ public actor StatusWriter {
     wanted[target] = state
     guard !working.contains(target) else { return }
     working.insert(target)
-    Task { await self.work(target) }
+    ready.append(target)
+    startWorkers()
+  }
+
+  private func startWorkers() {
+    while active < Self.maxConcurrentWrites, !ready.isEmpty {
+      let target = ready.removeFirst()
+      active += 1
+      Task { await self.work(target) }
+    }
   }
 
   private func work(_ target: String) async {
@@ -140,6 +156,8 @@ public actor StatusWriter {
       names[target] = nil
     }
     working.remove(target)
+    active -= 1
+    startWorkers()
     if working.isEmpty {
       let waiters = idleWaiters
       idleWaiters = []
