@@ -115,3 +115,41 @@ micro-bench-check:
 
 clean:
 	rm -rf .build $(VENV)
+
+# Fuzzing (libFuzzer): a package of its own in Fuzz/, built with -sanitize=fuzzer,address in
+# .build-fuzz (release, every module instrumented). `make fuzz` runs each target for
+# FUZZ_SECONDS and prints executions per target; `make fuzz-smoke` (CI) runs a short pass
+# that also replays every committed seed. Found inputs accumulate in .build-fuzz/work.
+FUZZ := Fuzz
+FUZZ_SCRATCH := $(abspath .build-fuzz)
+FUZZ_TARGETS := FuzzH2Server FuzzMessages FuzzProviderResponse FuzzSecretProviderClass FuzzVolumeContext FuzzKubeJSON
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_BUILD_FLAGS := -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -enable-testing
+# Sanitizer builds: the unit tests in scratch paths of their own (each a full rebuild).
+ASAN_SCRATCH := $(abspath .build-asan)
+TSAN_SCRATCH := $(abspath .build-tsan)
+
+.PHONY: fuzz fuzz-smoke fuzz-build test-asan test-tsan
+fuzz-build:
+	@./scripts/stamp-version.sh >/dev/null
+	$(SWIFT) build --package-path $(FUZZ) --scratch-path $(FUZZ_SCRATCH) $(FUZZ_BUILD_FLAGS)
+
+fuzz: fuzz-build
+	@$(FUZZ)/scripts/run-fuzzers.sh $(FUZZ_SCRATCH)/release $(FUZZ_SCRATCH)/work $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	@$(FUZZ)/scripts/run-fuzzers.sh $(FUZZ_SCRATCH)/release $(FUZZ_SCRATCH)/smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
+# The unit tests under AddressSanitizer / ThreadSanitizer (root, as `make unit-test`).
+test-asan:
+	@./scripts/stamp-version.sh >/dev/null
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path $(ASAN_SCRATCH)
+	LSAN_OPTIONS="suppressions=$(abspath Tests/lsan.supp) $(LSAN_OPTIONS)" \
+	  $(SWIFT) test --skip-build --sanitize=address --scratch-path $(ASAN_SCRATCH)
+
+test-tsan:
+	@./scripts/stamp-version.sh >/dev/null
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path $(TSAN_SCRATCH)
+	TSAN_OPTIONS="suppressions=$(abspath Tests/tsan.supp) $(TSAN_OPTIONS)" \
+	  $(SWIFT) test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH)
