@@ -117,15 +117,17 @@ clean:
 	rm -rf .build $(VENV)
 
 # Fuzzing (libFuzzer): a package of its own in Fuzz/, built with -sanitize=fuzzer,address in
-# .build-fuzz (release, every module instrumented). `make fuzz` runs each target for
-# FUZZ_SECONDS and prints executions per target; `make fuzz-smoke` (CI) runs a short pass
-# that also replays every committed seed. Found inputs accumulate in .build-fuzz/work.
+# .build-fuzz (release, every module instrumented). `make fuzz` runs each target until
+# FUZZ_RUNS executions or FUZZ_SECONDS, whichever comes first, and prints executions per
+# target; `make fuzz-smoke` (CI) runs a short pass of each that also replays every committed
+# seed. Found inputs accumulate in .build-fuzz/work.
 FUZZ := Fuzz
 FUZZ_SCRATCH := $(abspath .build-fuzz)
 FUZZ_TARGETS := FuzzH2Server FuzzMessages FuzzProviderResponse FuzzSecretProviderClass FuzzVolumeContext FuzzKubeJSON
-FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= 1000000
+FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 10
-FUZZ_BUILD_FLAGS := -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -enable-testing
+FUZZ_BUILD_FLAGS := -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing
 # Sanitizer builds: the unit tests in scratch paths of their own (each a full rebuild).
 ASAN_SCRATCH := $(abspath .build-asan)
 TSAN_SCRATCH := $(abspath .build-tsan)
@@ -136,10 +138,10 @@ fuzz-build:
 	$(SWIFT) build --package-path $(FUZZ) --scratch-path $(FUZZ_SCRATCH) $(FUZZ_BUILD_FLAGS)
 
 fuzz: fuzz-build
-	@$(FUZZ)/scripts/run-fuzzers.sh $(FUZZ_SCRATCH)/release $(FUZZ_SCRATCH)/work $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	@$(FUZZ)/scripts/run-fuzzers.sh $(FUZZ_SCRATCH)/release $(FUZZ_SCRATCH)/work $(FUZZ_SECONDS) $(FUZZ_RUNS) $(FUZZ_TARGETS)
 
 fuzz-smoke: fuzz-build
-	@$(FUZZ)/scripts/run-fuzzers.sh $(FUZZ_SCRATCH)/release $(FUZZ_SCRATCH)/smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+	@$(FUZZ)/scripts/run-fuzzers.sh $(FUZZ_SCRATCH)/release $(FUZZ_SCRATCH)/smoke $(FUZZ_SMOKE_SECONDS) -1 $(FUZZ_TARGETS)
 
 # The unit tests under AddressSanitizer / ThreadSanitizer (root, as `make unit-test`).
 test-asan:

@@ -3,10 +3,10 @@
 // Benchmarks/micro, so the driver's build and `make test` never compile with
 // -sanitize=fuzzer; `make fuzz` and `make fuzz-smoke` build and run them (see README.md).
 //
-// Built with `-sanitize=fuzzer,address -parse-as-library -enable-testing` for every module
-// (the Makefile passes them): libFuzzer supplies `main`, each target exports
-// `LLVMFuzzerTestOneInput`, and `@testable import` reaches the driver's internal entry
-// points (the checks the driver runs) without widening their access in the driver itself.
+// Built with `-sanitize=fuzzer,address -enable-testing` for every module (the Makefile passes
+// them): each target's `main` hands its `fuzzOneInput` to libFuzzer's driver, and
+// `@testable import` reaches the driver's internal entry points (the checks the driver
+// runs) without widening their access in the driver itself.
 import PackageDescription
 
 let settings: [SwiftSetting] = [
@@ -26,6 +26,8 @@ let package = Package(
     .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
   ],
   targets: [
+    // libFuzzer's driver entry point, declared for Swift.
+    .target(name: "CFuzzDriver"),
     // HTTP/2 + gRPC server input: bytes from a client into the server side of one connection.
     fuzzTarget("FuzzH2Server", [
       .product(name: "GRPCH2", package: driver), .product(name: "UVRuntime", package: driver),
@@ -51,5 +53,5 @@ let package = Package(
 )
 
 func fuzzTarget(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
-  .executableTarget(name: name, dependencies: dependencies, path: "Sources/\(name)", swiftSettings: settings)
+  .executableTarget(name: name, dependencies: ["CFuzzDriver"] + dependencies, path: "Sources/\(name)", swiftSettings: settings)
 }

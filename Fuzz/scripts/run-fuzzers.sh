@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Runs each fuzz target for SECONDS and prints a table of executions per target.
-# usage: run-fuzzers.sh BIN_DIR WORK_DIR SECONDS TARGET...
+# Runs each fuzz target until RUNS executions or SECONDS, whichever comes first (RUNS -1:
+# SECONDS only), and prints a table of executions per target.
+# usage: run-fuzzers.sh BIN_DIR WORK_DIR SECONDS RUNS TARGET...
 # Each target starts from its committed seeds (Fuzz/Corpus/<target>, read only) plus what
 # earlier runs found (WORK_DIR/corpus/<target>, where new inputs go). A crash, leak or
 # timeout leaves its input in WORK_DIR/artifacts and fails the run; turn it into a
 # regression test (see Fuzz/README.md).
 set -uo pipefail
-bin=$1 work=$2 seconds=$3
-shift 3
+bin=$1 work=$2 seconds=$3 runs=$4
+shift 4
 seeds="$(cd "$(dirname "$0")/.." && pwd)/Corpus"
 mkdir -p "$work/artifacts" "$work/logs"
 failed=()
@@ -19,7 +20,7 @@ for target in "$@"; do
   # -timeout: one input taking longer is a hang. -rss_limit_mb: ASan shadow memory included.
   # -detect_leaks=0: LeakSanitizer's per-input check sees the Swift runtime's caches as
   # leaks; the H2 target checks releases itself and ASan still checks at exit.
-  "$bin/$target" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -detect_leaks=0 \
+  SWIFT_BACKTRACE=enable=no "$bin/$target" -max_total_time="$seconds" -runs="$runs" -timeout=20 -rss_limit_mb=4096 -detect_leaks=0 \
     -print_final_stats=1 -artifact_prefix="$work/artifacts/$target-" \
     "$work/corpus/$target" "$seeds/$target" >"$log" 2>&1
   rc=$?
