@@ -153,5 +153,4 @@ test-asan:
 test-tsan:
 	@./scripts/stamp-version.sh >/dev/null
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path $(TSAN_SCRATCH)
-	TSAN_OPTIONS="suppressions=$(abspath Tests/tsan.supp) $(TSAN_OPTIONS)" \
-	  $(SWIFT) test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH)
+	$(SWIFT) test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH)
