@@ -125,7 +125,7 @@ FUZZ := Fuzz
 FUZZ_SCRATCH := $(abspath .build-fuzz)
 FUZZ_TARGETS := FuzzH2Server FuzzMessages FuzzProviderResponse FuzzSecretProviderClass FuzzVolumeContext FuzzKubeJSON
 FUZZ_RUNS ?= 1000000
-FUZZ_SECONDS ?= 600
+FUZZ_SECONDS ?= 900
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_BUILD_FLAGS := -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing
 # Sanitizer builds: the unit tests in scratch paths of their own (each a full rebuild).

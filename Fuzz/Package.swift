@@ -24,14 +24,16 @@ let package = Package(
     // Named, because a path dependency is otherwise known by its directory name.
     .package(name: driver, path: ".."),
     .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
+    .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
   ],
   targets: [
     // libFuzzer's driver entry point, declared for Swift.
     .target(name: "CFuzzDriver"),
-    // HTTP/2 + gRPC server input: bytes from a client into the server side of one connection.
+    // HTTP/2 + gRPC server input: bytes from a client into the driver's gRPC server.
     fuzzTarget("FuzzH2Server", [
       .product(name: "GRPCH2", package: driver), .product(name: "UVRuntime", package: driver),
-      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "DriverCore", package: driver), .product(name: "CSIMessages", package: driver),
+      .product(name: "GRPCCore", package: "grpc-swift-2"), .product(name: "Logging", package: "swift-log"),
     ]),
     // CSI and provider messages through protoc-c and back.
     fuzzTarget("FuzzMessages", [.product(name: "CSIMessages", package: driver), .product(name: "DriverCore", package: driver)]),

@@ -166,6 +166,13 @@ H2 = {
     "many-streams": SETTINGS + b"".join(headers_frame(s, request_headers(), end_stream=True) for s in range(1, 40, 2)),
     "ping-window-goaway": SETTINGS + SETTINGS_ACK + frame(6, 0, 0, b"12345678") + frame(8, 0, 0, struct.pack(">I", 1 << 20))
         + headers_frame(1, request_headers()) + frame(7, 0, 0, struct.pack(">II", 1, 0)),
+    "probe": SETTINGS + headers_frame(1, request_headers("/csi.v1.Identity/Probe")) + data_frame(1, grpc_message(b"")),
+    "identity-and-caps": SETTINGS + headers_frame(1, request_headers("/csi.v1.Identity/GetPluginInfo")) + data_frame(1, grpc_message(b""))
+        + headers_frame(3, request_headers("/csi.v1.Identity/GetPluginCapabilities")) + data_frame(3, grpc_message(b""))
+        + headers_frame(5, request_headers("/csi.v1.Node/NodeGetCapabilities")) + data_frame(5, grpc_message(b"")),
+    "unpublish": SETTINGS + headers_frame(1, request_headers("/csi.v1.Node/NodeUnpublishVolume", extra=[("grpc-timeout", "2M")]))
+        + data_frame(1, grpc_message(field_bytes(1, "csi-1234") + field_bytes(2, TARGET))),
+    "stage-unimplemented": SETTINGS + headers_frame(1, request_headers("/csi.v1.Node/NodeStageVolume")) + data_frame(1, grpc_message(b"")),
     "bad-timeout": SETTINGS + headers_frame(1, request_headers(extra=[("grpc-timeout", "99999999999H")]), end_stream=True),
 }
 

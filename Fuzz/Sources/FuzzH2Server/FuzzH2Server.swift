@@ -1,13 +1,17 @@
-// Bytes from an untrusted client into the server side of one HTTP/2 connection: nghttp2's
-// session, GRPCServerStream (headers, grpc-timeout, metadata, the 5-byte message deframer,
-// size limits, rejections) and an echo handler that answers through the transport's writer.
-// Each input is one connection on the real event loop. The input follows the client
-// connection preface, which the harness sends first. After the input the connection is
-// closed; every stream and the connection must then be released, or the run counts as a
-// leak and stops the fuzzer.
+// Bytes from an untrusted client into the driver's gRPC server: the server side of one
+// HTTP/2 connection (nghttp2's session, GRPCServerStream: headers, grpc-timeout, metadata,
+// the 5-byte message deframer, size limits, rejections), GRPCCore's routing, the logging
+// interceptor and the driver's Identity and Node services, as `Driver` assembles them,
+// with a publisher that touches no disk. Each input is one connection on the real event
+// loop. The input follows the client connection preface, which the harness sends first.
+// After the input the connection is closed; every stream and the connection must then be
+// released, or the run counts as a leak and stops the fuzzer.
+import CSIMessages
 import Dispatch
+import DriverCore
 import GRPCCore
 @testable import GRPCH2
+import Logging
 import UVRuntime
 
 /// Takes what the server writes and drops it: the client side is the fuzzer.
@@ -112,21 +116,29 @@ final class Run: H2ConnectionOwner, @unchecked Sendable {
   func connectionDidReceiveGoAway(_ connection: H2Connection) {}
 }
 
-/// Echoes up to four request messages, then a status.
-@Sendable func echo(_ stream: RPCStream<H2ServerTransport.Inbound, H2ServerTransport.Outbound>, _ context: ServerContext) async {
-  do {
-    var echoed = 0
-    for try await part in stream.inbound {
-      guard case .message(let bytes) = part, echoed < 4 else { continue }
-      if echoed == 0 { try await stream.outbound.write(.metadata(["x-fuzz": "1"])) }
-      try await stream.outbound.write(.message(bytes))
-      echoed += 1
-    }
-    try await stream.outbound.write(.status(Status(code: .ok, message: "echoed \(echoed)"), [:]))
-  } catch {
-    try? await stream.outbound.write(.status(Status(code: .unknown, message: "fuzz handler: \(error)"), [:]))
+/// Answers every publish and unpublish that passed validation, as a mounted volume would.
+struct DisklessPublisher: VolumePublisher {
+  func publish(_ request: ValidPublishRequest, deadline: ContinuousClock.Instant?) async throws -> CSI.NodePublishVolumeResponse {
+    CSI.NodePublishVolumeResponse()
   }
-  await stream.outbound.finish()
+
+  func unpublish(_ request: CSI.NodeUnpublishVolumeRequest, deadline: ContinuousClock.Instant?) async throws
+    -> CSI.NodeUnpublishVolumeResponse
+  {
+    CSI.NodeUnpublishVolumeResponse()
+  }
+}
+
+/// Renders every log line at every level (the request sanitizer runs), then drops it.
+struct DiscardingLogHandler: LogHandler {
+  var metadata: Logger.Metadata = [:]
+  var metadataProvider: Logger.MetadataProvider?
+  var logLevel: Logger.Level = .trace
+  subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    get { metadata[key] }
+    set { metadata[key] = newValue }
+  }
+  func log(event: LogEvent) { _ = event.message.description }
 }
 
 let harness: (loop: EventLoop, server: H2ServerTransport) = {
@@ -134,16 +146,21 @@ let harness: (loop: EventLoop, server: H2ServerTransport) = {
   // Small limits, so inputs reach them.
   let config = H2ServerTransport.Config(
     endpoint: .memory(name: "fuzz-h2-server"), maxReceiveMessageBytes: 16 << 10, maxConcurrentStreams: 16)
-  let server = H2ServerTransport(config: config, loop: loop)
+  let transport = H2ServerTransport(config: config, loop: loop)
+  let driver = DriverConfig(version: "fuzz", nodeID: "fuzz-node")
+  let server = GRPCServer(
+    transport: transport,
+    services: [IdentityService(config: driver), NodeService(config: driver, publisher: DisklessPublisher())],
+    interceptors: [LoggingInterceptor(logger: Logger(label: "fuzz", factory: { _ in DiscardingLogHandler() }))])
   let ready = DispatchSemaphore(value: 0)
   Task {
-    async let listening: Void = server.listen(streamHandler: echo)
-    await server.waitUntilListening()
+    async let serving: Void = server.serve()
+    await transport.waitUntilListening()
     ready.signal()
-    try await listening
+    try await serving
   }
   ready.wait()
-  return (loop, server)
+  return (loop, transport)
 }()
 
 @_cdecl("LLVMFuzzerTestOneInput")
