@@ -23,6 +23,10 @@ help:
 	@echo "make bench             the standard load scenarios (csi-load, release build) and unary RTT: pass/fail, .build/bench/report.html"
 	@echo "                       BENCH_BASELINE=dir compares with an earlier run, BENCH_ONLY=a-c1,b-burst250 picks scenarios"
 	@echo "make bench-rtt         unary RTT only (NodeGetInfo over a unix socket, csi-bench and h2load)"
+	@echo "make fuzz              every fuzz target (Fuzz/) until FUZZ_RUNS executions or FUZZ_SECONDS; a table of executions"
+	@echo "make fuzz-smoke        a short pass of every fuzz target, replaying the committed seeds (CI)"
+	@echo "make test-asan         the Swift unit tests under AddressSanitizer (.build-asan)"
+	@echo "make test-tsan         the Swift unit tests under ThreadSanitizer (.build-tsan)"
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
