@@ -27,6 +27,10 @@ help:
 	@echo "make bench-rtt         unary RTT only (NodeGetInfo over a unix socket, csi-bench and h2load)"
 	@echo "make kube-control-plane  build kube-apiserver and kube-controller-manager v1.20.2 (Debian source) and install"
 	@echo "                       etcd, for Tests/integration/test_real_kube.py; cached in KUBE_CACHE_DIR, slow only once"
+	@echo "make fuzz              every fuzz target (Fuzz/) until FUZZ_RUNS executions or FUZZ_SECONDS; a table of executions"
+	@echo "make fuzz-smoke        a short pass of every fuzz target, replaying the committed seeds"
+	@echo "make test-asan         the Swift unit tests under AddressSanitizer (.build-asan)"
+	@echo "make test-tsan         the Swift unit tests under ThreadSanitizer (.build-tsan)"
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -150,3 +154,42 @@ kube-control-plane:
 
 clean:
 	rm -rf .build $(VENV)
+
+# Fuzzing (libFuzzer): a package of its own in Fuzz/, built with -sanitize=fuzzer,address in
+# .build-fuzz (release, every module instrumented). `make fuzz` runs each target until
+# FUZZ_RUNS executions or FUZZ_SECONDS, whichever comes first, and prints executions per
+# target; `make fuzz-smoke` runs a short pass of each that also replays every committed
+# seed. Found inputs accumulate in .build-fuzz/work.
+FUZZ := Fuzz
+FUZZ_SCRATCH := $(abspath .build-fuzz)
+FUZZ_TARGETS := FuzzH2Server FuzzMessages FuzzProviderResponse FuzzSecretProviderClass FuzzVolumeContext FuzzKubeJSON
+FUZZ_RUNS ?= 1000000
+FUZZ_SECONDS ?= 900
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_BUILD_FLAGS := -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing
+# Sanitizer builds: the unit tests in scratch paths of their own (each a full rebuild).
+ASAN_SCRATCH := $(abspath .build-asan)
+TSAN_SCRATCH := $(abspath .build-tsan)
+
+.PHONY: fuzz fuzz-smoke fuzz-build test-asan test-tsan
+fuzz-build:
+	@./scripts/stamp-version.sh >/dev/null
+	$(SWIFT) build --package-path $(FUZZ) --scratch-path $(FUZZ_SCRATCH) $(FUZZ_BUILD_FLAGS)
+
+fuzz: fuzz-build
+	@$(FUZZ)/scripts/run-fuzzers.sh $(FUZZ_SCRATCH)/release $(FUZZ_SCRATCH)/work $(FUZZ_SECONDS) $(FUZZ_RUNS) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	@$(FUZZ)/scripts/run-fuzzers.sh $(FUZZ_SCRATCH)/release $(FUZZ_SCRATCH)/smoke $(FUZZ_SMOKE_SECONDS) -1 $(FUZZ_TARGETS)
+
+# The unit tests under AddressSanitizer / ThreadSanitizer (root, as `make unit-test`).
+test-asan:
+	@./scripts/stamp-version.sh >/dev/null
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path $(ASAN_SCRATCH)
+	LSAN_OPTIONS="suppressions=$(abspath Tests/lsan.supp) $(LSAN_OPTIONS)" \
+	  $(SWIFT) test --skip-build --sanitize=address --scratch-path $(ASAN_SCRATCH)
+
+test-tsan:
+	@./scripts/stamp-version.sh >/dev/null
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path $(TSAN_SCRATCH)
+	$(SWIFT) test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH)

@@ -17,11 +17,14 @@ let package = Package(
     .executable(name: "csi-bench", targets: ["csi-bench"]),
     .executable(name: "csi-reference-provider", targets: ["csi-reference-provider"]),
     .executable(name: "csi-load", targets: ["csi-load"]),
-    // Libraries for Benchmarks/micro, a package of its own that depends on this one by path.
+    // Libraries for Benchmarks/micro and Fuzz, packages of their own that depend on this one by path.
     .library(name: "UVRuntime", targets: ["UVRuntime"]),
     .library(name: "GRPCH2", targets: ["GRPCH2"]),
     .library(name: "CSIMessages", targets: ["CSIMessages"]),
     .library(name: "VolumeFiles", targets: ["VolumeFiles"]),
+    .library(name: "YAML", targets: ["YAML"]),
+    .library(name: "KubeClient", targets: ["KubeClient"]),
+    .library(name: "DriverCore", targets: ["DriverCore"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),

@@ -319,7 +319,14 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
       let loop = Unmanaged<EventLoop>.fromOpaque(arg!).takeUnretainedValue()
       let type = String(cString: uv_handle_type_name(handle.pointee.type))
       loop.leakedHandles.append(type)
-      uv_close(handle, nil)
+      // As `UVHandle.close` does (every handle here is one): free the memory and drop the
+      // owner's keep-alive reference, so a leaked handle costs a report, not its memory.
+      uv_close(handle) { raw in
+        guard let raw else { return }
+        let data = raw.pointee.data
+        raw.deallocate()
+        if let data { Unmanaged<AnyObject>.fromOpaque(data).release() }
+      }
     }, Unmanaged.passUnretained(self).toOpaque())
   }
 
