@@ -129,6 +129,13 @@ final class H2Connection: ByteStreamDelegate, @unchecked Sendable {
   /// A GOAWAY was sent or received: no new streams on this connection.
   private(set) var goingAway = false
   private var closeWhenIdle = false
+  /// Server shutdown: the client has seen the GOAWAY notice (its PING came back), or we
+  /// stopped waiting. Until then the connection stays open even when idle, because the
+  /// client may be writing a new request that it does not yet know will be refused.
+  private var noticeSettled = true
+  private var noticeTimer: UVTimer?
+  /// How long a server waits for the client to acknowledge the shutdown notice.
+  static let noticeWait = Duration.seconds(1)
 
   static let initialWindow: Int32 = 1 << 20
   static let connectionWindow: Int32 = 16 << 20
@@ -215,20 +222,37 @@ final class H2Connection: ByteStreamDelegate, @unchecked Sendable {
 
   // MARK: Lifecycle
 
-  /// Server: GOAWAY; streams in flight finish, then the connection closes.
+  /// Server: a GOAWAY notice and a PING; once the PING comes back (or after
+  /// `noticeWait`) the client knows to open no new stream here, so the final GOAWAY
+  /// follows, the streams in flight finish, and the connection closes. Closing right
+  /// after the notice could cut off a request the client was writing meanwhile (a
+  /// rolling update would fail it with UNAVAILABLE instead of retrying elsewhere).
   func beginGracefulShutdown() {
     guard !isClosed, !goingAway else { return }
     goingAway = true
     closeWhenIdle = true
     if role == .server {
       nghttp2_submit_shutdown_notice(session)
+      nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
+      noticeSettled = false
+      let timer = UVTimer(on: loop)
+      noticeTimer = timer
+      timer.start(timeoutMs: Self.noticeWait.timerMilliseconds) { [weak self] in self?.settleNotice() }
     }
     closeIfIdle()
     scheduleFlush()
   }
 
+  private func settleNotice() {
+    guard !noticeSettled else { return }
+    noticeSettled = true
+    noticeTimer?.close()
+    noticeTimer = nil
+    closeIfIdle()
+  }
+
   private func closeIfIdle() {
-    guard closeWhenIdle, streams.isEmpty, !isClosed else { return }
+    guard closeWhenIdle, noticeSettled, streams.isEmpty, !isClosed else { return }
     if role == .server {
       nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session), NGHTTP2_NO_ERROR.rawValue, nil, 0)
     }
@@ -244,6 +268,8 @@ final class H2Connection: ByteStreamDelegate, @unchecked Sendable {
   private func shutdown(flushFirst: Bool) {
     guard !isClosed else { return }
     isClosed = true
+    noticeTimer?.close()
+    noticeTimer = nil
     goingAway = true
     let open = streams.values
     streams.removeAll()
@@ -372,6 +398,9 @@ final class H2Connection: ByteStreamDelegate, @unchecked Sendable {
       me.goingAway = true
       me.closeWhenIdle = true
       me.owner?.connectionDidReceiveGoAway(me)
+    case UInt8(NGHTTP2_PING.rawValue) where hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0:
+      // The client has read everything sent before the PING, the GOAWAY notice included.
+      if !me.noticeSettled { me.loop.execute { me.settleNotice() } }
     default:
       break
     }
