@@ -37,15 +37,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "Tests" / "integration"))
 
 from kubeapi_fixture import start_kube_api  # noqa: E402
+from test_cluster_mode import DRIVER_RULES as _E2E_RULES, DRIVER_USER  # noqa: E402
 
-DRIVER_USER = "system:serviceaccount:kube-system:secrets-store-csi-driver"
-DRIVER_RULES = [
-    {"apiGroups": ["secrets-store.csi.x-k8s.io"], "resources": ["secretproviderclasses"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["secrets-store.csi.x-k8s.io"], "resources": ["secretproviderclasspodstatuses"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-]
+# deploy/'s rules for the driver, without Secret sync (the load uses no secretObjects).
+DRIVER_RULES = [r for r in _E2E_RULES if r["resources"] != ["secrets"]]
+
 OBJECTS = ["secret-0", "secret-1", "secret-2"]
 ONLY: set[str] = set()
 
