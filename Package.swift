@@ -62,6 +62,9 @@ let package = Package(
       dependencies: ["CProtobufC", .product(name: "GRPCCore", package: "grpc-swift-2")],
       swiftSettings: strict
     ),
+    // The log handler of the executables: klog-like text or JSON lines on stderr.
+    .target(
+      name: "LogOutput", dependencies: ["TextFormats", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
     // YAML documents as trees (libyaml underneath): manifests, SecretProviderClass files, kubeconfig.
     .target(name: "YAML", dependencies: ["CYAML"], swiftSettings: strict),
     // Kubernetes API client: configuration, typed objects, verbs, watches, rate limits.
@@ -93,7 +96,7 @@ let package = Package(
     .executableTarget(
       name: "secrets-store-csi-driver-operator",
       dependencies: [
-        "OperatorCore", "KubeClient", "CurlHTTP", "UVRuntime", "TextFormats",
+        "OperatorCore", "KubeClient", "CurlHTTP", "UVRuntime", "TextFormats", "LogOutput",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -102,7 +105,7 @@ let package = Package(
     .executableTarget(
       name: "secrets-store-csi-driver",
       dependencies: [
-        "DriverCore", "KubeClient", "UVRuntime", "GRPCH2", "TextFormats", "VolumeFiles", "CDriverStartup", "Telemetry",
+        "DriverCore", "KubeClient", "UVRuntime", "GRPCH2", "TextFormats", "VolumeFiles", "CDriverStartup", "LogOutput", "Telemetry",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],

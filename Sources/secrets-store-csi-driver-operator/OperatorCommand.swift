@@ -5,6 +5,7 @@ import KubeClient
 import Logging
 import OperatorCore
 import UVRuntime
+import LogOutput
 
 /// Turns flags into a validated configuration and runs the operator; nothing else.
 @main
@@ -58,7 +59,7 @@ struct OperatorCommand: AsyncParsableCommand {
   func run() async throws {
     let json = logFormatJSON
     let level = Logger.Level(rawValue: logLevel)!
-    LoggingSystem.bootstrap { OperatorLogHandler(label: $0, json: json, level: level) }
+    LoggingSystem.bootstrap { StderrLogHandler(label: $0, json: json, level: level) }
     let logger = Logger(label: "secrets-store-csi-driver-operator")
     let kubeConfig: KubeConfig
     do {

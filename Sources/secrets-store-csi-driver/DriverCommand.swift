@@ -11,6 +11,7 @@ import Telemetry
 import TextFormats
 import UVRuntime
 import VolumeFiles
+import LogOutput
 
 /// Turns flags into a validated configuration and runs the driver; nothing else.
 @main

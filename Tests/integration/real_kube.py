@@ -43,7 +43,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import queue
 import secrets
 import shutil
 import signal
@@ -51,13 +50,14 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.parse
 import uuid
 from pathlib import Path
 
 import pytest
+
+from kubeapi_fixture import WatchStream  # one watch-stream reader for both API servers
 
 REPO = Path(__file__).resolve().parents[2]
 KUBE_VERSION = "v1.20.2"
@@ -160,60 +160,6 @@ def write_kubeconfig(path: Path, server: str, ca: Path, token: str, user: str = 
         "current-context": "real-kube",
     }, indent=2))
     path.chmod(0o600)
-
-
-class WatchStream:
-    """One watch request; events are read by a thread into a queue (as kubeapi_fixture's)."""
-
-    def __init__(self, conn: http.client.HTTPSConnection, resp: http.client.HTTPResponse):
-        self.conn = conn
-        self.resp = resp
-        self.status = resp.status
-        self.events: queue.Queue = queue.Queue()
-        self.ended = threading.Event()
-        self._t = threading.Thread(target=self._read, daemon=True)
-        self._t.start()
-
-    def _read(self):
-        try:
-            while True:
-                line = self.resp.readline()
-                if not line:
-                    break
-                line = line.strip()
-                if line:
-                    self.events.put(json.loads(line))
-        except Exception:
-            pass
-        finally:
-            self.ended.set()
-
-    def next(self, timeout=10.0, skip_bookmarks=True) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no watch event within {timeout}s")
-            try:
-                ev = self.events.get(timeout=min(left, 0.2))
-            except queue.Empty:
-                if self.ended.is_set() and self.events.empty():
-                    raise AssertionError("the watch ended")
-                continue
-            if skip_bookmarks and ev.get("type") == "BOOKMARK":
-                continue
-            return ev
-
-    def wait_ended(self, timeout=10.0) -> bool:
-        return self.ended.wait(timeout)
-
-    def close(self):
-        try:
-            self.conn.sock and self.conn.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.conn.close()
-        self._t.join(5)
 
 
 class RealKube:

@@ -2,8 +2,9 @@ public import Logging
 import TextFormats
 
 /// Writes one line per log record to stderr: klog-like text by default, or one
-/// JSON object per line (`--log-format-json`). Secrets never reach here: callers
-/// log through the `Sanitizer`.
+/// JSON object per line (`--log-format-json`). The driver and the operator both log
+/// through it. Secrets never reach here: callers log requests through the driver's
+/// `Sanitizer` and foreign text through its `SecretScrubber`.
 public struct StderrLogHandler: LogHandler {
   public var metadata: Logger.Metadata = [:]
   public var logLevel: Logger.Level
