@@ -174,9 +174,19 @@ func stats(_ server: TestServer, _ client: HTTPClient) async throws -> ServerSta
 }
 
 /// Polls `condition` on the loop's timer until it holds (the suite's time limit bounds it).
-func eventually(_ loop: EventLoop, _ condition: () async throws -> Bool) async throws {
+/// Waits until `condition` holds, failing with `what` (and the source line) after `limitMs`
+/// instead of running into the suite's time limit with no word of which wait it was.
+func eventually(
+  _ loop: EventLoop, _ what: String = "condition", limitMs: Int = 20_000, sourceLocation: SourceLocation = #_sourceLocation,
+  _ condition: () async throws -> Bool
+) async throws {
+  var waited = 0
   while try await !condition() {
+    guard waited < limitMs else {
+      throw ServerError("gave up waiting for \(what) after \(limitMs) ms (\(sourceLocation))")
+    }
     try await loop.sleep(milliseconds: 20)
+    waited += 20
   }
 }
 

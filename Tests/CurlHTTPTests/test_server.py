@@ -199,6 +199,9 @@ async def serve_h1(reader, writer, cn):
             eof = asyncio.ensure_future(reader.read(1))
             respond = asyncio.ensure_future(respond_h1(req, writer))
             done, _ = await asyncio.wait({eof, respond}, return_when=asyncio.FIRST_COMPLETED)
+            if os.environ.get("H1_DEBUG"):
+                print("h1", target, "eof" if eof in done else "", "responded" if respond in done else "",
+                      repr(eof.exception() if eof.done() and not eof.cancelled() else None), file=sys.stderr, flush=True)
             if respond not in done:
                 respond.cancel()
                 STATS["aborted"] += 1
