@@ -299,6 +299,7 @@ class Chaos:
         self.wrong_targets: set[str] = set()
         self.heavy_calls: list[tuple[float, float]] = []  # publishes of huge answers (they load the provider)
         self.class_mounted: dict[str, int] = {}
+        self.wrong_by_class: dict[str, int] = {}
         self.rot_gen = 0
         self.rot_lock = threading.Lock()
 
@@ -581,6 +582,7 @@ class Chaos:
                             self.counts["wrong_polls"] += 1
                             if target not in self.wrong_targets:
                                 self.wrong_targets.add(target)
+                                self.wrong_by_class[c.name] = self.wrong_by_class.get(c.name, 0) + 1
                                 self.sample("wrong_volumes", {"class": c.name, "target": target, "problem": problem,
                                                               "at_s": round(now() - self.t_start, 2)})
 
@@ -643,20 +645,22 @@ class Chaos:
         if self.driver.was_down(f.t0, f.t1) and f.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN"):
             return "driver-killed"
         slow = "latency" in c.faults or c.faults & HEAVY
-        if f.code == "DEADLINE_EXCEEDED" and any(a <= f.t1 and b >= f.t0 for a, b in self.heavy_calls):
-            # Any call, any volume: the driver handles a huge answer on its event loop.
-            return "driver-or-provider-busy-with-huge-answer"
         if f.op == "unpublish":
             # Unpublish never calls the provider, but it waits its turn behind a refresh in
             # flight on the same volume: a slow provider (or a huge answer) delays it.
             if slow and f.code == "DEADLINE_EXCEEDED":
                 return "unpublish-behind-slow-refresh"
+            if f.code == "DEADLINE_EXCEEDED" and any(a <= f.t1 and b >= f.t0 for a, b in self.heavy_calls):
+                return "busy-with-another-volumes-huge-answer"
             return None
         if self.provider.was_down(f.t0, f.t1) and (f.code == "DEADLINE_EXCEEDED" or (
                 f.code == "UNAVAILABLE" and "unreachable" in d and "injected" not in d)):
             return "provider-killed"
         if slow and f.code == "DEADLINE_EXCEEDED":
             return "latency" if "latency" in c.faults else "slow-huge-answer"
+        if f.code == "DEADLINE_EXCEEDED" and any(a <= f.t1 and b >= f.t0 for a, b in self.heavy_calls):
+            # Another volume's huge answer kept the provider (or the driver) busy meanwhile.
+            return "busy-with-another-volumes-huge-answer"
         if "throttled" in c.faults and f.code == "INTERNAL" and "Throttled" in d:
             return "throttled"
         if "rate-limited" in c.faults and f.code in ("INTERNAL", "RESOURCE_EXHAUSTED", "UNAVAILABLE"):
@@ -753,6 +757,8 @@ class Chaos:
             per_class[f.cls][k] = per_class[f.cls].get(k, 0) + 1
         for c in self.classes:
             per_class[c.name]["mounted"] = self.class_mounted.get(c.name, 0)
+            if self.wrong_by_class.get(c.name):
+                per_class[c.name]["wrong_volumes"] = self.wrong_by_class[c.name]
         counts = {
             "wrong_volumes": len(self.wrong_targets),
             "files_outside_targets": len(outside),
@@ -817,6 +823,9 @@ def print_table(r: dict) -> None:
         print(f"  {k:28} {v:>7}  0{'   <-- FAIL' if v else ''}")
     print("  failures explained by: " + ", ".join(f"{k} {v}" for k, v in r["failures_explained_by"].items()))
     print("  failures by call and code: " + ", ".join(f"{k} {v}" for k, v in r["failures_by_code"].items()))
+    wrong = {k: v["wrong_volumes"] for k, v in r["per_class"].items() if v.get("wrong_volumes")}
+    if wrong:
+        print("  wrong volumes by class: " + ", ".join(f"{k} {v}" for k, v in wrong.items()))
     for kind, items in r["samples"].items():
         print(f"  {kind} (first {len(items)}):")
         for it in items[:8]:
@@ -830,7 +839,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="a short run for CI (debug build, about 30 s)")
     ap.add_argument("--driver-bin", type=Path)
     ap.add_argument("--provider-bin", type=Path)
-    ap.add_argument("--calls", type=int, help="publishes and unpublishes, each at least (full 10000, quick 200)")
+    ap.add_argument("--calls", type=int, help="publishes and unpublishes, each at least (full 10000, quick 150)")
     ap.add_argument("--bound", type=float, help="stop starting pods after this many seconds (full 1500, quick 20)")
     ap.add_argument("--workers", type=int, help="concurrent pods (full 24, quick 12)")
     ap.add_argument("--deadline", type=float, help="kubelet's grpc-timeout in seconds (full 4, quick 4)")
@@ -850,7 +859,7 @@ def main(argv=None) -> int:
         quick=a.quick,
         driver_bin=(a.driver_bin or REPO / ".build" / build / "secrets-store-csi-driver").resolve(),
         provider_bin=(a.provider_bin or REPO / ".build" / build / "csi-reference-provider").resolve(),
-        calls=a.calls or (200 if a.quick else 10000),
+        calls=a.calls or (150 if a.quick else 10000),
         bound_s=a.bound or (20.0 if a.quick else 1500.0),
         workers=a.workers or (12 if a.quick else 24),
         deadline_s=a.deadline or 4.0,
