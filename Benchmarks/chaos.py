@@ -17,6 +17,10 @@ with a grpc-timeout on every call); csi-reference-provider is the provider. Mean
   of calls (so refreshes of mounted volumes meet them too, with rotation on);
 - a rotator rewrites the data files of one class, so refreshes really write.
 
+The driver sizes each tmpfs at twice its message limit (--max-call-recv-msg-size), so a
+file larger than the tmpfs cannot arrive in one answer: the 32 MiB file meets the message
+limit, and the 100 000 one-byte files (a page each) are what fill a tmpfs (ENOSPC).
+
 A reader polls every published target as a pod would (resolve `..data`, list the
 names, read each file through the timestamp directory and through its link) and
 checks the content is exactly one complete expected set. Afterwards it counts:
