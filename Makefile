@@ -10,7 +10,7 @@ APT_PACKAGES := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler 
   libssl-dev openssl libcurl4-openssl-dev libyaml-dev python3-venv python3-h2 nghttp2-client pkg-config util-linux umoci
 PY_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1 protobuf h2 pytest pyyaml jsonschema
 
-.PHONY: help deps build release image-rootfs test unit-test integration-test protos protos-check manifests manifests-check demo bench bench-rtt bench-rtt-run clean
+.PHONY: help deps build release image-rootfs test unit-test integration-test protos protos-check manifests manifests-check demo bench bench-rtt bench-rtt-run chaos chaos-quick clean
 
 help:
 	@echo "make deps              install Debian packages and the Python test virtualenv (idempotent)"
@@ -24,6 +24,9 @@ help:
 	@echo "make bench             the standard load scenarios (csi-load, release build) and unary RTT: pass/fail, .build/bench/report.html"
 	@echo "                       BENCH_BASELINE=dir compares with an earlier run, BENCH_ONLY=a-c1,b-burst250 picks scenarios,"
 	@echo "                       fails when a target is missed unless BENCH_NO_FAIL=1"
+	@echo "make chaos             the chaos run (release build): >= 10 000 publishes and unpublishes while the driver and the"
+	@echo "                       provider are SIGKILLed, answers come late and hostile; counts what went wrong (CHAOS_ARGS=...)"
+	@echo "make chaos-quick       the same, short, on the debug build (what Tests/integration/test_chaos.py runs)"
 	@echo "make bench-rtt         unary RTT only (NodeGetInfo over a unix socket, csi-bench and h2load)"
 	@echo "make kube-control-plane  build kube-apiserver and kube-controller-manager v1.20.2 (Debian source) and install"
 	@echo "                       etcd, for Tests/integration/test_real_kube.py; cached in KUBE_CACHE_DIR, slow only once"
@@ -113,6 +116,19 @@ bench: deps release
 	  $(if $(BENCH_NO_FAIL),--no-fail) || rc=$$?; \
 	$(MAKE) --no-print-directory bench-rtt-run || { [ $$rc -ne 0 ] || rc=1; }; \
 	exit $$rc
+
+CHAOS_OUT ?= .build/chaos
+CHAOS_ARGS ?=
+
+# Benchmarks/chaos.py: fails when any count (wrong volumes, files outside targets, targets or
+# mounts left, unexplained failures) is above 0. Results in $(CHAOS_OUT)/chaos.json.
+chaos: deps release
+	@mkdir -p $(CHAOS_OUT)
+	$(PY) Benchmarks/chaos.py --out $(abspath $(CHAOS_OUT))/chaos.json $(CHAOS_ARGS)
+
+chaos-quick: deps build
+	@mkdir -p $(CHAOS_OUT)
+	$(PY) Benchmarks/chaos.py --quick --out $(abspath $(CHAOS_OUT))/chaos-quick.json $(CHAOS_ARGS)
 
 bench-rtt: deps release bench-rtt-run
 

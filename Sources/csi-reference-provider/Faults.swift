@@ -102,10 +102,12 @@ enum InjectedErrorKind: String, Sendable, CaseIterable {
   case unavailable
   /// gRPC status INTERNAL.
   case `internal`
+  /// gRPC status RESOURCE_EXHAUSTED: a store's rate limit, as cloud SDKs report it.
+  case resourceExhausted = "resource-exhausted"
 
   init(parsing text: String) throws(FaultParseError) {
     guard let kind = Self(rawValue: text.trimmingSpaces().lowercased()) else {
-      throw FaultParseError(description: "error kind must be response, unavailable or internal")
+      throw FaultParseError(description: "error kind must be response, unavailable, internal or resource-exhausted")
     }
     self = kind
   }
@@ -120,6 +122,12 @@ enum HostileMode: String, Sendable, CaseIterable {
   case emptyVersions = "empty-versions"  // files but no object_version
   case badMode = "bad-mode"  // mode 0o170000 (file-type bits)
   case duplicate  // the same path twice
+  case nul  // a path with a NUL byte in it on the wire ("evil\0/../../escape")
+  case many  // 100 000 files of one byte each
+  case tmpfsFull = "tmpfs-full"  // one 32 MiB file: more than the driver's 16 MiB tmpfs
+  case symlink  // a file whose mode asks for a symbolic link (S_IFLNK | 0777)
+  case throughLink = "through-link"  // a file "link" and a file "link/inner": a path through another file's link
+  case hugeMode = "huge-mode"  // mode 0x7fffffff
 
   /// nil for `none` or empty (a per-request way to turn a process-wide mode off).
   static func parse(_ text: String) throws(FaultParseError) -> HostileMode? {
@@ -163,6 +171,8 @@ struct FaultSettings: Equatable, Sendable {
   var errorKind: InjectedErrorKind = .response
   var throttle: Throttle = .off
   var hostile: HostileMode?
+  /// Fraction of Mounts that get the hostile answer (the rest are answered normally).
+  var hostileRate: Double = 1
 
   enum Key {
     static let latency = "fault.latency"
@@ -171,6 +181,7 @@ struct FaultSettings: Equatable, Sendable {
     static let throttleEvery = "fault.throttleEvery"
     static let throttleFor = "fault.throttleFor"
     static let hostile = "fault.hostile"
+    static let hostileRate = "fault.hostileRate"
   }
 
   static func parseRate(_ text: String) throws(FaultParseError) -> Double {
@@ -213,6 +224,11 @@ struct FaultSettings: Equatable, Sendable {
     if let v = attributes[Key.hostile] {
       do throws(FaultParseError) { s.hostile = try HostileMode.parse(v) } catch {
         throw FaultParseError(description: "\(Key.hostile): \(error)")
+      }
+    }
+    if let v = attributes[Key.hostileRate] {
+      do throws(FaultParseError) { s.hostileRate = try Self.parseRate(v) } catch {
+        throw FaultParseError(description: "\(Key.hostileRate): \(error)")
       }
     }
     return s

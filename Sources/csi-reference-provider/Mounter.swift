@@ -66,6 +66,10 @@ struct Mounter: Sendable {
         return MountOutcome(
           answer: .status(RPCError(code: .internalError, message: "injected fault: internal")),
           delayMs: delay, errorLabel: "INTERNAL", reason: "injected error", objectCount: 0)
+      case .resourceExhausted:
+        return MountOutcome(
+          answer: .status(RPCError(code: .resourceExhausted, message: "injected fault: rate limited")),
+          delayMs: delay, errorLabel: "RESOURCE_EXHAUSTED", reason: "injected error", objectCount: 0)
       }
     }
 
@@ -82,12 +86,16 @@ struct Mounter: Sendable {
       return self.failure(MountFailure(code: "Internal", reason: "\(type(of: error))"), delay: faults.latency, &rng)
     }
     let objectCount = response.objectVersion.count
-    if let hostile = faults.hostile {
+    var hostile = faults.hostile
+    if hostile != nil, faults.hostileRate < 1, Double.random(in: 0..<1, using: &rng) >= faults.hostileRate {
+      hostile = nil
+    }
+    if let hostile {
       Self.corrupt(&response, hostile)
     }
     return MountOutcome(
       answer: .response(response), delayMs: faults.latency.sampleMilliseconds(using: &rng),
-      errorLabel: nil, reason: nil, hostile: faults.hostile, objectCount: objectCount)
+      errorLabel: nil, reason: nil, hostile: hostile, objectCount: objectCount)
   }
 
   private func failure(_ f: MountFailure, delay: Latency, _ rng: inout SystemRandomNumberGenerator) -> MountOutcome {
@@ -123,6 +131,15 @@ struct Mounter: Sendable {
   /// 8 MiB: twice the driver's default receive limit.
   static let oversizedContents = [UInt8](repeating: UInt8(ascii: "x"), count: 8 << 20)
   static let oversizedVersion = ContentVersion.of(oversizedContents)
+  /// 32 MiB: twice the driver's tmpfs size.
+  static let tmpfsFullContents = [UInt8](repeating: UInt8(ascii: "y"), count: 32 << 20)
+  static let tmpfsFullVersion = ContentVersion.of(tmpfsFullContents)
+  static let manyCount = 100_000
+  /// 100 000 one-byte files at the top of the volume (names 0 to 99999, so the message
+  /// stays under the driver's default 4 MiB limit while a page each overflows its tmpfs), built once.
+  static let manyFiles: [Provider.File] = (0..<manyCount).map { i in
+    Provider.File(path: "\(i)", mode: 0o644, contents: [UInt8(ascii: "m")])
+  }
 
   /// Turns a good response into one the driver must reject, in the way `mode` names.
   static func corrupt(_ response: inout Provider.MountResponse, _ mode: HostileMode) {
@@ -143,6 +160,17 @@ struct Mounter: Sendable {
       if response.files.isEmpty { add("duplicate", id: "duplicate") }
       let first = response.files[0]
       response.files.append(Provider.File(path: first.path, mode: first.mode, contents: Array("duplicate".utf8)))
+    case .nul: add(NULPatchingSerializer.placeholderPath, id: "nul")
+    case .many:
+      // One version for them all: the message must stay small enough to arrive.
+      response.files.append(contentsOf: manyFiles)
+      response.objectVersion.append(Provider.ObjectVersion(id: "many", version: ContentVersion.of([UInt8(ascii: "m")])))
+    case .tmpfsFull: add("tmpfs-full", tmpfsFullContents, version: tmpfsFullVersion, id: "tmpfs-full")
+    case .symlink: add("symlink", mode: 0o120777, Array("/etc/shadow".utf8), id: "symlink")
+    case .throughLink:
+      add("link", id: "link")
+      add("link/inner", id: "link-inner")
+    case .hugeMode: add("huge-mode", mode: Int32.max, id: "huge-mode")
     }
   }
 }

@@ -16,9 +16,9 @@ struct ProviderCommand: AsyncParsableCommand {
 
       Parameter objects (SecretProviderClass spec.parameters): a JSON array of {"objectName": "db-password", "path": "db/password", "mode": 256 or "0400", "value": "inline contents"}. path defaults to objectName; mode 0 or absent lets the driver use its permission; without value, the contents are read from <data-dir>/<objectName> on every call. An object's version is the first 16 hex digits of the SHA-256 of its contents.
 
-      Parameters fault.latency, fault.errorRate, fault.errorKind, fault.throttleEvery, fault.throttleFor and fault.hostile override the flags of the same names for one class.
+      Parameters fault.latency, fault.errorRate, fault.errorKind, fault.throttleEvery, fault.throttleFor, fault.hostile and fault.hostileRate override the flags of the same names for one class.
 
-      Latency: 0, 50ms, normal:MEAN,STDDEV or longtail:MEDIAN,P99 (log-normal). Durations: 250ms, 1.5s, 2m. Hostile modes: dotdot, absolute, oversized, reserved, empty-versions, bad-mode, duplicate.
+      Latency: 0, 50ms, normal:MEAN,STDDEV or longtail:MEDIAN,P99 (log-normal). Durations: 250ms, 1.5s, 2m. Hostile modes: dotdot (../escape), absolute (/etc/evil), oversized (8 MiB file), reserved (..data), empty-versions, bad-mode (mode 0170000), duplicate (a path twice), nul (a NUL byte in a path), many (100 000 files), tmpfs-full (a 32 MiB file), symlink (mode S_IFLNK|0777), through-link (files link and link/inner), huge-mode (mode 0x7fffffff).
 
       Example: csi-reference-provider --endpoint unix:///var/run/secrets-store-csi-providers/reference.sock --data-dir /srv/secrets
 
@@ -51,7 +51,9 @@ struct ProviderCommand: AsyncParsableCommand {
 
   @Option(
     name: .customLong("error-kind"),
-    help: ArgumentHelp("How an injected failure looks: response (error code InjectedError), unavailable or internal (gRPC status).", valueName: "kind"))
+    help: ArgumentHelp(
+      "How an injected failure looks: response (error code InjectedError), unavailable, internal or resource-exhausted (gRPC status).",
+      valueName: "kind"))
   var errorKind = "response"
 
   @Option(name: .customLong("throttle-every"), help: ArgumentHelp("Length of a throttle period, e.g. 60s (0: never throttle).", valueName: "duration"))
@@ -64,6 +66,9 @@ struct ProviderCommand: AsyncParsableCommand {
 
   @Option(help: ArgumentHelp("Answer every Mount with a response the driver must reject (see above); none to disable.", valueName: "mode"))
   var hostile = "none"
+
+  @Option(name: .customLong("hostile-rate"), help: ArgumentHelp("Fraction of Mounts that get the --hostile answer, 0.0 to 1.0; the rest are answered normally.", valueName: "fraction"))
+  var hostileRate = "1"
 
   @Option(name: .customLong("stats-file"), help: ArgumentHelp("Write call counters here as JSON, each second while they change and at exit.", valueName: "path"))
   var statsFile: String?
@@ -109,6 +114,9 @@ struct ProviderCommand: AsyncParsableCommand {
     do {
       f.hostile = try HostileMode.parse(hostile)
     } catch { throw ValidationError("--hostile: \(error)") }
+    do {
+      f.hostileRate = try FaultSettings.parseRate(hostileRate)
+    } catch { throw ValidationError("--hostile-rate: \(error)") }
     return f
   }
 
@@ -143,7 +151,7 @@ struct ProviderCommand: AsyncParsableCommand {
       log.info("fault injection on", [
         "latency": "\(faults.latency)", "error_rate": "\(faults.errorRate)", "error_kind": faults.errorKind.rawValue,
         "throttle_every_ms": "\(faults.throttle.everyMs)", "throttle_for_ms": "\(faults.throttle.forMs)",
-        "hostile": faults.hostile?.rawValue ?? "none",
+        "hostile": faults.hostile?.rawValue ?? "none", "hostile_rate": "\(faults.hostileRate)",
       ])
     }
     do {

@@ -343,11 +343,25 @@ def _hostile_shape(mode: str, resp) -> None:
         assert 0o170000 in [f.mode for f in resp.files]
     elif mode == "duplicate":
         assert len(paths) != len(set(paths))
+    elif mode == "nul":
+        # On the wire, not just in the provider's own message: a real NUL byte in the name.
+        assert "evil\x00/../../escape" in paths
+    elif mode == "many":
+        assert len(paths) >= 100_000 and len(set(paths)) == len(paths)
+    elif mode == "tmpfs-full":
+        assert max(len(f.contents) for f in resp.files) >= 32 << 20
+    elif mode == "symlink":
+        assert 0o120777 in [f.mode for f in resp.files]
+    elif mode == "through-link":
+        assert "link" in paths and "link/inner" in paths
+    elif mode == "huge-mode":
+        assert 0x7FFFFFFF in [f.mode for f in resp.files]
     else:
         raise AssertionError(mode)
 
 
-HOSTILE = ["dotdot", "absolute", "oversized", "reserved", "empty-versions", "bad-mode", "duplicate"]
+HOSTILE = ["dotdot", "absolute", "oversized", "reserved", "empty-versions", "bad-mode", "duplicate", "nul", "many",
+           "tmpfs-full", "symlink", "through-link", "huge-mode"]
 
 
 @pytest.mark.parametrize("mode", HOSTILE)
@@ -357,6 +371,15 @@ def test_hostile_mode_per_request(ref, mode):
     normal = ref.mount(OBJECTS)
     assert sorted(f.path for f in normal.files) == ["a", "dir/b"]
     assert versions(normal) == {"a": version_of(b"alpha"), "b": version_of(b"beta")}
+
+
+def test_hostile_rate_answers_some_calls_normally(ref):
+    params = {"fault.hostile": "dotdot"}
+    assert all("../escape" not in [f.path for f in ref.mount(OBJECTS, **params, **{"fault.hostileRate": "0"}).files]
+               for _ in range(5))
+    assert all("../escape" in [f.path for f in ref.mount(OBJECTS, **params, **{"fault.hostileRate": "1"}).files]
+               for _ in range(5))
+    assert_failed(ref.mount(OBJECTS, **params, **{"fault.hostileRate": "2"}), "InvalidParameters")
 
 
 def test_hostile_flag_and_per_request_opt_out(start_ref):
@@ -373,6 +396,7 @@ def test_hostile_flag_and_per_request_opt_out(start_ref):
     ("response", None),
     ("unavailable", grpc.StatusCode.UNAVAILABLE),
     ("internal", grpc.StatusCode.INTERNAL),
+    ("resource-exhausted", grpc.StatusCode.RESOURCE_EXHAUSTED),
 ])
 def test_error_rate_one_per_request(ref, kind, status):
     params = {"fault.errorRate": "1.0", "fault.errorKind": kind}
@@ -512,6 +536,7 @@ def _in_flight(p: ReferenceProvider) -> int:
     (["--error-rate", "1.5"], "--error-rate"),
     (["--error-kind", "boom"], "--error-kind"),
     (["--hostile", "friendly"], "--hostile"),
+    (["--hostile-rate", "-1"], "--hostile-rate"),
     (["--throttle-every", "1s", "--throttle-for", "2s"], "throttle"),
     (["--endpoint", "http://x"], "--endpoint"),
     (["--log-level", "loud"], "--log-level"),
@@ -527,7 +552,8 @@ def test_help_lists_flags(ref_bin):
     r = run_cmd([str(ref_bin), "--help"])
     assert r.returncode == 0
     for flag in ["--endpoint", "--data-dir", "--runtime-name", "--max-recv-bytes", "--latency", "--error-rate",
-                 "--error-kind", "--throttle-every", "--throttle-for", "--hostile", "--stats-file", "--log-level"]:
+                 "--error-kind", "--throttle-every", "--throttle-for", "--hostile", "--hostile-rate", "--stats-file",
+                 "--log-level"]:
         assert flag in r.stdout, flag
 
 
