@@ -83,7 +83,7 @@ public final class Driver: Sendable {
       mount.volumes.rotationEnabled
       ? RotationScheduler(
         settings: RotationPlan.Settings(defaultInterval: mount.volumes.rotationPollInterval, floor: mount.volumes.rotationMinInterval),
-        loop: loop, logger: logger) : nil
+        loop: loop, logger: logger, metrics: metrics) : nil
     self.rotation = rotation
     let health = DriverHealth(endpoint: endpoint, readiness: readiness, providers: providers, metrics: metrics)
     self.health = health

@@ -20,6 +20,8 @@ struct MountOutcome: Sendable {
   var reason: String?
   var hostile: HostileMode?
   var objectCount: Int
+  /// `namespace/serviceAccount` from the request, for the per-identity call count.
+  var identity: String? = nil
 }
 
 /// The Mount logic without I/O on the loop: attributes in, an outcome out.
@@ -50,8 +52,21 @@ struct Mounter: Sendable {
       return failure(.invalid(error.description), delay: defaults.latency, &rng)
     }
 
+    let identity = Self.identity(attributes)
     if faults.throttle.isThrottled(elapsedMs: Self.monotonicMs() - startedMs) {
-      return failure(MountFailure(code: "Throttled", reason: "inside a throttle window"), delay: faults.latency, &rng)
+      var outcome: MountOutcome
+      switch faults.throttleCode {
+      case "RESOURCE_EXHAUSTED", "UNAVAILABLE":
+        let code: RPCError.Code = faults.throttleCode == "UNAVAILABLE" ? .unavailable : .resourceExhausted
+        outcome = MountOutcome(
+          answer: .status(RPCError(code: code, message: "throttled: too many requests")),
+          delayMs: faults.latency.sampleMilliseconds(using: &rng), errorLabel: faults.throttleCode, reason: "inside a throttle window",
+          objectCount: 0)
+      default:
+        outcome = failure(MountFailure(code: faults.throttleCode, reason: "inside a throttle window"), delay: faults.latency, &rng)
+      }
+      outcome.identity = identity
+      return outcome
     }
     if faults.errorRate > 0 && Double.random(in: 0..<1, using: &rng) < faults.errorRate {
       let delay = faults.latency.sampleMilliseconds(using: &rng)
@@ -87,7 +102,15 @@ struct Mounter: Sendable {
     }
     return MountOutcome(
       answer: .response(response), delayMs: faults.latency.sampleMilliseconds(using: &rng),
-      errorLabel: nil, reason: nil, hostile: faults.hostile, objectCount: objectCount)
+      errorLabel: nil, reason: nil, hostile: faults.hostile, objectCount: objectCount, identity: identity)
+  }
+
+  /// `namespace/serviceAccount` of the pod the call is for (the stats count calls per
+  /// identity); nil when the request names neither.
+  static func identity(_ attributes: [String: String]) -> String? {
+    let ns = attributes["csi.storage.k8s.io/pod.namespace"], sa = attributes["csi.storage.k8s.io/serviceAccount.name"]
+    if ns == nil && sa == nil { return nil }
+    return "\(ns ?? "")/\(sa ?? "")"
   }
 
   private func failure(_ f: MountFailure, delay: Latency, _ rng: inout SystemRandomNumberGenerator) -> MountOutcome {
