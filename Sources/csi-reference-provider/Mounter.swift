@@ -40,33 +40,33 @@ struct Mounter: Sendable {
 
   func evaluate(_ request: Provider.MountRequest) -> MountOutcome {
     var rng = SystemRandomNumberGenerator()
-    let attributes: [String: String]
-    let faults: FaultSettings
-    guard let decoded = FlatJSON.stringObject(request.attributes) else {
+    guard let attributes = FlatJSON.stringObject(request.attributes) else {
       return failure(.invalid("attributes must be a JSON object of strings"), delay: defaults.latency, &rng)
     }
-    attributes = decoded
+    var outcome = evaluate(attributes, &rng)
+    outcome.identity = Self.identity(attributes)
+    return outcome
+  }
+
+  private func evaluate(_ attributes: [String: String], _ rng: inout SystemRandomNumberGenerator) -> MountOutcome {
+    let faults: FaultSettings
     do {
       faults = try defaults.overlaid(with: attributes)
     } catch {
       return failure(.invalid(error.description), delay: defaults.latency, &rng)
     }
 
-    let identity = Self.identity(attributes)
     if faults.throttle.isThrottled(elapsedMs: Self.monotonicMs() - startedMs) {
-      var outcome: MountOutcome
       switch faults.throttleCode {
       case "RESOURCE_EXHAUSTED", "UNAVAILABLE":
         let code: RPCError.Code = faults.throttleCode == "UNAVAILABLE" ? .unavailable : .resourceExhausted
-        outcome = MountOutcome(
+        return MountOutcome(
           answer: .status(RPCError(code: code, message: "throttled: too many requests")),
           delayMs: faults.latency.sampleMilliseconds(using: &rng), errorLabel: faults.throttleCode, reason: "inside a throttle window",
           objectCount: 0)
       default:
-        outcome = failure(MountFailure(code: faults.throttleCode, reason: "inside a throttle window"), delay: faults.latency, &rng)
+        return failure(MountFailure(code: faults.throttleCode, reason: "inside a throttle window"), delay: faults.latency, &rng)
       }
-      outcome.identity = identity
-      return outcome
     }
     if faults.errorRate > 0 && Double.random(in: 0..<1, using: &rng) < faults.errorRate {
       let delay = faults.latency.sampleMilliseconds(using: &rng)
@@ -102,7 +102,7 @@ struct Mounter: Sendable {
     }
     return MountOutcome(
       answer: .response(response), delayMs: faults.latency.sampleMilliseconds(using: &rng),
-      errorLabel: nil, reason: nil, hostile: faults.hostile, objectCount: objectCount, identity: identity)
+      errorLabel: nil, reason: nil, hostile: faults.hostile, objectCount: objectCount)
   }
 
   /// `namespace/serviceAccount` of the pod the call is for (the stats count calls per

@@ -97,6 +97,18 @@ struct DriverCommand: AsyncParsableCommand {
       valueName: "duration"))
   var rotationCoalesceWindow = "0"
 
+  @Option(
+    name: .customLong("rotation-backoff-base"),
+    help: ArgumentHelp(
+      "After a failed refresh, the volumes of its class and identity wait this long before they retry, timer and republish alike (Go duration); it doubles with every failed retry.",
+      valueName: "duration"))
+  var rotationBackoffBase = "5s"
+
+  @Option(
+    name: .customLong("rotation-backoff-max"),
+    help: ArgumentHelp("The longest wait after failed refreshes (Go duration).", valueName: "duration"))
+  var rotationBackoffMax = "5m"
+
   @Flag(name: .customLong("provider-health-check"), help: "Call every provider's Version periodically and log failures.")
   var providerHealthCheck = false
 
@@ -233,6 +245,14 @@ struct DriverCommand: AsyncParsableCommand {
     guard providerQPS >= 0, providerQPS.isFinite else { throw ValidationError("--provider-qps must be 0 (no limit) or positive") }
     guard providerBurst >= 1 else { throw ValidationError("--provider-burst must be at least 1") }
     do {
+      let base = try GoDuration.parse(rotationBackoffBase), max = try GoDuration.parse(rotationBackoffMax)
+      guard base > .zero, max >= base else {
+        throw ValidationError("--rotation-backoff-base must be positive and --rotation-backoff-max at least as long")
+      }
+    } catch let error as GoDuration.ParseError {
+      throw ValidationError("--rotation-backoff-base/--rotation-backoff-max: \(error)")
+    }
+    do {
       // A kept answer serves refreshes for this long: a window as long as an interval
       // could hand a volume the same answer twice, and content would age past it.
       let window = try GoDuration.parse(rotationCoalesceWindow)
@@ -307,15 +327,18 @@ struct DriverCommand: AsyncParsableCommand {
     let dirs = additionalProviderVolumePaths.split(separator: ",").map { String($0) }.filter { !$0.isEmpty } + [providerVolume]
     let classes: any SecretProviderClassSource =
       if let spcDir { DirectorySecretProviderClassSource(directory: spcDir, logger: logger) } else { EmptySecretProviderClassSource() }
+    var volumes = VolumeSettings(
+      rotationEnabled: enableSecretRotation,
+      rotationPollInterval: try GoDuration.parse(rotationPollInterval),
+      rotationMinInterval: try GoDuration.parse(rotationMinInterval),
+      // An update holds the old and the new content for a moment.
+      tmpfsSizeBytes: max(8 << 20, 2 * maxCallRecvMsgSize))
+    volumes.rotationBackoffBase = try GoDuration.parse(rotationBackoffBase)
+    volumes.rotationBackoffMax = try GoDuration.parse(rotationBackoffMax)
     var mount = MountConfig(
       classes: classes,
       providers: try providerSettings(searchDirectories: dirs),
-      volumes: VolumeSettings(
-        rotationEnabled: enableSecretRotation,
-        rotationPollInterval: try GoDuration.parse(rotationPollInterval),
-        rotationMinInterval: try GoDuration.parse(rotationMinInterval),
-        // An update holds the old and the new content for a moment.
-        tmpfsSizeBytes: max(8 << 20, 2 * maxCallRecvMsgSize)),
+      volumes: volumes,
       healthCheckInterval: providerHealthCheck ? try GoDuration.parse(providerHealthCheckInterval) : nil)
     if spcDir == nil {
       let environment = ProcessInfo.processInfo.environment

@@ -17,6 +17,10 @@ public struct VolumeSettings: Sendable, Hashable {
   public var tmpfsSizeBytes: Int
   /// The provider-call budget when kubelet sends no deadline.
   public var defaultCallTimeout: Duration
+  /// `--rotation-backoff-base`, `--rotation-backoff-max`: a failed refresh's class and
+  /// identity wait this long, doubling per failed round up to the maximum.
+  public var rotationBackoffBase: Duration = .seconds(5)
+  public var rotationBackoffMax: Duration = .seconds(300)
 
   public init(
     rotationEnabled: Bool = false,
