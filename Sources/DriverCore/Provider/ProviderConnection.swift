@@ -18,15 +18,15 @@ public struct ProviderSettings: Sendable, Hashable {
   /// mounts always go ahead of refreshes waiting for the same provider.
   public var gate: ProviderGate.Limits
 
-  /// 64 calls in flight and 50 a second with a burst of 250: a burst of 250 first
-  /// mounts (a node filling up) goes through the bucket at once, while a storm of
-  /// refreshes (every volume due at once after a restart) is spread over seconds
-  /// instead of hitting the store together. docs/rotation-and-sync.md explains.
   /// `--rotation-coalesce-window`: refreshes of one identity with the same request
   /// share one Mount call within this window (zero: every refresh makes its own call).
   public var coalesceWindow: Duration = .zero
 
-  public static let defaultGate = ProviderGate.Limits(concurrency: 64, ratePerSecond: 50, burst: 250)
+  /// 256 calls in flight and 100 a second with a burst of 500: a burst of 250 first
+  /// mounts, or pods arriving at 100 a second, never wait, while a storm of refreshes
+  /// (every volume due at once after a restart) is spread over seconds instead of
+  /// hitting the store together. docs/rotation-and-sync.md explains.
+  public static let defaultGate = ProviderGate.Limits(concurrency: 256, ratePerSecond: 100, burst: 500)
 
   public static let defaultProviderVolume = "/var/run/secrets-store-csi-providers"
   public static let defaultAdditionalProviderVolumePaths = ["/etc/kubernetes/secrets-store-csi-providers"]
