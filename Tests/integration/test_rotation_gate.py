@@ -157,9 +157,11 @@ def test_coalescing_makes_one_call_per_identity_per_interval(ref_env, csi):
     per_identity = {k: end.get(k, 0) - start.get(k, 0) for k in end}
     assert sorted(per_identity) == [f"default/sa-{i}" for i in range(10)]
     for identity, calls in per_identity.items():
-        # About one call per interval (±1 at the edges of the measurement); 20 volumes
-        # each would make 20 per interval without coalescing.
-        assert intervals - 1.5 <= calls <= intervals + 1.5, f"{identity}: {calls} calls in {intervals:.1f} intervals"
+        # About one call per interval: the stats file is written once a second, so each
+        # end of the measurement may be off by one call, and an identity whose volumes
+        # still form two groups (they merge as their schedules drift) may make one more.
+        # 20 volumes would make 20 calls per interval without coalescing.
+        assert intervals - 1.5 <= calls <= intervals + 2.5, f"{identity}: {calls} calls in {intervals:.1f} intervals"
     assert sum(per_identity.values()) <= 10 * (intervals + 1.5)
     assert all(read_volume(t)["db"][1] == b"v2" for t in targets)
     _, samples = parse(http_get(port, "/metrics")[2])
@@ -180,6 +182,8 @@ def test_coalescing_never_merges_namespaces(ref_env, csi):
     intervals = time.monotonic() - t0
     a = end.get("ns-a/default", 0) - start.get("ns-a/default", 0)
     b = end.get("ns-b/default", 0) - start.get("ns-b/default", 0)
-    # Two calls per interval (one per namespace), never one for both; nor five per namespace.
+    # Two calls per interval (one per namespace), never one for both; nor five per
+    # namespace. Bounds as in the test above (stats written once a second; an interval
+    # less its jitter is up to 10 % shorter than 1 s).
     for ns, calls in (("ns-a", a), ("ns-b", b)):
-        assert intervals - 1.5 <= calls <= intervals + 1.5, f"{ns}: {calls} calls in {intervals:.1f} intervals"
+        assert intervals - 1.5 <= calls <= intervals + 2.5, f"{ns}: {calls} calls in {intervals:.1f} intervals"
