@@ -79,11 +79,10 @@ public final class Driver: Sendable {
       let classes = cluster.classes
       readiness.require("SecretProviderClass cache synced") { classes.isSynced }
     }
-    let rotation =
-      mount.volumes.rotationEnabled
-      ? RotationScheduler(
-        settings: RotationPlan.Settings(defaultInterval: mount.volumes.rotationPollInterval, floor: mount.volumes.rotationMinInterval),
-        loop: loop, logger: logger) : nil
+    var plan = RotationPlan.Settings(defaultInterval: mount.volumes.rotationPollInterval, floor: mount.volumes.rotationMinInterval)
+    plan.backoffBase = mount.volumes.rotationBackoffBase
+    plan.backoffCap = mount.volumes.rotationBackoffMax
+    let rotation = mount.volumes.rotationEnabled ? RotationScheduler(settings: plan, loop: loop, logger: logger, metrics: metrics) : nil
     self.rotation = rotation
     let health = DriverHealth(endpoint: endpoint, readiness: readiness, providers: providers, metrics: metrics)
     self.health = health

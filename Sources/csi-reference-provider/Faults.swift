@@ -170,6 +170,10 @@ struct FaultSettings: Equatable, Sendable {
   var errorRate: Double = 0
   var errorKind: InjectedErrorKind = .response
   var throttle: Throttle = .off
+  /// What a throttled call answers: this MountResponse error code, or, for
+  /// `RESOURCE_EXHAUSTED` and `UNAVAILABLE`, that gRPC status (as stores' SDKs surface
+  /// throttling: AWS `ThrottlingException`, HTTP 429 from Azure or Vault).
+  var throttleCode = "Throttled"
   var hostile: HostileMode?
   /// Fraction of Mounts that get the hostile answer (the rest are answered normally).
   var hostileRate: Double = 1
@@ -180,6 +184,7 @@ struct FaultSettings: Equatable, Sendable {
     static let errorKind = "fault.errorKind"
     static let throttleEvery = "fault.throttleEvery"
     static let throttleFor = "fault.throttleFor"
+    static let throttleCode = "fault.throttleCode"
     static let hostile = "fault.hostile"
     static let hostileRate = "fault.hostileRate"
   }
@@ -220,6 +225,13 @@ struct FaultSettings: Equatable, Sendable {
       let every = try attributes[Key.throttleEvery].map { v throws(FaultParseError) in try Self.parseDuration(v, Key.throttleEvery) } ?? s.throttle.everyMs
       let window = try attributes[Key.throttleFor].map { v throws(FaultParseError) in try Self.parseDuration(v, Key.throttleFor) } ?? s.throttle.forMs
       s.throttle = try Throttle.validate(everyMs: every, forMs: window)
+    }
+    if let v = attributes[Key.throttleCode] {
+      let code = v.trimmingSpaces()
+      guard !code.isEmpty, code.utf8.count <= 64, code.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+        throw FaultParseError(description: "\(Key.throttleCode) must be a short code without spaces, e.g. ThrottlingException or RESOURCE_EXHAUSTED")
+      }
+      s.throttleCode = code
     }
     if let v = attributes[Key.hostile] {
       do throws(FaultParseError) { s.hostile = try HostileMode.parse(v) } catch {

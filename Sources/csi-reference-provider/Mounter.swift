@@ -20,6 +20,8 @@ struct MountOutcome: Sendable {
   var reason: String?
   var hostile: HostileMode?
   var objectCount: Int
+  /// `namespace/serviceAccount` from the request, for the per-identity call count.
+  var identity: String? = nil
 }
 
 /// The Mount logic without I/O on the loop: attributes in, an outcome out.
@@ -38,12 +40,16 @@ struct Mounter: Sendable {
 
   func evaluate(_ request: Provider.MountRequest) -> MountOutcome {
     var rng = SystemRandomNumberGenerator()
-    let attributes: [String: String]
-    let faults: FaultSettings
-    guard let decoded = FlatJSON.stringObject(request.attributes) else {
+    guard let attributes = FlatJSON.stringObject(request.attributes) else {
       return failure(.invalid("attributes must be a JSON object of strings"), delay: defaults.latency, &rng)
     }
-    attributes = decoded
+    var outcome = evaluate(attributes, &rng)
+    outcome.identity = Self.identity(attributes)
+    return outcome
+  }
+
+  private func evaluate(_ attributes: [String: String], _ rng: inout SystemRandomNumberGenerator) -> MountOutcome {
+    let faults: FaultSettings
     do {
       faults = try defaults.overlaid(with: attributes)
     } catch {
@@ -51,7 +57,16 @@ struct Mounter: Sendable {
     }
 
     if faults.throttle.isThrottled(elapsedMs: Self.monotonicMs() - startedMs) {
-      return failure(MountFailure(code: "Throttled", reason: "inside a throttle window"), delay: faults.latency, &rng)
+      switch faults.throttleCode {
+      case "RESOURCE_EXHAUSTED", "UNAVAILABLE":
+        let code: RPCError.Code = faults.throttleCode == "UNAVAILABLE" ? .unavailable : .resourceExhausted
+        return MountOutcome(
+          answer: .status(RPCError(code: code, message: "throttled: too many requests")),
+          delayMs: faults.latency.sampleMilliseconds(using: &rng), errorLabel: faults.throttleCode, reason: "inside a throttle window",
+          objectCount: 0)
+      default:
+        return failure(MountFailure(code: faults.throttleCode, reason: "inside a throttle window"), delay: faults.latency, &rng)
+      }
     }
     if faults.errorRate > 0 && Double.random(in: 0..<1, using: &rng) < faults.errorRate {
       let delay = faults.latency.sampleMilliseconds(using: &rng)
@@ -96,6 +111,14 @@ struct Mounter: Sendable {
     return MountOutcome(
       answer: .response(response), delayMs: faults.latency.sampleMilliseconds(using: &rng),
       errorLabel: nil, reason: nil, hostile: hostile, objectCount: objectCount)
+  }
+
+  /// `namespace/serviceAccount` of the pod the call is for (the stats count calls per
+  /// identity); nil when the request names neither.
+  static func identity(_ attributes: [String: String]) -> String? {
+    let ns = attributes["csi.storage.k8s.io/pod.namespace"], sa = attributes["csi.storage.k8s.io/serviceAccount.name"]
+    if ns == nil && sa == nil { return nil }
+    return "\(ns ?? "")/\(sa ?? "")"
   }
 
   private func failure(_ f: MountFailure, delay: Latency, _ rng: inout SystemRandomNumberGenerator) -> MountOutcome {

@@ -16,7 +16,7 @@ struct ProviderCommand: AsyncParsableCommand {
 
       Parameter objects (SecretProviderClass spec.parameters): a JSON array of {"objectName": "db-password", "path": "db/password", "mode": 256 or "0400", "value": "inline contents"}. path defaults to objectName; mode 0 or absent lets the driver use its permission; without value, the contents are read from <data-dir>/<objectName> on every call. An object's version is the first 16 hex digits of the SHA-256 of its contents.
 
-      Parameters fault.latency, fault.errorRate, fault.errorKind, fault.throttleEvery, fault.throttleFor, fault.hostile and fault.hostileRate override the flags of the same names for one class.
+      Parameters fault.latency, fault.errorRate, fault.errorKind, fault.throttleEvery, fault.throttleFor, fault.hostile and fault.hostileRate override the flags of the same names for one class. fault.throttleCode sets what a throttled call answers: a MountResponse error code (default Throttled; e.g. ThrottlingException as AWS names it), or RESOURCE_EXHAUSTED or UNAVAILABLE for that gRPC status.
 
       Latency: 0, 50ms, normal:MEAN,STDDEV or longtail:MEDIAN,P99 (log-normal). Durations: 250ms, 1.5s, 2m. Hostile modes: dotdot (../escape), absolute (/etc/evil), oversized (8 MiB file), reserved (..data), empty-versions, bad-mode (mode 0170000), duplicate (a path twice), nul (a NUL byte in a path), many (100 000 files), tmpfs-full (a 32 MiB file), symlink (mode S_IFLNK|0777), through-link (files link and link/inner), huge-mode (mode 0x7fffffff).
 

@@ -86,7 +86,7 @@ struct ProviderService: RegistrableRPCService {
   }
 
   private func finish(_ outcome: MountOutcome, errorLabel: String?, reason: String?) {
-    stats.mountFinished(error: errorLabel, hostile: outcome.hostile, objects: outcome.objectCount)
+    stats.mountFinished(error: errorLabel, hostile: outcome.hostile, objects: outcome.objectCount, identity: outcome.identity)
     guard log.enabled(.debug) else { return }
     let result = errorLabel ?? (outcome.hostile.map { "hostile:\($0.rawValue)" } ?? "ok")
     if let reason {

@@ -16,6 +16,8 @@ final class Stats: Sendable {
     /// for failures sent as a gRPC status, the status name ("UNAVAILABLE", ...).
     var mount_errors: [String: Int] = [:]
     var hostile_responses: [String: Int] = [:]
+    /// Mount calls by `namespace/serviceAccount` of the pod they were made for.
+    var mount_calls_by_identity: [String: Int] = [:]
     var objects_served = 0
     var in_flight = 0
     var in_flight_max = 0
@@ -43,9 +45,10 @@ final class Stats: Sendable {
   }
 
   /// `error` is nil for a successful answer.
-  func mountFinished(error: String?, hostile: HostileMode?, objects: Int) {
+  func mountFinished(error: String?, hostile: HostileMode?, objects: Int, identity: String? = nil) {
     state.withLock {
       $0.snapshot.in_flight -= 1
+      if let identity { $0.snapshot.mount_calls_by_identity[identity, default: 0] += 1 }
       if let error {
         $0.snapshot.mount_errors[error, default: 0] += 1
       } else {

@@ -71,6 +71,44 @@ struct DriverCommand: AsyncParsableCommand {
       valueName: "duration"))
   var rotationMinInterval = "10s"
 
+  @Option(
+    name: .customLong("provider-max-concurrency"),
+    help: ArgumentHelp(
+      "Mount calls in flight at once, per provider (0: no limit). Calls beyond it wait, first mounts ahead of refreshes; the wait counts against the call's deadline.",
+      valueName: "n"))
+  var providerMaxConcurrency = ProviderSettings.defaultGate.concurrency
+
+  @Option(
+    name: .customLong("provider-qps"),
+    help: ArgumentHelp(
+      "Mount calls started per second, per provider, sustained (token bucket; 0: no limit). First mounts take tokens ahead of refreshes.",
+      valueName: "qps"))
+  var providerQPS: Double = ProviderSettings.defaultGate.ratePerSecond ?? 0
+
+  @Option(
+    name: .customLong("provider-burst"),
+    help: ArgumentHelp("Mount calls per provider allowed at once above --provider-qps (the bucket's size).", valueName: "n"))
+  var providerBurst = ProviderSettings.defaultGate.burst
+
+  @Option(
+    name: .customLong("rotation-coalesce-window"),
+    help: ArgumentHelp(
+      "Refreshes of volumes that would send a provider the same request for the same identity (namespace, service account, class parameters, nodePublishSecretRef, token audiences) share one call within this window (Go duration; 0 turns it off). First mounts never share. See docs/rotation-and-sync.md for what sharing means for security.",
+      valueName: "duration"))
+  var rotationCoalesceWindow = "0"
+
+  @Option(
+    name: .customLong("rotation-backoff-base"),
+    help: ArgumentHelp(
+      "After a failed refresh, the volumes of its class and identity wait this long before they retry, timer and republish alike (Go duration); it doubles with every failed retry.",
+      valueName: "duration"))
+  var rotationBackoffBase = "5s"
+
+  @Option(
+    name: .customLong("rotation-backoff-max"),
+    help: ArgumentHelp("The longest wait after failed refreshes (Go duration).", valueName: "duration"))
+  var rotationBackoffMax = "5m"
+
   @Flag(name: .customLong("provider-health-check"), help: "Call every provider's Version periodically and log failures.")
   var providerHealthCheck = false
 
@@ -203,6 +241,30 @@ struct DriverCommand: AsyncParsableCommand {
       throw ValidationError("--endpoint: \(error)")
     }
     guard maxCallRecvMsgSize > 0 else { throw ValidationError("--max-call-recv-msg-size must be positive") }
+    guard providerMaxConcurrency >= 0 else { throw ValidationError("--provider-max-concurrency must be 0 (no limit) or positive") }
+    guard providerQPS >= 0, providerQPS.isFinite else { throw ValidationError("--provider-qps must be 0 (no limit) or positive") }
+    guard providerBurst >= 1 else { throw ValidationError("--provider-burst must be at least 1") }
+    do {
+      let base = try GoDuration.parse(rotationBackoffBase), max = try GoDuration.parse(rotationBackoffMax)
+      guard base > .zero, max >= base else {
+        throw ValidationError("--rotation-backoff-base must be positive and --rotation-backoff-max at least as long")
+      }
+    } catch let error as GoDuration.ParseError {
+      throw ValidationError("--rotation-backoff-base/--rotation-backoff-max: \(error)")
+    }
+    do {
+      // A kept answer serves refreshes for this long: a window as long as an interval
+      // could hand a volume the same answer twice, and content would age past it.
+      let window = try GoDuration.parse(rotationCoalesceWindow)
+      if window > .zero, let poll = try? GoDuration.parse(rotationPollInterval), let floor = try? GoDuration.parse(rotationMinInterval),
+        window >= min(poll, floor)
+      {
+        throw ValidationError(
+          "--rotation-coalesce-window must be shorter than --rotation-poll-interval and --rotation-min-interval (the shortest interval a volume can have)")
+      }
+    } catch let error as GoDuration.ParseError {
+      throw ValidationError("--rotation-coalesce-window: \(error)")
+    }
     guard kubeAPIQPS > 0, kubeAPIBurst >= 1 else { throw ValidationError("--kube-api-qps must be positive and --kube-api-burst at least 1") }
     guard Logger.Level(rawValue: logLevel) != nil else {
       throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
@@ -234,6 +296,16 @@ struct DriverCommand: AsyncParsableCommand {
     }
   }
 
+  /// Provider sockets, message size, and the limits on Mount calls.
+  func providerSettings(searchDirectories dirs: [String]) throws -> ProviderSettings {
+    var settings = ProviderSettings(
+      searchDirectories: dirs, maxReceiveMessageBytes: maxCallRecvMsgSize,
+      gate: ProviderGate.Limits(
+        concurrency: providerMaxConcurrency, ratePerSecond: providerQPS > 0 ? providerQPS : nil, burst: providerBurst))
+    settings.coalesceWindow = try GoDuration.parse(rotationCoalesceWindow)
+    return settings
+  }
+
   func run() async throws {
     if version {
       print("secrets-store-csi-driver \(DriverVersion.current)")
@@ -255,15 +327,18 @@ struct DriverCommand: AsyncParsableCommand {
     let dirs = additionalProviderVolumePaths.split(separator: ",").map { String($0) }.filter { !$0.isEmpty } + [providerVolume]
     let classes: any SecretProviderClassSource =
       if let spcDir { DirectorySecretProviderClassSource(directory: spcDir, logger: logger) } else { EmptySecretProviderClassSource() }
+    var volumes = VolumeSettings(
+      rotationEnabled: enableSecretRotation,
+      rotationPollInterval: try GoDuration.parse(rotationPollInterval),
+      rotationMinInterval: try GoDuration.parse(rotationMinInterval),
+      // An update holds the old and the new content for a moment.
+      tmpfsSizeBytes: max(8 << 20, 2 * maxCallRecvMsgSize))
+    volumes.rotationBackoffBase = try GoDuration.parse(rotationBackoffBase)
+    volumes.rotationBackoffMax = try GoDuration.parse(rotationBackoffMax)
     var mount = MountConfig(
       classes: classes,
-      providers: ProviderSettings(searchDirectories: dirs, maxReceiveMessageBytes: maxCallRecvMsgSize),
-      volumes: VolumeSettings(
-        rotationEnabled: enableSecretRotation,
-        rotationPollInterval: try GoDuration.parse(rotationPollInterval),
-        rotationMinInterval: try GoDuration.parse(rotationMinInterval),
-        // An update holds the old and the new content for a moment.
-        tmpfsSizeBytes: max(8 << 20, 2 * maxCallRecvMsgSize)),
+      providers: try providerSettings(searchDirectories: dirs),
+      volumes: volumes,
       healthCheckInterval: providerHealthCheck ? try GoDuration.parse(providerHealthCheckInterval) : nil)
     if spcDir == nil {
       let environment = ProcessInfo.processInfo.environment

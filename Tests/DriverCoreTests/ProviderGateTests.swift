@@ -1,3 +1,6 @@
+import CSIMessages
+import GRPCCore
+import Telemetry
 @testable import DriverCore
 import Testing
 import UVRuntime
@@ -97,6 +100,80 @@ import UVRuntime
       await #expect(throws: CancellationError.self) { try await waiter.value }
       try await Self.waitQueued(gate, firstMounts: 0, refreshes: 0)
       await gate.release()
+    }
+  }
+}
+
+/// The gate as the provider connection uses it: every Mount call passes it, first mounts
+/// ahead of refreshes, and the wait counts against the call's deadline. No provider
+/// socket exists, so each call that gets through fails at once as unreachable and
+/// gives its slot to the next.
+@Suite struct ProviderConnectionGateTests {
+  static func connection(_ loop: EventLoop, concurrency: Int) -> ProviderConnection {
+    ProviderConnection(
+      name: "nowhere", loop: loop,
+      settings: ProviderSettings(searchDirectories: ["/nonexistent-provider-dir"], gate: .init(concurrency: concurrency)),
+      metrics: DriverMetrics())
+  }
+
+  @Test func aFirstMountGoesAheadOfAQueueFullOfRefreshes() async throws {
+    try await ProviderGateTests.withLoop { loop in
+      let connection = Self.connection(loop, concurrency: 1)
+      let order = Locked<[String]>([])
+      try await connection.gate.acquire(.refresh)  // a refresh in flight holds the one slot
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        for i in 0..<8 {
+          group.addTask {
+            let failure = await #expect(throws: ProviderCallError.self) {
+              try await connection.mount(Provider.MountRequest(), timeout: .seconds(30), scrubber: SecretScrubber(), priority: .refresh)
+            }
+            #expect(failure?.kind == .unreachable)  // it got through the gate and was sent
+            order.withLock { $0.append("refresh-\(i)") }
+          }
+          try await ProviderGateTests.waitQueued(connection.gate, firstMounts: 0, refreshes: i + 1)
+        }
+        group.addTask {
+          await #expect(throws: ProviderCallError.self) {
+            try await connection.mount(Provider.MountRequest(), timeout: .seconds(30), scrubber: SecretScrubber(), priority: .firstMount)
+          }
+          order.withLock { $0.append("first-mount") }
+        }
+        try await ProviderGateTests.waitQueued(connection.gate, firstMounts: 1, refreshes: 8)
+        await connection.gate.release()
+        try await group.waitForAll()
+      }
+      #expect(order.withLock { $0 }.first == "first-mount")
+      #expect(order.withLock { $0 }.dropFirst() == ArraySlice((0..<8).map { "refresh-\($0)" }))
+      await connection.close()
+    }
+  }
+
+  @Test func aFirstMountNeverWaitsPastItsDeadline() async throws {
+    try await ProviderGateTests.withLoop { loop in
+      let metrics = DriverMetrics()
+      let connection = ProviderConnection(
+        name: "nowhere", loop: loop,
+        settings: ProviderSettings(searchDirectories: ["/nonexistent-provider-dir"], gate: .init(concurrency: 1)), metrics: metrics)
+      try await connection.gate.acquire(.refresh)
+      let failure = await #expect(throws: ProviderCallError.self) {
+        try await connection.mount(Provider.MountRequest(), timeout: .milliseconds(30), scrubber: SecretScrubber(), priority: .firstMount)
+      }
+      #expect(failure?.kind == .deadlineExceeded)
+      #expect(PublishError(failure!).code == .deadlineExceeded)
+      #expect(await connection.gate.queued == (0, 0))  // it left the queue
+      await connection.gate.release()
+      let text = metrics.registry.render()
+      #expect(text.contains(#"secrets_store_provider_gate_timeouts_total{provider="nowhere",priority="first_mount"} 1"#))
+      await connection.close()
+    }
+  }
+
+  @Test func aTokenBucketWaitAlsoEndsAtTheDeadline() async throws {
+    try await ProviderGateTests.withLoop { loop in
+      let gate = ProviderGate(limits: .init(ratePerSecond: 0.001, burst: 1), loop: loop)
+      try await gate.withPermit(.refresh) {}
+      await #expect(throws: ProviderGate.TimedOut.self) { try await gate.acquire(.firstMount, timeout: .milliseconds(20)) }
+      #expect(await gate.queued == (0, 0))
     }
   }
 }

@@ -86,6 +86,62 @@ import Testing
     #expect(plan.takeDue(now: now).map(\.target) == ["/b"])
   }
 
+  @Test func aFailureHoldsBackEveryVolumeOfItsKeyAlreadyScheduled() {
+    var plan = RotationPlan(settings: settings)
+    // Three volumes of one class and identity, one of another, all scheduled before any failure.
+    for t in ["/a", "/b", "/c"] { plan.upsert(volume(t, key: "ns/sa/hot", interval: .seconds(30))) }
+    plan.upsert(volume("/d", key: "ns/other/cold", interval: .seconds(30)))
+    #expect(plan.volumesInBackoff == 0)
+    // Due at 27 to 30 s (jitter up to 3 s); a republish of /a fails at 26 s.
+    let now = Duration.seconds(26)
+    #expect(plan.takeDue(now: now).isEmpty)
+    let first = volume("/a", key: "ns/sa/hot", interval: .seconds(30))
+    plan.failed(first, now: now)
+    #expect(plan.volumesInBackoff == 3)
+    let until = plan.backoffUntil(key: "ns/sa/hot", now: now)!
+    #expect(until >= now + .seconds(5) && until <= now + .seconds(7))
+    // At their own due time the other volumes of the key wait for the backoff; the other key does not.
+    #expect(plan.takeDue(now: .seconds(30)).map(\.target) == ["/d"])
+    #expect(plan.nextDue()! == until)
+    #expect(plan.takeDue(now: until + .seconds(2)).map(\.target).sorted() == ["/a", "/b", "/c"])
+    // A second failure doubles the wait; a success ends it for the whole key.
+    plan.failed(first, now: until)
+    #expect(plan.backoffFailures(key: "ns/sa/hot") == 2)
+    #expect(plan.backoffUntil(key: "ns/sa/hot", now: until)! >= until + .seconds(10))
+    plan.succeeded(backoffKey: "ns/sa/hot")
+    #expect(plan.volumesInBackoff == 0)
+    #expect(plan.backoffUntil(key: "ns/sa/hot", now: until) == nil)
+    plan.remove(target: "/a")
+    plan.failed(volume("/b", key: "ns/sa/hot"), now: until)
+    #expect(plan.volumesInBackoff == 2)  // removed volumes no longer count
+  }
+
+  @Test func volumesFailingTogetherGrowTheBackoffOnce() {
+    var plan = RotationPlan(settings: settings)
+    let vs = (0..<10).map { volume("/v\($0)", key: "ns/sa/hot", interval: .seconds(30)) }
+    for v in vs { plan.upsert(v) }
+    let due = plan.takeDue(now: .seconds(30))
+    #expect(due.count == 10)
+    // Ten calls were in flight; their failures come back one after another.
+    for (i, v) in due.enumerated() { plan.failed(v, now: .seconds(30) + .milliseconds(i * 10)) }
+    #expect(plan.backoffFailures(key: "ns/sa/hot") == 1)
+    let until = plan.backoffUntil(key: "ns/sa/hot", now: .seconds(30))!
+    #expect(until <= .seconds(30) + .milliseconds(6250))
+    // All retry when it ends; the next round's failure doubles it.
+    #expect(plan.takeDue(now: until).count == 10)
+    plan.failed(vs[3], now: until)
+    #expect(plan.backoffFailures(key: "ns/sa/hot") == 2)
+  }
+
+  @Test func volumesThatSharedAnAnswerComeDueWithTheirLeader() {
+    let plan = RotationPlan(settings: settings)
+    let leader = volume("/pods/leader", lastFetch: .seconds(100))
+    var follower = volume("/pods/follower", lastFetch: .seconds(100))
+    #expect(plan.due(leader) != plan.due(follower))  // own jitter: spread
+    follower.jitterSeed = "/pods/leader"
+    #expect(plan.due(leader) == plan.due(follower))  // the leader's jitter: due together
+  }
+
   @Test func expiredTokensWaitForRepublish() {
     var plan = RotationPlan(settings: settings)
     plan.upsert(volume("/a", interval: .seconds(30), expires: .seconds(20)))

@@ -155,6 +155,32 @@ def test_loop_spin_out_of_range_is_refused(driver_path, workdir, value):
     assert not is_socket(sock)
 
 
+@pytest.mark.parametrize("args,flag", [
+    (["--provider-max-concurrency=-1"], "--provider-max-concurrency"),
+    (["--provider-qps=-5"], "--provider-qps"),
+    (["--provider-burst=0"], "--provider-burst"),
+    (["--rotation-coalesce-window=soon"], "--rotation-coalesce-window"),
+    # A window as long as the shortest interval could serve a volume the same answer twice.
+    (["--rotation-coalesce-window=2m"], "--rotation-coalesce-window"),
+    (["--rotation-poll-interval=5s", "--rotation-coalesce-window=5s"], "--rotation-coalesce-window"),
+])
+def test_bad_provider_limits_and_coalesce_window_are_refused(driver_path, workdir, args, flag):
+    sock = workdir / "csi.sock"
+    r = run_cmd([str(driver_path), "--nodeid", "n", "--endpoint", f"unix://{sock}", *args])
+    assert r.returncode != 0
+    assert flag in (r.stdout + r.stderr)
+    assert not is_socket(sock)
+
+
+def test_provider_limits_and_coalescing_are_in_help_and_start(driver_path, start_driver, csi):
+    text = run_cmd([str(driver_path), "--help"]).stdout
+    for flag in ("--provider-max-concurrency", "--provider-qps", "--provider-burst", "--rotation-coalesce-window"):
+        assert flag in text, f"--help does not mention {flag}"
+    d = start_driver("--provider-max-concurrency=0", "--provider-qps=0", "--provider-burst=1",
+                     "--rotation-coalesce-window=5s", "--enable-secret-rotation")
+    assert d.proc.poll() is None
+
+
 @pytest.mark.parametrize("value", ["0", "1ms"])
 def test_loop_spin_off_and_at_most_serve_calls(start_driver, csi, value):
     d = start_driver(f"--loop-spin={value}")

@@ -337,7 +337,9 @@ def test_rotation_refreshes_when_due_by_last_fetch(mount_env, csi):
 
 def test_failed_refresh_answers_success_and_keeps_content(mount_env, csi):
     env = mount_env
-    env.start("--enable-secret-rotation", "--rotation-poll-interval", "200ms")
+    # No backoff to speak of: each republish below must try the provider again
+    # (test_rotation_gate.py covers republishes during a backoff).
+    env.start("--enable-secret-rotation", "--rotation-poll-interval", "200ms", "--rotation-backoff-base=1ns")
     node = env.node()
     target = target_path(env.root, "uid-17")
     req = publish_request(csi, target, pod_uid="uid-17")

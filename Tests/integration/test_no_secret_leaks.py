@@ -149,7 +149,8 @@ def test_provider_echoes_never_leak(mount_env, csi, log_flags):
     s["param"] = f"PARAMVALUE{pysecrets.token_hex(8)}"
     s["ctx_value"] = f"CTXVALUE{pysecrets.token_hex(8)}"
     write_spc(env.spcs, "my-spc", parameters={"objects": "secret.txt", "apiKey": s["param"]})
-    d = env.start("--enable-secret-rotation", "--rotation-poll-interval", "1ns",
+    # No backoff to speak of: every failing republish reaches the provider.
+    d = env.start("--enable-secret-rotation", "--rotation-poll-interval", "1ns", "--rotation-backoff-base=1ns",
                   "--provider-health-check", "--provider-health-check-interval", "100ms", *log_flags)
     node = env.node()
     sec = {"password": s["secret"], "username": "admin", "apikey": s["secret_key_value"],

@@ -428,6 +428,16 @@ def test_error_rate_flag(start_ref, kind, status):
     assert p.mount(OBJECTS, **{"fault.errorRate": "0"}).error.code == ""
 
 
+def test_throttle_code_names_what_a_throttled_call_answers(ref):
+    always = {"fault.throttleEvery": "1s", "fault.throttleFor": "1s"}
+    assert_failed(ref.mount(OBJECTS, **always, **{"fault.throttleCode": "ThrottlingException"}), "ThrottlingException")
+    for status in ("RESOURCE_EXHAUSTED", "UNAVAILABLE"):
+        with pytest.raises(grpc.RpcError) as e:
+            ref.mount(OBJECTS, **always, **{"fault.throttleCode": status})
+        assert e.value.code().name == status
+    assert_failed(ref.mount(OBJECTS, **always, **{"fault.throttleCode": "two words"}), "InvalidParameters")
+
+
 def test_throttle_window(start_ref):
     # A window as long as its period: always throttled.
     p = start_ref("--throttle-every", "1s", "--throttle-for", "1s")
@@ -485,6 +495,8 @@ def test_stats_file_counts_calls(ref):
     assert stats["mount_ok"] == 4
     assert stats["mount_errors"] == {"InvalidParameters": 1, "UNAVAILABLE": 1}
     assert stats["hostile_responses"] == {"dotdot": 1}
+    # Every call whose attributes could be read, by the pod's namespace/service account.
+    assert stats["mount_calls_by_identity"] == {"default/": 6}
     assert stats["objects_served"] == 8
     assert stats["in_flight"] == 0
     assert stats["in_flight_max"] >= 1

@@ -49,6 +49,8 @@ public final class DriverMetrics: Sendable {
   let volumeAgeMax: GaugeFamily
   let volumesAgeUnknown: GaugeFamily
   let buildInfo: GaugeFamily
+  /// Provider gate, coalescing, backoff and staleness (their own section below).
+  public let rotationGate: RotationGateMetrics
 
   let providerNames = LabelLimiter(limit: 64)
   let providerErrorCodes = LabelLimiter(limit: 64)
@@ -107,6 +109,7 @@ public final class DriverMetrics: Sendable {
       help: "Mounted volumes adopted after a driver restart and not fetched since (their content age is unknown)")
     buildInfo = r.gauge("secrets_store_build_info", help: "The driver's version; the value is always 1", labels: ["version"])
     buildInfo.set(LabelValues(version), 1)
+    rotationGate = RotationGateMetrics(registry: r)
 
     r.beforeScrape { [self] in collectVolumeAges() }
   }
@@ -170,6 +173,7 @@ public final class DriverMetrics: Sendable {
   func unpublished(target: String) {
     nodeUnpublish.inc()
     fetches.withLock { $0[target] = nil }
+    rotationGate.gone(target: target)
   }
 
   func unpublishFailed() {
@@ -259,4 +263,83 @@ public struct ProviderCallMetrics: Sendable {
       }
     record(method: method, code: code, since: start)
   }
+}
+
+// MARK: - Provider gate, coalescing, backoff, staleness
+
+/// Metrics of the provider gate (`--provider-max-concurrency`, `--provider-qps`), of
+/// coalesced refreshes (`--rotation-coalesce-window`), of backoff and of volumes that
+/// keep stale content because their refreshes fail. Kept apart from the upstream and
+/// content-age metrics above.
+public final class RotationGateMetrics: Sendable {
+  /// Mount calls that passed the gate (calls made), by priority.
+  let mountCalls: CounterFamily
+  /// Mount calls that had to wait at the gate, by priority.
+  let gateWaits: CounterFamily
+  /// Mount calls whose deadline ran out while they waited at the gate.
+  let gateTimeouts: CounterFamily
+  /// Refreshes answered with another volume's provider call: calls saved.
+  let coalesced: CounterFamily
+  let volumesInBackoff: GaugeFamily
+  let volumesStale: GaugeFamily
+  /// Volumes whose last refresh failed (they keep their last good content). Keyed by
+  /// target path, which never leaves this table.
+  private let stale = Locked(Set<String>())
+
+  init(registry r: MetricsRegistry) {
+    mountCalls = r.counter(
+      "secrets_store_provider_mount_calls_total",
+      help: "Mount calls sent to providers, by priority: first_mount (a pod waiting to start) or refresh", labels: ["provider", "priority"])
+    gateWaits = r.counter(
+      "secrets_store_provider_gate_waits_total",
+      help: "Mount calls that waited for the provider's limits (--provider-max-concurrency, --provider-qps), by priority",
+      labels: ["provider", "priority"])
+    gateTimeouts = r.counter(
+      "secrets_store_provider_gate_timeouts_total",
+      help: "Mount calls whose deadline ran out while waiting for the provider's limits, by priority", labels: ["provider", "priority"])
+    coalesced = r.counter(
+      "secrets_store_rotation_coalesced_total",
+      help: "Refreshes served by another volume's identical provider call (provider calls saved by --rotation-coalesce-window)",
+      labels: ["provider"])
+    volumesInBackoff = r.gauge(
+      "secrets_store_rotation_volumes_in_backoff", help: "Mounted volumes whose class and identity are backing off after failed refreshes")
+    volumesStale = r.gauge(
+      "secrets_store_rotation_volumes_stale",
+      help: "Mounted volumes whose last refresh failed; they keep their last good content (see secrets_store_volume_content_age_max_seconds)")
+    r.beforeScrape { [self] in volumesStale.set(Double(stale.withLock { $0.count })) }
+  }
+
+  static func label(_ priority: ProviderGate.Priority) -> String {
+    switch priority {
+    case .firstMount: "first_mount"
+    case .refresh: "refresh"
+    }
+  }
+
+  func refreshFailed(target: String) { stale.withLock { _ = $0.insert(target) } }
+  func fetched(target: String) { stale.withLock { _ = $0.remove(target) } }
+  func gone(target: String) { stale.withLock { _ = $0.remove(target) } }
+  func setVolumesInBackoff(_ n: Int) { volumesInBackoff.set(Double(n)) }
+  func coalesced(provider: String, admit: LabelLimiter) { coalesced.inc(LabelValues(admit.admit(provider))) }
+  public var staleCount: Int { stale.withLock { $0.count } }
+}
+
+extension ProviderCallMetrics {
+  /// A Mount call passed the gate (`waited`: after queueing).
+  func gated(_ priority: ProviderGate.Priority, waited: Bool) {
+    let labels = LabelValues(label, RotationGateMetrics.label(priority))
+    metrics.rotationGate.mountCalls.inc(labels)
+    if waited { metrics.rotationGate.gateWaits.inc(labels) }
+  }
+
+  func gateTimedOut(_ priority: ProviderGate.Priority) {
+    let labels = LabelValues(label, RotationGateMetrics.label(priority))
+    metrics.rotationGate.gateWaits.inc(labels)
+    metrics.rotationGate.gateTimeouts.inc(labels)
+  }
+}
+
+extension DriverMetrics {
+  /// A refresh was answered by another volume's call.
+  func coalescedRefresh(provider: String) { rotationGate.coalesced(provider: provider, admit: providerNames) }
 }

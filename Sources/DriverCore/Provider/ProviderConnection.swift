@@ -13,6 +13,20 @@ public struct ProviderSettings: Sendable, Hashable {
   public var maxReceiveMessageBytes: Int
   /// The longest a single provider call may take, even when kubelet allows more.
   public var callTimeout: Duration
+  /// Mount calls to one provider: in flight at once (`--provider-max-concurrency`) and
+  /// started per second with a burst (`--provider-qps`, `--provider-burst`). First
+  /// mounts always go ahead of refreshes waiting for the same provider.
+  public var gate: ProviderGate.Limits
+
+  /// `--rotation-coalesce-window`: refreshes of one identity with the same request
+  /// share one Mount call within this window (zero: every refresh makes its own call).
+  public var coalesceWindow: Duration = .zero
+
+  /// 256 calls in flight and 100 a second with a burst of 500: a burst of 250 first
+  /// mounts, or pods arriving at 100 a second, never wait, while a storm of refreshes
+  /// (every volume due at once after a restart) is spread over seconds instead of
+  /// hitting the store together. docs/rotation-and-sync.md explains.
+  public static let defaultGate = ProviderGate.Limits(concurrency: 256, ratePerSecond: 100, burst: 500)
 
   public static let defaultProviderVolume = "/var/run/secrets-store-csi-providers"
   public static let defaultAdditionalProviderVolumePaths = ["/etc/kubernetes/secrets-store-csi-providers"]
@@ -20,11 +34,13 @@ public struct ProviderSettings: Sendable, Hashable {
   public init(
     searchDirectories: [String] = Self.defaultAdditionalProviderVolumePaths + [Self.defaultProviderVolume],
     maxReceiveMessageBytes: Int = 4 << 20,
-    callTimeout: Duration = .seconds(100)
+    callTimeout: Duration = .seconds(100),
+    gate: ProviderGate.Limits = ProviderSettings.defaultGate
   ) {
     self.searchDirectories = searchDirectories
     self.maxReceiveMessageBytes = maxReceiveMessageBytes
     self.callTimeout = callTimeout
+    self.gate = gate
   }
 }
 
@@ -62,6 +78,11 @@ public actor ProviderConnection {
   nonisolated let loop: EventLoop
   nonisolated let settings: ProviderSettings
   nonisolated let metrics: ProviderCallMetrics?
+  /// Bounds and orders this provider's Mount calls (Version calls bypass it: they
+  /// are health checks and must not queue behind a storm).
+  public nonisolated let gate: ProviderGate
+  /// Shares refresh calls of one identity (nil: `--rotation-coalesce-window` is 0).
+  public nonisolated let coalescer: RefreshCoalescer?
 
   private var client: ProviderClient?
   private var clientPath: String?
@@ -74,6 +95,30 @@ public actor ProviderConnection {
     self.loop = loop
     self.settings = settings
     self.metrics = metrics?.providerCalls(for: name)
+    self.gate = ProviderGate(limits: settings.gate, loop: loop)
+    self.coalescer = settings.coalesceWindow > .zero ? RefreshCoalescer(provider: name, window: settings.coalesceWindow, loop: loop) : nil
+  }
+
+  /// A refresh's Mount call, shared with refreshes of the same `key` when coalescing
+  /// is on (`key` nil: never shared). Answers whose call answered it when it was
+  /// another volume's (nil: its own).
+  public func refresh(
+    _ request: Provider.MountRequest, key: CoalesceKey?, timeout: Duration, scrubber: SecretScrubber
+  ) async throws(ProviderCallError) -> (response: Provider.MountResponse, sharedFrom: RefreshCoalescer.Origin?) {
+    guard let coalescer, let key else {
+      return (try await mount(request, timeout: timeout, scrubber: scrubber, priority: .refresh), nil)
+    }
+    let answer = await coalescer.refresh(key, target: request.targetPath, timeout: timeout) { [self] in
+      do throws(ProviderCallError) {
+        return .success(try await mount(request, timeout: timeout, scrubber: scrubber, priority: .refresh))
+      } catch {
+        return .failure(error)
+      }
+    }
+    switch answer {
+    case .called(let result): return (try result.get(), nil)
+    case .shared(let result, let origin): return (try result.get(), origin)
+    }
   }
 
   /// The first `<dir>/<name>.sock` that is a socket, or nil.
@@ -87,10 +132,41 @@ public actor ProviderConnection {
 
   /// `scrubber` knows the call's secrets: what the provider says in an error
   /// passes through it before it is kept in the ``ProviderCallError``.
+  ///
+  /// The call first passes this provider's gate at `priority`; the wait there counts
+  /// against `timeout`, so a call that cannot start in time fails with
+  /// `deadlineExceeded` instead of outliving its caller's deadline.
   public func mount(
-    _ request: Provider.MountRequest, timeout: Duration, scrubber: SecretScrubber
+    _ request: Provider.MountRequest, timeout: Duration, scrubber: SecretScrubber, priority: ProviderGate.Priority = .firstMount
   ) async throws(ProviderCallError) -> Provider.MountResponse {
-    try await call(method: "Mount", timeout: timeout, scrubber: scrubber) { client, budget in try await client.mount(request, timeout: budget) }
+    let start = ContinuousClock.now
+    let waited: Bool
+    do {
+      waited = try await gate.acquire(priority, timeout: min(timeout, settings.callTimeout))
+    } catch let timedOut as ProviderGate.TimedOut {
+      metrics?.gateTimedOut(priority)
+      throw ProviderCallError(
+        provider: name, kind: .deadlineExceeded,
+        detail: "the call could not start within its deadline: \(timedOut) (--provider-max-concurrency, --provider-qps)")
+    } catch {
+      throw ProviderCallError(provider: name, kind: .deadlineExceeded, detail: "the call was cancelled while waiting to start")
+    }
+    metrics?.gated(priority, waited: waited)
+    let left = timeout - (ContinuousClock.now - start)
+    let result: Result<Provider.MountResponse, ProviderCallError>
+    if left > .milliseconds(1) {
+      do {
+        result = .success(try await call(method: "Mount", timeout: left, scrubber: scrubber) { client, budget in
+          try await client.mount(request, timeout: budget)
+        })
+      } catch {
+        result = .failure(error)
+      }
+    } else {
+      result = .failure(ProviderCallError(provider: name, kind: .deadlineExceeded, detail: "no time left for the call after waiting to start"))
+    }
+    await gate.release()
+    return try result.get()
   }
 
   /// A Version request carries none of our secrets, so its error text is
@@ -132,6 +208,7 @@ public actor ProviderConnection {
 
   /// Closes the connection; calls in flight finish first.
   public func close() async {
+    await coalescer?.close()
     client?.close()
     client = nil
     clientPath = nil

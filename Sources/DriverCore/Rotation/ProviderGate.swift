@@ -27,6 +27,14 @@ public actor ProviderGate {
   private struct Waiter {
     var id: Int
     var continuation: CheckedContinuation<Void, any Error>
+    /// Ends the wait with ``TimedOut`` when the call's budget runs out first.
+    var timer: Task<Void, Never>?
+  }
+
+  /// The call's budget ran out while it waited for a slot or a token.
+  public struct TimedOut: Error, Sendable, CustomStringConvertible {
+    public var waited: Duration
+    public var description: String { "waited \(waited) for the provider's call limit" }
   }
 
   let limits: Limits
@@ -53,16 +61,23 @@ public actor ProviderGate {
   public var queued: (firstMounts: Int, refreshes: Int) { (firstMounts.count, refreshes.count) }
 
   /// Runs `body` once the gate lets this call through.
-  public func withPermit<T: Sendable>(_ priority: Priority, _ body: () async throws -> T) async throws -> T {
-    try await acquire(priority)
+  public func withPermit<T: Sendable>(
+    _ priority: Priority, timeout: Duration? = nil, _ body: () async throws -> T
+  ) async throws -> T {
+    try await acquire(priority, timeout: timeout)
     defer { release() }
     return try await body()
   }
 
-  public func acquire(_ priority: Priority) async throws {
+  /// Waits for a permit; with a `timeout`, throws ``TimedOut`` once it has waited that
+  /// long (the wait counts against the call's deadline), and `CancellationError` when
+  /// the task is cancelled. Every permit is given back with `release()`.
+  /// Answers whether the call had to wait.
+  @discardableResult
+  public func acquire(_ priority: Priority, timeout: Duration? = nil) async throws -> Bool {
     if firstMounts.isEmpty && refreshes.isEmpty && hasSlot() && takeToken() {
       inFlight += 1
-      return
+      return false
     }
     switch priority {
     case .firstMount: waited.firstMounts += 1
@@ -72,15 +87,24 @@ public actor ProviderGate {
     let id = nextID
     try await withTaskCancellationHandler {
       try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+        var waiter = Waiter(id: id, continuation: c)
+        if let timeout {
+          let started = ContinuousClock.now
+          waiter.timer = Task { [loop] in
+            do { try await loop.sleep(milliseconds: max(1, timeout.timerMilliseconds)) } catch { return }
+            self.expire(id, error: TimedOut(waited: ContinuousClock.now - started))
+          }
+        }
         switch priority {
-        case .firstMount: firstMounts.append(Waiter(id: id, continuation: c))
-        case .refresh: refreshes.append(Waiter(id: id, continuation: c))
+        case .firstMount: firstMounts.append(waiter)
+        case .refresh: refreshes.append(waiter)
         }
         dispatch()
       }
     } onCancel: {
-      Task { await self.cancel(id) }
+      Task { await self.expire(id, error: CancellationError()) }
     }
+    return true
   }
 
   public func release() {
@@ -88,11 +112,18 @@ public actor ProviderGate {
     dispatch()
   }
 
-  private func cancel(_ id: Int) {
+  /// Ends a wait that is still queued (cancelled or timed out); a waiter already let
+  /// through holds its permit and is left alone.
+  private func expire(_ id: Int, error: any Error) {
+    var removed: Waiter?
     if let i = firstMounts.firstIndex(where: { $0.id == id }) {
-      firstMounts.remove(at: i).continuation.resume(throwing: CancellationError())
+      removed = firstMounts.remove(at: i)
     } else if let i = refreshes.firstIndex(where: { $0.id == id }) {
-      refreshes.remove(at: i).continuation.resume(throwing: CancellationError())
+      removed = refreshes.remove(at: i)
+    }
+    if let removed {
+      removed.timer?.cancel()
+      removed.continuation.resume(throwing: error)
     }
     if firstMounts.isEmpty && refreshes.isEmpty {
       // Nobody left to pace for: stop the timer rather than leave it on the loop.
@@ -121,6 +152,7 @@ public actor ProviderGate {
     while hasSlot(), !(firstMounts.isEmpty && refreshes.isEmpty), takeToken() {
       let next = firstMounts.isEmpty ? refreshes.removeFirst() : firstMounts.removeFirst()
       inFlight += 1
+      next.timer?.cancel()
       next.continuation.resume()
     }
   }

@@ -34,13 +34,20 @@ public struct RotationPlan: Sendable {
     public var lastFetch: Duration
     /// When the tokens kubelet last gave expire (nil: no tokens, or none that expire).
     public var tokensExpire: Duration?
+    /// Whose jitter this volume takes (nil: its own target's). A volume refreshed with
+    /// another volume's shared answer takes that volume's, so volumes of one identity
+    /// come due together and keep sharing one call.
+    public var jitterSeed: String?
 
-    public init(target: String, backoffKey: String, interval: Duration?, lastFetch: Duration, tokensExpire: Duration?) {
+    public init(
+      target: String, backoffKey: String, interval: Duration?, lastFetch: Duration, tokensExpire: Duration?, jitterSeed: String? = nil
+    ) {
       self.target = target
       self.backoffKey = backoffKey
       self.interval = interval
       self.lastFetch = lastFetch
       self.tokensExpire = tokensExpire
+      self.jitterSeed = jitterSeed
     }
   }
 
@@ -51,6 +58,8 @@ public struct RotationPlan: Sendable {
   private var heap: [(due: Duration, target: String, generation: Int)] = []
   private var generation = 0
   private var backoff: [String: (failures: Int, until: Duration)] = [:]
+  /// Volumes per backoff key (for the count of volumes in backoff).
+  private var perKey: [String: Int] = [:]
   /// Volumes whose tokens had expired when they came due: refreshed at their next republish.
   public private(set) var waitingForRepublish: Set<String> = []
 
@@ -84,7 +93,7 @@ public struct RotationPlan: Sendable {
 
   public func due(_ volume: Volume) -> Duration {
     let interval = interval(for: volume.interval)
-    var due = volume.lastFetch + interval - jitter(target: volume.target, interval: interval)
+    var due = volume.lastFetch + interval - jitter(target: volume.jitterSeed ?? volume.target, interval: interval)
     if let b = backoff[volume.backoffKey], b.until > due { due = b.until }
     return due
   }
@@ -92,12 +101,15 @@ public struct RotationPlan: Sendable {
   /// Adds or replaces a volume (after a first mount, a refresh, a republish).
   public mutating func upsert(_ volume: Volume) {
     generation += 1
+    if let old = volumes[volume.target]?.volume.backoffKey { uncount(old) }
+    perKey[volume.backoffKey, default: 0] += 1
     volumes[volume.target] = (volume, generation)
     waitingForRepublish.remove(volume.target)
     push(due(volume), volume.target, generation)
   }
 
   public mutating func remove(target: String) {
+    if let old = volumes[target]?.volume.backoffKey { uncount(old) }
     volumes[target] = nil
     waitingForRepublish.remove(target)
   }
@@ -118,6 +130,12 @@ public struct RotationPlan: Sendable {
       guard let top = heap.first, top.due <= now else { break }
       popTop()
       let volume = volumes[top.target]!.volume
+      if let b = backoff[volume.backoffKey], b.until > now {
+        // Its class and identity are backing off (another volume's refresh failed):
+        // it waits with them.
+        push(b.until, top.target, top.generation)
+        continue
+      }
       if let expiry = volume.tokensExpire, expiry <= now {
         waitingForRepublish.insert(volume.target)
         continue
@@ -128,8 +146,17 @@ public struct RotationPlan: Sendable {
   }
 
   /// A refresh failed: back off this key and put the volume back at the backoff's end.
+  ///
+  /// The backoff grows once per round: a failure that arrives while the key is already
+  /// backing off (a call that started before the first failure came back) only puts
+  /// its volume back at the backoff's end, so ten volumes of one key failing together
+  /// wait 5 s, not 5 × 2⁹ s.
   public mutating func failed(_ volume: Volume, now: Duration, retryable: Bool = true) {
     var entry = backoff[volume.backoffKey] ?? (0, .zero)
+    if entry.failures > 0 && now < entry.until {
+      if retryable { requeue(volume.target, at: entry.until) }
+      return
+    }
     entry.failures += 1
     let exponent = min(entry.failures - 1, 16)
     var wait = settings.backoffBase * Double(1 << exponent)
@@ -138,7 +165,17 @@ public struct RotationPlan: Sendable {
     wait = wait + wait * 0.25 * Self.unit(volume.target)
     entry.until = max(entry.until, now + wait)
     backoff[volume.backoffKey] = entry
-    if retryable, let current = volumes[volume.target] { push(entry.until, volume.target, current.generation) }
+    if retryable { requeue(volume.target, at: entry.until) }
+  }
+
+  /// Puts a tracked volume back at `due`; any earlier due time of it no longer counts.
+  private mutating func requeue(_ target: String, at due: Duration) {
+    guard var current = volumes[target] else { return }
+    generation += 1
+    current.generation = generation
+    volumes[target] = current
+    waitingForRepublish.remove(target)
+    push(due, target, generation)
   }
 
   /// A refresh of this key succeeded: its backoff is over.
@@ -147,6 +184,23 @@ public struct RotationPlan: Sendable {
   }
 
   public func backoffFailures(key: String) -> Int { backoff[key]?.failures ?? 0 }
+
+  /// Until when refreshes of this key wait (nil: not backing off at `now`).
+  public func backoffUntil(key: String, now: Duration) -> Duration? {
+    guard let b = backoff[key], b.until > now else { return nil }
+    return b.until
+  }
+
+  /// Tracked volumes whose key has failed since its last success (they retry at the
+  /// backoff's end and keep their content meanwhile).
+  public var volumesInBackoff: Int {
+    backoff.keys.reduce(0) { $0 + (perKey[$1] ?? 0) }
+  }
+
+  private mutating func uncount(_ key: String) {
+    let n = (perKey[key] ?? 1) - 1
+    perKey[key] = n > 0 ? n : nil
+  }
 
   // MARK: heap
 

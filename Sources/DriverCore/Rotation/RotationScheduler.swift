@@ -21,11 +21,29 @@ public actor RotationScheduler {
   private var stopped = false
   /// Refreshes started by the timer (a counter for metrics and tests).
   public private(set) var timerRefreshes = 0
+  let metrics: DriverMetrics?
+  public nonisolated let settings: RotationPlan.Settings
+  /// Until when each backing-off key waits (monotonic), readable without a hop to this
+  /// actor: a republish checks it before calling the provider.
+  private nonisolated let backoffView = Locked([String: Duration]())
 
-  public init(settings: RotationPlan.Settings, loop: EventLoop, logger: Logger) {
+  public init(settings: RotationPlan.Settings, loop: EventLoop, logger: Logger, metrics: DriverMetrics? = nil) {
     self.plan = RotationPlan(settings: settings)
+    self.settings = settings
     self.loop = loop
     self.logger = logger
+    self.metrics = metrics
+  }
+
+  /// Whether refreshes of this class and identity are backing off now.
+  public nonisolated func isBackingOff(key: String) -> Bool {
+    guard let until = backoffView.withLock({ $0[key] }) else { return false }
+    return until > KubeClient.monotonicNow()
+  }
+
+  /// The key refreshes back off by: the class and the identity (namespace, service account).
+  public static func backoffKey(namespace: String, serviceAccount: String, className: String) -> String {
+    "\(namespace)/\(serviceAccount)/\(className)"
   }
 
   /// How a due volume is refreshed: by target path; answers whether it succeeded.
@@ -35,6 +53,7 @@ public actor RotationScheduler {
 
   private enum Event {
     case fetched(RotationPlan.Volume)
+    case failed(RotationPlan.Volume)
     case gone
   }
 
@@ -46,6 +65,19 @@ public actor RotationScheduler {
   /// A volume fetched successfully (first mount, refresh): it is due again later.
   public nonisolated func noteFetched(_ volume: RotationPlan.Volume) {
     inbox.withLock { $0[volume.target] = .fetched(volume) }
+    Task { await self.drainInbox() }
+  }
+
+  /// A refresh of a volume failed (by the timer or on a republish): its key backs off
+  /// and the volume retries when the backoff ends. The backoff is visible at once to
+  /// `isBackingOff`, before the plan hears of it.
+  public nonisolated func noteFailed(_ volume: RotationPlan.Volume) {
+    backoffView.withLock { view in
+      if (view[volume.backoffKey] ?? .zero) < KubeClient.monotonicNow() + settings.backoffBase {
+        view[volume.backoffKey] = KubeClient.monotonicNow() + settings.backoffBase
+      }
+    }
+    inbox.withLock { $0[volume.target] = .failed(volume) }
     Task { await self.drainInbox() }
   }
 
@@ -63,6 +95,7 @@ public actor RotationScheduler {
     for (target, event) in events {
       switch event {
       case .fetched(let volume): fetched(volume)
+      case .failed(let volume): failed(volume)
       case .gone: gone(target: target)
       }
     }
@@ -73,13 +106,15 @@ public actor RotationScheduler {
     guard !stopped else { return }
     plan.succeeded(backoffKey: volume.backoffKey)
     plan.upsert(volume)
+    publishBackoff(volume.backoffKey)
     rearm()
   }
 
-  /// A timer-driven refresh of this volume failed.
+  /// A refresh of this volume failed.
   public func failed(_ volume: RotationPlan.Volume) {
     guard !stopped else { return }
     plan.failed(volume, now: KubeClient.monotonicNow())
+    publishBackoff(volume.backoffKey)
     rearm()
   }
 
@@ -87,8 +122,19 @@ public actor RotationScheduler {
     plan.remove(target: target)
     running[target]?.cancel()
     running[target] = nil
+    metrics?.rotationGate.setVolumesInBackoff(plan.volumesInBackoff)
     rearm()
   }
+
+  /// Until when `key` backs off, for `isBackingOff`; and the gauge of volumes in backoff.
+  private func publishBackoff(_ key: String) {
+    let until = plan.backoffUntil(key: key, now: KubeClient.monotonicNow())
+    backoffView.withLock { $0[key] = until }
+    metrics?.rotationGate.setVolumesInBackoff(plan.volumesInBackoff)
+  }
+
+  /// How many failures this key has had since its last success (tests, metrics).
+  public func backoffFailures(key: String) -> Int { plan.backoffFailures(key: key) }
 
   /// Volumes whose tokens had expired when they came due (they refresh at the next republish).
   public var waitingForRepublish: Set<String> { plan.waitingForRepublish }
@@ -138,7 +184,7 @@ public actor RotationScheduler {
 
   private func finished(_ volume: RotationPlan.Volume, ok: Bool) {
     running[volume.target] = nil
-    // A success reports itself through `fetched`; a failure backs off here.
-    if !ok { failed(volume) }
+    // A refresh reports itself: `fetched` on success, `noteFailed` on failure. One that
+    // found nothing to refresh (unmounted meanwhile) has left the plan.
   }
 }

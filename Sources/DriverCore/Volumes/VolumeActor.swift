@@ -17,6 +17,10 @@ public struct VolumeSettings: Sendable, Hashable {
   public var tmpfsSizeBytes: Int
   /// The provider-call budget when kubelet sends no deadline.
   public var defaultCallTimeout: Duration
+  /// `--rotation-backoff-base`, `--rotation-backoff-max`: a failed refresh's class and
+  /// identity wait this long, doubling per failed round up to the maximum.
+  public var rotationBackoffBase: Duration = .seconds(5)
+  public var rotationBackoffMax: Duration = .seconds(300)
 
   public init(
     rotationEnabled: Bool = false,
@@ -200,7 +204,8 @@ public actor VolumeActor {
     }
     let t2 = ContinuousClock.now
     do {
-      let (versions, _, files) = try await fetchAndWrite(request, spc: spc, currentVersions: [], deadline: deadline, env: env)
+      let (versions, _, files, _) = try await fetchAndWrite(
+        request, spc: spc, currentVersions: [], deadline: deadline, env: env, priority: .firstMount)
       if env.logger.logLevel <= .debug {
         let ms = LoggingInterceptor.milliseconds
         env.logger.debug(
@@ -243,6 +248,12 @@ public actor VolumeActor {
     if let last = current.lastFetch, env.now() - last < interval {
       return .upToDate
     }
+    if let rotation = env.rotation, rotation.isBackingOff(key: Self.backoffKey(pod)) {
+      // Its class and identity are backing off after failed refreshes: no call to the
+      // store; the last good content stays and kubelet gets success (as after a failed
+      // refresh). The timer retries when the backoff ends.
+      return .upToDate
+    }
     return await refresh(request, pod: pod, deadline: deadline, env: env)
   }
 
@@ -271,8 +282,8 @@ public actor VolumeActor {
     guard var current = record else { return .upToDate }
     do {
       let spc = try await resolveClass(pod, env: env, scrubber: SecretScrubber(publishing: request))
-      let (versions, changed, files) = try await fetchAndWrite(
-        request, spc: spc, currentVersions: current.versions, deadline: deadline, env: env)
+      let (versions, changed, files, origin) = try await fetchAndWrite(
+        request, spc: spc, currentVersions: current.versions, deadline: deadline, env: env, priority: .refresh)
       let adopted = current.lastFetch == nil
       let versionsMoved = versions != current.versions
       current.versions = versions
@@ -287,9 +298,16 @@ public actor VolumeActor {
           eventPod(pod), warning: false, reason: "MountRotationComplete",
           message: "volume content of SecretProviderClass \(pod.secretProviderClass) was rotated")
       }
-      scheduleNext(pod: pod, spc: spc, request: request, env: env)
+      scheduleNext(pod: pod, spc: spc, request: request, env: env, origin: origin)
+      env.metrics.rotationGate.fetched(target: targetPath)
       return .refreshed(changed: changed)
     } catch {
+      // Stale until a refresh succeeds; the class and identity back off (timer and
+      // republish alike).
+      env.metrics.rotationGate.refreshFailed(target: targetPath)
+      env.rotation?.noteFailed(
+        RotationPlan.Volume(
+          target: targetPath, backoffKey: Self.backoffKey(pod), interval: current.interval, lastFetch: .zero, tokensExpire: nil))
       // kubelet may delete the mount directory after a failed republish: answer
       // success, keep the old content, and report the failure.
       env.logger.warning(
@@ -301,16 +319,26 @@ public actor VolumeActor {
   }
 
   /// Tells the rotation timer when this volume is next due (after a successful fetch).
-  private func scheduleNext(pod: PodVolume, spc: SecretProviderClass, request: CSI.NodePublishVolumeRequest, env: VolumeEnvironment) {
+  /// `origin`: the refresh took another volume's shared answer; it counts as fetched
+  /// when that answer arrived and comes due with that volume.
+  private func scheduleNext(
+    pod: PodVolume, spc: SecretProviderClass, request: CSI.NodePublishVolumeRequest, env: VolumeEnvironment,
+    origin: RefreshCoalescer.Origin? = nil
+  ) {
     guard let rotation = env.rotation else { return }
     let nowMono = KubeClient.monotonicNow()
     let expires = TokenExpiry.earliest(volumeContext: request.volumeContext, secrets: request.secrets).map { wall in
       nowMono + .milliseconds(Int64((wall - TokenExpiry.wallNow()) * 1000))
     }
     let volume = RotationPlan.Volume(
-      target: targetPath, backoffKey: "\(pod.podNamespace)/\(pod.serviceAccount)/\(spc.name)", interval: spc.rotationInterval,
-      lastFetch: nowMono, tokensExpire: expires)
+      target: targetPath, backoffKey: Self.backoffKey(pod), interval: spc.rotationInterval,
+      lastFetch: origin.map { min($0.answeredAt, nowMono) } ?? nowMono, tokensExpire: expires, jitterSeed: origin?.leader)
     rotation.noteFetched(volume)
+  }
+
+  /// Refreshes back off per class and identity.
+  static func backoffKey(_ pod: PodVolume) -> String {
+    RotationScheduler.backoffKey(namespace: pod.podNamespace, serviceAccount: pod.serviceAccount, className: pod.secretProviderClass)
   }
 
   /// Tells the cluster what is mounted (status object, then the class's Secrets); the
@@ -372,21 +400,34 @@ public actor VolumeActor {
   /// and whether any file changed on disk.
   private func fetchAndWrite(
     _ request: CSI.NodePublishVolumeRequest, spc: SecretProviderClass, currentVersions: [Provider.ObjectVersion],
-    deadline: ContinuousClock.Instant?, env: VolumeEnvironment
-  ) async throws(PublishError) -> ([Provider.ObjectVersion], Bool, [SecretFile]) {
+    deadline: ContinuousClock.Instant?, env: VolumeEnvironment, priority: ProviderGate.Priority
+  ) async throws(PublishError) -> ([Provider.ObjectVersion], Bool, [SecretFile], RefreshCoalescer.Origin?) {
     let timeout = try Self.callBudget(deadline: deadline, now: env.now(), fallback: env.settings.defaultCallTimeout)
     let mountRequest = MountRequestBuilder.build(spc: spc, publish: request, currentVersions: currentVersions)
     // What the provider says goes through this before any log, event or status.
     var scrubber = SecretScrubber(publishing: request).adding(parameters: spc.parameters)
     let response: Provider.MountResponse
+    var origin: RefreshCoalescer.Origin?
+    let connection = env.providers.connection(for: spc.provider)
     do {
-      response = try await env.providers.connection(for: spc.provider).mount(mountRequest, timeout: timeout, scrubber: scrubber)
+      if priority == .refresh {
+        // Refreshes of one identity may share a call (--rotation-coalesce-window); first mounts never do.
+        let key = connection.coalescer == nil ? nil : CoalesceKey(
+          provider: spc.provider, parameters: spc.parameters, volumeContext: request.volumeContext, secrets: request.secrets,
+          currentVersions: currentVersions)
+        let (answer, sharedFrom) = try await connection.refresh(mountRequest, key: key, timeout: timeout, scrubber: scrubber)
+        if sharedFrom != nil { env.metrics.coalescedRefresh(provider: spc.provider) }
+        response = answer
+        origin = sharedFrom
+      } else {
+        response = try await connection.mount(mountRequest, timeout: timeout, scrubber: scrubber, priority: priority)
+      }
     } catch {
       throw PublishError(error)
     }
     scrubber = scrubber.adding(files: response.files)
     let files = try Self.check(response, provider: spc.provider, scrubber: scrubber)
-    if files.isEmpty { return (response.objectVersion, false, []) }  // a legacy provider wrote the files itself
+    if files.isEmpty { return (response.objectVersion, false, [], origin) }  // a legacy provider wrote the files itself
     let provider = spc.provider
     // On the pool when other volumes are busy (a burst), so the loop keeps
     // receiving provider answers and replying to kubelet meanwhile; alone, inline.
@@ -404,7 +445,7 @@ public actor VolumeActor {
         throw PublishError(.writeFailed, "cannot write secrets to \(targetPath): \(scrubber.scrub("\(error)"))")
       }
     }
-    return (response.objectVersion, outcome == .written, files)
+    return (response.objectVersion, outcome == .written, files, origin)
   }
 
   /// Runs blocking filesystem work (mkdir, mount, writes, unmount) on libuv's
