@@ -81,7 +81,8 @@ let package = Package(
     .target(
       name: "DriverCore",
       dependencies: [
-        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "VolumeFiles", "TextFormats", "YAML", "KubeClient", "Telemetry",
+        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "COpenSSL", "VolumeFiles", "TextFormats", "YAML", "KubeClient",
+        "Telemetry",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Logging", package: "swift-log"),
       ],

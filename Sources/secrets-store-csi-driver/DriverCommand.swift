@@ -118,6 +118,13 @@ struct DriverCommand: AsyncParsableCommand {
       valueName: "duration"))
   var loopSpin = "50us"
 
+  @Option(
+    name: .customLong("state-dir"),
+    help: ArgumentHelp(
+      "Keep a small record per served volume here (no secret values, no tokens), so that a restarted driver finds the volumes it served and keeps serving them without a remount. Under /run by default, so records vanish with the node's mounts at a reboot; the DaemonSet mounts it from the host. Empty: keep no records.",
+      valueName: "dir"))
+  var stateDir = "/run/secrets-store-csi-driver"
+
   // Metrics and health (`--metrics-addr`): kept together so the flag's wiring stays in one place.
   @Option(
     name: .customLong("metrics-addr"),
@@ -264,7 +271,8 @@ struct DriverCommand: AsyncParsableCommand {
         rotationMinInterval: try GoDuration.parse(rotationMinInterval),
         // An update holds the old and the new content for a moment.
         tmpfsSizeBytes: max(8 << 20, 2 * maxCallRecvMsgSize)),
-      healthCheckInterval: providerHealthCheck ? try GoDuration.parse(providerHealthCheckInterval) : nil)
+      healthCheckInterval: providerHealthCheck ? try GoDuration.parse(providerHealthCheckInterval) : nil,
+      stateDirectory: stateDir.isEmpty ? nil : stateDir)
     if spcDir == nil {
       let environment = ProcessInfo.processInfo.environment
       let kube: KubeConfig?
