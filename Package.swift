@@ -157,6 +157,9 @@ let package = Package(
       swiftSettings: strict
     ),
 
+    // The child process of the kill-at-every-step test of the atomic writer (VolumeFilesTests).
+    .executableTarget(name: "writer-crash-child", dependencies: ["VolumeFiles"], path: "Tests/WriterCrashChild", swiftSettings: strict),
+
     .testTarget(name: "TextFormatsTests", dependencies: ["TextFormats"], swiftSettings: strict),
     .testTarget(name: "UVRuntimeTests", dependencies: ["UVRuntime"], swiftSettings: strict),
     .testTarget(
