@@ -154,6 +154,23 @@ def test_a_killed_driver_restarts_serving_every_volume_without_a_remount(node_en
     assert env.records() == []
 
 
+def test_records_hold_no_token_secret_or_attribute_value(node_env, csi):
+    env = node_env
+    env.start()
+    target = target_path(env.root, "tok-0")
+    tokens = {"vault": {"token": "tok-VALUE-1f2e3d", "expirationTimestamp": "2099-01-01T00:00:00Z"}}
+    request = publish_request(csi, target, spc="ref-spc", pod_uid="tok-0", tokens=tokens,
+                              secrets={"password": "ref-SECRET-9a8b7c"}, extra_context={"custom": "attr-VALUE-5e6f"})
+    env.node().NodePublishVolume(request, timeout=20)
+    text = "".join(p.read_text() for p in env.state.iterdir() if p.is_file())
+    for value in ("tok-VALUE-1f2e3d", "ref-SECRET-9a8b7c", "attr-VALUE-5e6f", "first", "k-1"):
+        assert value not in text, f"{value!r} is in the state directory"
+    [record] = env.records()
+    assert record["timerRefresh"] is False, "a request with tokens must wait for kubelet's republish"
+    env.node().NodeUnpublishVolume(unpublish_request(csi, target, pod_uid="tok-0"), timeout=20)
+    assert env.records() == []
+
+
 def test_restart_removes_half_built_volumes_and_finishes_interrupted_writes(node_env, csi):
     env = node_env
     env.start()
