@@ -28,7 +28,7 @@ extension VolumeActor {
   func saveState(
     _ request: ValidPublishRequest, spc: SecretProviderClass, versions: [Provider.ObjectVersion], files: [SecretFile],
     env: VolumeEnvironment
-  ) async {
+  ) {
     guard let store = env.state else { return }
     let record = VolumeStateRecord(
       request: request, provider: spc.provider, versions: versions, files: files, defaultMode: MountRequestBuilder.defaultFileMode,

@@ -228,7 +228,7 @@ public actor VolumeActor {
           metadata: ["target": "\(targetPath)", "class_ms": "\(ms(t1 - t0))", "mount_ms": "\(ms(t2 - t1))", "fetch_write_ms": "\(ms(ContinuousClock.now - t2))"])
       }
       record = Record(versions: versions, lastFetch: env.now(), request: ValidPublishRequest(csi: request, pod: pod), interval: spc.rotationInterval)
-      await saveState(ValidPublishRequest(csi: request, pod: pod), spc: spc, versions: versions, files: files, env: env)
+      saveState(ValidPublishRequest(csi: request, pod: pod), spc: spc, versions: versions, files: files, env: env)
       report(pod: pod, spc: spc, versions: versions, files: files, rotated: false, env: env)
       scheduleNext(pod: pod, spc: spc, request: request, env: env)
     } catch {
@@ -307,7 +307,7 @@ public actor VolumeActor {
       current.lastFetch = env.now()
       current.interval = spc.rotationInterval
       record = current
-      await saveState(ValidPublishRequest(csi: request, pod: pod), spc: spc, versions: versions, files: files, env: env)
+      saveState(ValidPublishRequest(csi: request, pod: pod), spc: spc, versions: versions, files: files, env: env)
       if changed || adopted || versionsMoved {
         report(pod: pod, spc: spc, versions: versions, files: files, rotated: changed, env: env)
       }
