@@ -81,7 +81,8 @@ let package = Package(
     .target(
       name: "DriverCore",
       dependencies: [
-        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "VolumeFiles", "TextFormats", "YAML", "KubeClient", "Telemetry",
+        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "COpenSSL", "VolumeFiles", "TextFormats", "YAML", "KubeClient",
+        "Telemetry",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -155,6 +156,9 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
+
+    // The child process of the kill-at-every-step test of the atomic writer (VolumeFilesTests).
+    .executableTarget(name: "writer-crash-child", dependencies: ["VolumeFiles"], path: "Tests/WriterCrashChild", swiftSettings: strict),
 
     .testTarget(name: "TextFormatsTests", dependencies: ["TextFormats"], swiftSettings: strict),
     .testTarget(name: "UVRuntimeTests", dependencies: ["UVRuntime"], swiftSettings: strict),

@@ -208,7 +208,7 @@ def main() -> int:
     log_path = tmp / "driver.log"
     proc = None
     try:
-        cmd = [str(driver), "--endpoint", endpoint, "--nodeid", opts.nodeid, *opts.driver_arg]
+        cmd = [str(driver), "--endpoint", endpoint, "--nodeid", opts.nodeid, "--state-dir", str(tmp / "state"), *opts.driver_arg]
         say("$ " + " ".join(cmd))
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)

@@ -17,11 +17,16 @@ public struct MountConfig: Sendable {
   /// In a cluster: the Kubernetes API (classes from it, status objects, Secrets, events).
   /// When set, its class source replaces `classes`.
   public var cluster: ClusterMode.Settings?
+  /// `--state-dir`: where a record per volume is kept, so that a restarted driver keeps
+  /// serving its volumes (nil: no records; volumes are adopted at their next republish).
+  public var stateDirectory: String?
 
   public init(
     classes: any SecretProviderClassSource = EmptySecretProviderClassSource(), providers: ProviderSettings = ProviderSettings(),
-    volumes: VolumeSettings = VolumeSettings(), healthCheckInterval: Duration? = nil, cluster: ClusterMode.Settings? = nil
+    volumes: VolumeSettings = VolumeSettings(), healthCheckInterval: Duration? = nil, cluster: ClusterMode.Settings? = nil,
+    stateDirectory: String? = nil
   ) {
+    self.stateDirectory = stateDirectory
     self.classes = classes
     self.providers = providers
     self.volumes = volumes
@@ -88,9 +93,20 @@ public final class Driver: Sendable {
     self.health = health
     httpEndpoints = metricsEndpoints ?? []
     http = metricsEndpoints.map { _ in HTTPServer(loop: loop, routes: health.routes()) }
-    let env = VolumeEnvironment(
-      classes: cluster?.classes ?? mount.classes, providers: providers, settings: mount.volumes, logger: logger,
+    var volumeSettings = mount.volumes
+    volumeSettings.mountSource = config.driverName
+    var env = VolumeEnvironment(
+      classes: cluster?.classes ?? mount.classes, providers: providers, settings: volumeSettings, logger: logger,
       status: cluster?.status, events: cluster?.events, rotation: rotation, metrics: metrics)
+    if let directory = mount.stateDirectory {
+      do {
+        env.state = try VolumeStateStore(directory: directory)
+      } catch {
+        logger.error(
+          "cannot use the state directory: volumes are not recorded, and after a restart they are adopted only at their next republish",
+          metadata: ["state_dir": "\(directory)", "error": "\(error)"])
+      }
+    }
     let publisher = MountingPublisher(registry: volumes, env: env)
     self.publisher = publisher
     transport = H2ServerTransport(config: .init(endpoint: endpoint, maxReceiveMessageBytes: maxReceiveMessageBytes), loop: loop)
@@ -128,6 +144,7 @@ public final class Driver: Sendable {
       await rotation.start { target in await publisher.refreshDue(target: target) }
     }
     let caches = cluster.map { cluster in Task(executorPreference: loop) { await cluster.run() } }
+    let settling = await recoverVolumes()
     let httpRetry = await startHTTP()
     let serving = Task(executorPreference: loop) { [server] in try await server.serve() }
     let served = Task { [transport, health] in
@@ -142,6 +159,8 @@ public final class Driver: Sendable {
     await http?.shutdown()
     providerChecks?.cancel()
     await providerChecks?.value
+    settling?.cancel()
+    await settling?.value
     caches?.cancel()
     await caches?.value
     await rotation?.stop()

@@ -5,7 +5,9 @@ import Glibc
 public enum Tmpfs {
   /// Mounts a tmpfs of `sizeBytes` at `target` with nosuid, nodev and noexec
   /// (`size=<sizeBytes>,mode=<octal mode>`). Does not check what is mounted there already.
-  public static func mount(at target: String, sizeBytes: Int, mode: UInt32 = 0o755) throws {
+  /// `source` is the name the mount table shows as the mount's source: the driver passes
+  /// its own name, so that after a restart it can tell its volumes from other tmpfs mounts.
+  public static func mount(at target: String, sizeBytes: Int, mode: UInt32 = 0o755, source: String = "tmpfs") throws {
     // size=0 would mean "unlimited" to tmpfs: never allow that by accident.
     guard sizeBytes > 0 else {
       throw VolumeFileError(.invalidArgument(name: "tmpfs size", reason: "\(sizeBytes) bytes; must be positive"))
@@ -15,7 +17,7 @@ public enum Tmpfs {
     }
     let options = "size=\(sizeBytes),mode=0\(String(mode, radix: 8))"
     let flags = UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    _ = try sys("mount", target) { Glibc.mount("tmpfs", target, "tmpfs", flags, options) }
+    _ = try sys("mount", target) { Glibc.mount(source, target, "tmpfs", flags, options) }
   }
 
   /// Unmounts `target`. Nothing mounted there (EINVAL) or no such path (ENOENT) counts as

@@ -1,6 +1,10 @@
 import CLinux
 import Glibc
 
+#if DEBUG
+  import Synchronization
+#endif
+
 /// Runs one system call: retries EINTR and turns -1 into `VolumeFileError.system` naming
 /// the call and path. The path is an autoclosure so the success path builds no strings.
 /// Every system call of the driver goes through here, except close(2): on Linux the
@@ -9,6 +13,9 @@ import Glibc
 public func sys<R: BinaryInteger>(
   _ call: StaticString, _ path: @autoclosure () -> String, _ body: () -> R
 ) throws -> R {
+  #if DEBUG
+    SyscallFaultPoint.tick()
+  #endif
   while true {
     let result = body()
     if result != -1 { return result }
@@ -17,6 +24,29 @@ public func sys<R: BinaryInteger>(
     throw VolumeFileError(.system(call: "\(call)", path: path(), errno: code))
   }
 }
+
+#if DEBUG
+  /// Debug builds only (release builds have no such hook and pay nothing): kills the
+  /// process with SIGKILL just before the Nth system call through `sys` from now, so a
+  /// test can stop a writer at every step and check what it left (the kill-at-every-step
+  /// test of the atomic writer).
+  public enum SyscallFaultPoint {
+    private static let countdown = Atomic<Int>(0)
+
+    /// Kill before the `n`th call from now (n >= 1); 0 turns the hook off.
+    public static func killBefore(call n: Int) {
+      countdown.store(n, ordering: .relaxed)
+    }
+
+    @inline(__always)
+    static func tick() {
+      guard countdown.load(ordering: .relaxed) > 0 else { return }
+      if countdown.wrappingSubtract(1, ordering: .relaxed).newValue == 0 {
+        kill(getpid(), SIGKILL)
+      }
+    }
+  }
+#endif
 
 /// A name as it is on disk: bytes, because directory entries need not be UTF-8 and Swift's
 /// `String ==` compares canonically equivalent but byte-different names as equal.

@@ -156,6 +156,13 @@ struct DriverCommand: AsyncParsableCommand {
       valueName: "duration"))
   var loopSpin = "50us"
 
+  @Option(
+    name: .customLong("state-dir"),
+    help: ArgumentHelp(
+      "Keep a small record per served volume here (no secret values, no tokens), so that a restarted driver finds the volumes it served and keeps serving them without a remount. Under /run by default, so records vanish with the node's mounts at a reboot; the DaemonSet mounts it from the host. Empty: keep no records.",
+      valueName: "dir"))
+  var stateDir = "/run/secrets-store-csi-driver"
+
   // Metrics and health (`--metrics-addr`): kept together so the flag's wiring stays in one place.
   @Option(
     name: .customLong("metrics-addr"),
@@ -339,7 +346,8 @@ struct DriverCommand: AsyncParsableCommand {
       classes: classes,
       providers: try providerSettings(searchDirectories: dirs),
       volumes: volumes,
-      healthCheckInterval: providerHealthCheck ? try GoDuration.parse(providerHealthCheckInterval) : nil)
+      healthCheckInterval: providerHealthCheck ? try GoDuration.parse(providerHealthCheckInterval) : nil,
+      stateDirectory: stateDir.isEmpty ? nil : stateDir)
     if spcDir == nil {
       let environment = ProcessInfo.processInfo.environment
       let kube: KubeConfig?

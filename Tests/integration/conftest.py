@@ -81,6 +81,9 @@ def start_driver(driver_path, workdir, csi):
               ready: bool = True) -> DriverProcess:
         ep = endpoint or f"unix://{workdir}/csi-{len(procs)}.sock"
         full = list(args)
+        # A state directory per test, as a node has one: never the machine's /run default.
+        if not any(a == "--state-dir" or a.startswith("--state-dir=") for a in full):
+            full = ["--state-dir", str(workdir / "state"), *full]
         if nodeid is not None:
             full = ["--nodeid", nodeid, *full]
         p = DriverProcess(driver_path, workdir, ep, full)

@@ -458,9 +458,16 @@ def test_driver_restart_adopts_mounted_volumes_and_refreshes_them(mount_env, csi
     assert d.stop(signal.SIGTERM) == 0
     assert mount_of(target) is not None, "a driver restart must not unmount pod volumes"
     env.provider.files = [("secret.txt", 0, b"after-restart")]
-    env.start("--enable-secret-rotation", "--rotation-poll-interval", "1h")
+    calls = sum(1 for m, _ in env.provider.requests if m == "Mount")
+    d = env.start("--enable-secret-rotation", "--rotation-poll-interval", "1h")
     env.node().NodePublishVolume(req, timeout=T)
-    # The new process does not know when it was fetched, so the first republish refreshes.
+    # Its record (--state-dir) says when it was fetched: not due yet, as if never restarted.
+    assert read_volume(target) == {"secret.txt": (0o644, b"value")}
+    assert sum(1 for m, _ in env.provider.requests if m == "Mount") == calls
+    assert d.stop(signal.SIGTERM) == 0
+    # Without records the new process does not know when it was fetched: the first republish refreshes.
+    env.start("--enable-secret-rotation", "--rotation-poll-interval", "1h", "--state-dir", "")
+    env.node().NodePublishVolume(req, timeout=T)
     assert read_volume(target) == {"secret.txt": (0o644, b"after-restart")}
     env.node().NodeUnpublishVolume(unpublish_request(csi, target, "uid-21"), timeout=T)
     assert residue(target) == []

@@ -21,6 +21,9 @@ public struct VolumeSettings: Sendable, Hashable {
   /// identity wait this long, doubling per failed round up to the maximum.
   public var rotationBackoffBase: Duration = .seconds(5)
   public var rotationBackoffMax: Duration = .seconds(300)
+  /// The source name of the volumes' tmpfs mounts in the mount table: the driver's name,
+  /// so that a restarted driver tells its volumes from other tmpfs mounts.
+  public var mountSource: String = DriverConfig.defaultDriverName
 
   public init(
     rotationEnabled: Bool = false,
@@ -51,6 +54,8 @@ public struct VolumeEnvironment: Sendable {
   /// With rotation on: the timer that refreshes volumes when they are due.
   public var rotation: RotationScheduler?
   public var metrics: DriverMetrics
+  /// `--state-dir`: a record per volume, so a restarted driver keeps serving it (nil: none kept).
+  public var state: VolumeStateStore?
 
   public init(
     classes: any SecretProviderClassSource, providers: ProviderConnections, settings: VolumeSettings, logger: Logger,
@@ -118,6 +123,16 @@ public actor VolumeActor {
     self.activity = activity
   }
 
+  /// A volume an earlier run of the driver mounted and recorded, found mounted with
+  /// content at startup: served from here on as if this run had mounted it.
+  init(targetPath: String, loop: EventLoop, activity: VolumeActivity, adopting adopted: AdoptedVolume) {
+    self.targetPath = targetPath
+    self.loop = loop
+    self.activity = activity
+    record = Record(versions: adopted.versions, lastFetch: adopted.lastFetch, request: adopted.request, interval: adopted.interval)
+    lastProvider = adopted.provider
+  }
+
   /// True when nothing is mounted here as far as this actor knows.
   var isIdle: Bool { record == nil && !busy && waiters.isEmpty }
 
@@ -159,6 +174,10 @@ public actor VolumeActor {
         // Mounted by an earlier run of the driver: adopt it; its age is unknown, so it is due.
         record = Record(versions: [], lastFetch: nil)
       }
+      if let adopted = record, adopted.request == nil, let lastFetch = adopted.lastFetch {
+        // Adopted at startup without the tokens it needs: the timer may refresh it from now on.
+        scheduleAdopted(valid, lastFetch: lastFetch, interval: adopted.interval, env: env)
+      }
       record?.request = valid  // fresh tokens for the timer's refreshes
       return await republish(request, pod: pod, deadline: deadline, env: env)
     }
@@ -192,10 +211,11 @@ public actor VolumeActor {
     let spc = try await resolveClass(pod, env: env, scrubber: SecretScrubber(publishing: request))
     let t1 = ContinuousClock.now
     let size = env.settings.tmpfsSizeBytes
+    let source = env.settings.mountSource
     let created = try await onPool { [self] () throws(PublishError) -> [String] in
       let created = try makeTargetDirectory()
       do {
-        try Tmpfs.mount(at: targetPath, sizeBytes: size, mode: 0o755)
+        try Tmpfs.mount(at: targetPath, sizeBytes: size, mode: 0o755, source: source)
       } catch {
         removeDirectories(created)
         throw PublishError(.mountPoint, "cannot mount tmpfs at \(targetPath): \(error)")
@@ -213,6 +233,7 @@ public actor VolumeActor {
           metadata: ["target": "\(targetPath)", "class_ms": "\(ms(t1 - t0))", "mount_ms": "\(ms(t2 - t1))", "fetch_write_ms": "\(ms(ContinuousClock.now - t2))"])
       }
       record = Record(versions: versions, lastFetch: env.now(), request: ValidPublishRequest(csi: request, pod: pod), interval: spc.rotationInterval)
+      saveState(ValidPublishRequest(csi: request, pod: pod), spc: spc, versions: versions, files: files, env: env)
       report(pod: pod, spc: spc, versions: versions, files: files, rotated: false, env: env)
       scheduleNext(pod: pod, spc: spc, request: request, env: env)
     } catch {
@@ -263,6 +284,13 @@ public actor VolumeActor {
     await acquire()
     defer { release() }
     guard let current = record, let valid = current.request else { return false }
+    guard (try? Mounts.isMountPoint(targetPath)) == true, (try? hasContent()) == true else {
+      // Unmounted behind this driver's back (or by the driver it took over from): never
+      // write where no tmpfs is; forget the volume.
+      record = nil
+      env.rotation?.noteGone(target: targetPath)
+      return false
+    }
     let timeout = env.settings.defaultCallTimeout
     let started = ContinuousClock.now
     let outcome = await refresh(valid.csi, pod: valid.pod, deadline: started + timeout, env: env)
@@ -290,6 +318,7 @@ public actor VolumeActor {
       current.lastFetch = env.now()
       current.interval = spc.rotationInterval
       record = current
+      saveState(ValidPublishRequest(csi: request, pod: pod), spc: spc, versions: versions, files: files, env: env)
       if changed || adopted || versionsMoved {
         report(pod: pod, spc: spc, versions: versions, files: files, rotated: changed, env: env)
       }
@@ -526,6 +555,34 @@ public actor VolumeActor {
       }
     }
     record = nil
+    removeState(env: env)
+  }
+
+  /// After a restart, as the holder of the state directory's lock, under this volume's
+  /// lock: finishes what a killed write left (`AtomicWriter.repairInterruptedWrite`), or
+  /// removes a first mount that never completed (a tmpfs without `..data`: unmounted and
+  /// its target removed; kubelet retries the publish). Does nothing to a volume this run
+  /// has mounted or is publishing.
+  func settleAfterRestart(env: VolumeEnvironment) async -> RestartSettlement {
+    await acquire()
+    defer { release() }
+    guard (try? Mounts.isMountPoint(targetPath)) == true else { return .none }
+    let repair: WriteRepair
+    do {
+      repair = try AtomicWriter(directory: targetPath).repairInterruptedWrite()
+    } catch {
+      return .failed("\(error)")
+    }
+    if repair.hasContent { return repair.removed.isEmpty && repair.linksFixed == 0 ? .none : .repaired(repair) }
+    guard record == nil else { return .none }
+    do {
+      try unmountAll()
+      _ = try? sys("rmdir", targetPath) { rmdir(targetPath) }
+      removeState(env: env)
+      return .removedHalfBuilt
+    } catch {
+      return .failed(error.message)
+    }
   }
 
   /// Unmounts every mount stacked on the target.

@@ -22,6 +22,16 @@ public final class VolumeRegistry: Sendable {
     self.loop = loop
   }
 
+  /// Registers an actor for a volume found mounted at startup, unless the target has one.
+  /// Answers whether it did.
+  func adopt(_ targetPath: String, _ make: (EventLoop, VolumeActivity) -> VolumeActor) -> Bool {
+    entries.withLock { all in
+      guard all[targetPath] == nil else { return false }
+      all[targetPath] = Entry(actor: make(loop, activity), users: 0)
+      return true
+    }
+  }
+
   /// Runs `body` on the target's actor; the entry lives at least until it returns.
   public func withVolume<T: Sendable>(
     _ targetPath: String, _ body: (isolated VolumeActor) async throws(PublishError) -> T

@@ -1,0 +1,69 @@
+import CSIMessages
+import KubeClient
+import Logging
+import VolumeFiles
+
+/// What a restarted driver knows about a volume it adopts, from its record.
+struct AdoptedVolume: Sendable {
+  var versions: [Provider.ObjectVersion]
+  /// The record's last fetch on this process's clock.
+  var lastFetch: ContinuousClock.Instant
+  /// The request rebuilt from the record, when a timer refresh needs nothing else.
+  var request: ValidPublishRequest?
+  var interval: Duration?
+  var provider: String
+}
+
+/// What `VolumeActor.settleAfterRestart` did.
+enum RestartSettlement: Sendable {
+  case none
+  case repaired(WriteRepair)
+  case removedHalfBuilt
+  case failed(String)
+}
+
+extension VolumeActor {
+  /// Records the volume in the state directory after a successful fetch. A failure is
+  /// logged, never fails the request: the record only matters after a restart.
+  func saveState(
+    _ request: ValidPublishRequest, spc: SecretProviderClass, versions: [Provider.ObjectVersion], files: [SecretFile],
+    env: VolumeEnvironment
+  ) {
+    guard let store = env.state else { return }
+    let record = VolumeStateRecord(
+      request: request, provider: spc.provider, versions: versions, files: files, defaultMode: MountRequestBuilder.defaultFileMode,
+      lastFetch: TokenExpiry.wallNow(), rotationInterval: spc.rotationInterval)
+    do {
+      try store.save(record)
+    } catch {
+      env.logger.warning(
+        "cannot record the volume in the state directory; a restarted driver will adopt it only at its next republish",
+        metadata: ["target": "\(targetPath)", "error": "\(error)"])
+    }
+  }
+
+  func removeState(env: VolumeEnvironment) {
+    guard let store = env.state else { return }
+    do {
+      try store.remove(target: targetPath)
+    } catch {
+      env.logger.warning("cannot remove the volume's record from the state directory", metadata: ["target": "\(targetPath)", "error": "\(error)"])
+    }
+  }
+
+  /// An adopted volume got kubelet's request (with any tokens it carries): it is due
+  /// when its record said, and the timer may use these tokens until they expire.
+  func scheduleAdopted(_ valid: ValidPublishRequest, lastFetch: ContinuousClock.Instant, interval: Duration?, env: VolumeEnvironment) {
+    guard let rotation = env.rotation else { return }
+    let nowMono = KubeClient.monotonicNow()
+    let request = valid.csi
+    let expires = TokenExpiry.earliest(volumeContext: request.volumeContext, secrets: request.secrets).map { wall in
+      nowMono + .milliseconds(Int64((wall - TokenExpiry.wallNow()) * 1000))
+    }
+    let age = max(.zero, env.now() - lastFetch)
+    rotation.noteFetched(
+      RotationPlan.Volume(
+        target: targetPath, backoffKey: "\(valid.pod.podNamespace)/\(valid.pod.serviceAccount)/\(valid.pod.secretProviderClass)",
+        interval: interval, lastFetch: nowMono - age, tokensExpire: expires))
+  }
+}

@@ -1,0 +1,157 @@
+import COpenSSL
+import FoundationEssentials
+import Glibc
+import UVRuntime
+import VolumeFiles
+
+/// The state directory (`--state-dir`): one `VolumeStateRecord` per served volume, as
+/// `<first 32 hex digits of SHA-256(target path)>.json`, plus `driver.lock`, which the
+/// running driver holds (flock) for its lifetime.
+///
+/// Records are written whole to a temporary file, synced and renamed over the old one,
+/// and the directory is synced: a driver killed at any point leaves the old record or
+/// the new one. The default lives under /run, a tmpfs, so records vanish with the
+/// node's mounts when it reboots.
+public final class VolumeStateStore: Sendable {
+  public let directory: String
+  private let directoryFD: Int32
+  private let lockFD: Int32
+  private let owner = Locked(false)
+
+  /// Creates the directory (0700) if needed and opens it. Throws when it cannot.
+  public init(directory: String) throws {
+    self.directory = directory
+    try Self.makeDirectories(directory)
+    directoryFD = try sys("open", directory) { open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+    let lockPath = directory + "/driver.lock"
+    do {
+      lockFD = try sys("open", lockPath) { open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600) }
+    } catch {
+      Glibc.close(directoryFD)
+      throw error
+    }
+  }
+
+  deinit {
+    Glibc.close(lockFD)
+    Glibc.close(directoryFD)
+  }
+
+  /// Takes the directory's lock if no other live driver holds it. The holder alone may
+  /// remove what a killed driver left half-done; a driver that starts while the previous
+  /// one still drains (a rolling update) adopts volumes but cleans nothing until then.
+  public func tryLock() -> Bool {
+    owner.withLock { owned in
+      if owned { return true }
+      owned = flock(lockFD, LOCK_EX | LOCK_NB) == 0
+      return owned
+    }
+  }
+
+  public var isOwner: Bool { owner.withLock { $0 } }
+
+  static func fileName(target: String) -> String {
+    var digest = [UInt8](repeating: 0, count: 32)
+    var length: UInt32 = 0
+    let bytes = Array(target.utf8)
+    _ = bytes.withUnsafeBytes { input in
+      EVP_Digest(input.baseAddress, input.count, &digest, &length, EVP_sha256(), nil)
+    }
+    let hex = Array("0123456789abcdef".utf8)
+    var name: [UInt8] = []
+    for byte in digest.prefix(16) {
+      name.append(hex[Int(byte >> 4)])
+      name.append(hex[Int(byte & 15)])
+    }
+    return String(decoding: name, as: UTF8.self) + ".json"
+  }
+
+  /// Replaces the volume's record atomically.
+  func save(_ record: VolumeStateRecord) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    let data = Array(try encoder.encode(record))
+    let name = Self.fileName(target: record.targetPath)
+    let temporary = name + ".tmp-" + String(UInt32.random(in: .min ... .max), radix: 16)
+    let fd = try sys("openat", directory + "/" + temporary) {
+      openat(directoryFD, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+    }
+    do {
+      try data.withUnsafeBytes { buffer in
+        var offset = 0
+        while offset < buffer.count {
+          offset += try sys("write", directory + "/" + temporary) { write(fd, buffer.baseAddress! + offset, buffer.count - offset) }
+        }
+      }
+      _ = try sys("fsync", directory + "/" + temporary) { fsync(fd) }
+      Glibc.close(fd)
+      _ = try sys("renameat", directory + "/" + name) { renameat(directoryFD, temporary, directoryFD, name) }
+    } catch {
+      Glibc.close(fd)
+      _ = unlinkat(directoryFD, temporary, 0)
+      throw error
+    }
+    _ = try sys("fsync", directory) { fsync(directoryFD) }
+  }
+
+  /// Removes the volume's record; no record is fine.
+  func remove(target: String) throws {
+    let name = Self.fileName(target: target)
+    do {
+      _ = try sys("unlinkat", directory + "/" + name) { unlinkat(directoryFD, name, 0) }
+    } catch let error as VolumeFileError where error.errno == ENOENT {
+      return
+    }
+  }
+
+  /// Every readable record, and the names of files that are not (a temporary file of a
+  /// killed write, a record of an unknown format, a file that does not parse).
+  func loadAll() throws -> (records: [VolumeStateRecord], unreadable: [String]) {
+    var records: [VolumeStateRecord] = []
+    var unreadable: [String] = []
+    let decoder = JSONDecoder()
+    for name in try directoryNames(directory) where name != "driver.lock" {
+      guard name.hasSuffix(".json"), let bytes = try? readFile(name),
+        let record = try? decoder.decode(VolumeStateRecord.self, from: Data(bytes)),
+        record.format == VolumeStateRecord.currentFormat, Self.fileName(target: record.targetPath) == name
+      else {
+        unreadable.append(name)
+        continue
+      }
+      records.append(record)
+    }
+    return (records, unreadable)
+  }
+
+  /// Removes a file `loadAll` could not read.
+  func removeFile(_ name: String) {
+    _ = unlinkat(directoryFD, name, 0)
+  }
+
+  private func readFile(_ name: String) throws -> [UInt8] {
+    let fd = try sys("openat", directory + "/" + name) { openat(directoryFD, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
+    defer { Glibc.close(fd) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 16384)
+    while true {
+      let n = try chunk.withUnsafeMutableBytes { buffer in
+        try sys("read", directory + "/" + name) { read(fd, buffer.baseAddress, buffer.count) }
+      }
+      if n == 0 { return out }
+      out += chunk[0..<n]
+      if out.count > 16 << 20 { throw VolumeFileError(.invalidArgument(name: "state record \(name)", reason: "larger than 16 MiB")) }
+    }
+  }
+
+  private static func makeDirectories(_ path: String) throws {
+    var prefix = ""
+    for element in path.split(separator: "/") {
+      prefix += "/" + element
+      do {
+        _ = try sys("mkdir", prefix) { mkdir(prefix, 0o700) }
+      } catch let error as VolumeFileError where error.errno == EEXIST {
+        continue
+      }
+    }
+  }
+}
