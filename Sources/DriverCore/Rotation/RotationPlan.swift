@@ -34,14 +34,22 @@ public struct RotationPlan: Sendable {
     public var lastFetch: Duration
     /// When the tokens kubelet last gave expire (nil: no tokens, or none that expire).
     public var tokensExpire: Duration?
+    /// The SecretProviderClass the volume uses, `namespace/name`: an on-demand refresh
+    /// of the class finds its volumes by this.
+    public var classKey: String
 
-    public init(target: String, backoffKey: String, interval: Duration?, lastFetch: Duration, tokensExpire: Duration?) {
+    public init(
+      target: String, backoffKey: String, interval: Duration?, lastFetch: Duration, tokensExpire: Duration?, classKey: String = ""
+    ) {
       self.target = target
       self.backoffKey = backoffKey
       self.interval = interval
       self.lastFetch = lastFetch
       self.tokensExpire = tokensExpire
+      self.classKey = classKey
     }
+
+    public static func classKey(namespace: String, name: String) -> String { "\(namespace)/\(name)" }
   }
 
   public let settings: Settings
@@ -125,6 +133,13 @@ public struct RotationPlan: Sendable {
       out.append(volume)
     }
     return out
+  }
+
+  /// The volumes of one class (`Volume.classKey`), in no order: an on-demand refresh
+  /// takes them all at once, whether or not they are due. A linear pass: on-demand
+  /// requests are rare, and a node holds a few thousand volumes at most.
+  public func volumes(ofClass classKey: String) -> [Volume] {
+    volumes.values.compactMap { $0.volume.classKey == classKey ? $0.volume : nil }
   }
 
   /// A refresh failed: back off this key and put the volume back at the backoff's end.
