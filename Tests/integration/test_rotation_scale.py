@@ -19,7 +19,7 @@ import pytest
 from kubeapi_fixture import wait_for
 from mounting import publish_request, target_path, unmount_everything_under, unpublish_request, write_spc
 from support import REPO, free_tcp_port
-from test_cluster_mode import DRIVER_RULES, DRIVER_USER
+from test_cluster_mode import DRIVER_RULES, DRIVER_USER, driver_requests
 from test_reference_provider import ref_bin, start_ref  # noqa: F401 (fixtures)
 
 TOKENS = {"api": {"token": "rotation-test-token", "expirationTimestamp": "2099-01-01T00:00:00Z"}}
@@ -177,6 +177,15 @@ def test_changing_the_refresh_annotation_refreshes_that_classs_volumes_now(node,
     pods_b = [api.create_pod(f"b-{i}", namespace=ns) for i in range(2)]
     a = [node.publish(i, "class-a", ns, pod=p["metadata"]["name"], uid=p["metadata"]["uid"]) for i, p in enumerate(pods_a)]
     b = [node.publish(i, "class-b", ns, pod=p["metadata"]["name"], uid=p["metadata"]["uid"]) for i, p in enumerate(pods_b)]
+    for n in [f"{p['metadata']['name']}-{ns}-class-{p['metadata']['name'][0]}" for p in pods_a + pods_b]:
+        api.wait_for_object(f"/apis/secrets-store.csi.x-k8s.io/v1/namespaces/{ns}/secretproviderclasspodstatuses/{n}")
+    # A refresh that finds nothing changed writes nothing to the API (status, Secrets).
+    since = api.requests()["next"]
+    api.kubectl("annotate", "secretproviderclass", "class-b", "-n", ns,
+                "secrets-store.csi.x-k8s.io/refresh-requested-at=unchanged-check")
+    wait_for(lambda: 'trigger="on_demand",result="unchanged"} 2' in scrape(node.port), what="class-b's unchanged refreshes")
+    writes = {k: v for k, v in driver_requests(api, since).items() if not k.startswith(("get ", "list ", "watch "))}
+    assert writes == {}, writes
     node.put("a", b"a2")
     node.put("b", b"b2")
     # Any other annotation (as tools write them) asks for nothing.
@@ -187,7 +196,7 @@ def test_changing_the_refresh_annotation_refreshes_that_classs_volumes_now(node,
     wait_for(lambda: all(contents(t, "a") == b"a2" for t in a), timeout=10, what="class-a's volumes refreshed")
     assert all(contents(t, "b") == b"b1" for t in b)
     text = scrape(node.port)
-    assert 'secrets_store_rotation_on_demand_requests_total{source="annotation"} 1' in text
+    assert 'secrets_store_rotation_on_demand_requests_total{source="annotation"} 2' in text
     # Each pod of class-a hears of it as upstream's rotation reports it.
     wait_for(lambda: sum(1 for e in api.get(f"/api/v1/namespaces/{ns}/events")["items"]
                          if e["reason"] == "MountRotationComplete") == len(a),
