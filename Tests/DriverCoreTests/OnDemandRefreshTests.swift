@@ -22,11 +22,11 @@ import UVRuntime
     #expect(loop.leakedHandles == [] && loop.closeResult == 0)
   }
 
-  /// Waits (bounded, not timed) until `condition` holds.
+  /// Waits until `condition` holds (bounded at about 10 s: the loop runs on its own thread).
   static func eventually(_ what: String, _ condition: () async -> Bool) async {
-    for _ in 0..<20_000 {
+    for _ in 0..<10_000 {
       if await condition() { return }
-      await Task.yield()
+      try? await Task.sleep(for: .milliseconds(1))
     }
     Issue.record("never: \(what)")
   }

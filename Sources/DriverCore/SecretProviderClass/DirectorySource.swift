@@ -131,7 +131,7 @@ public final class DirectorySecretProviderClassSource: SecretProviderClassSource
   // MARK: on-demand refresh
 
   /// How often `watchChanges` lists the directory.
-  public static let changePollInterval = Duration.milliseconds(500)
+  public static let changePollInterval = Duration.milliseconds(250)
 
   /// Until cancelled, lists the directory every `every` (one stat per file, on the
   /// loop) and, when a file changed (touched, rewritten, replaced, added), calls
