@@ -10,7 +10,7 @@ APT_PACKAGES := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler 
   libssl-dev openssl libcurl4-openssl-dev libyaml-dev python3-venv python3-h2 nghttp2-client pkg-config util-linux umoci
 PY_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1 protobuf h2 pytest pyyaml jsonschema
 
-.PHONY: help deps build release image-rootfs test unit-test integration-test protos protos-check manifests manifests-check demo bench bench-rtt bench-rtt-run chaos chaos-quick clean
+.PHONY: help deps build release image-rootfs test unit-test integration-test protos protos-check manifests manifests-check demo bench bench-rtt bench-rtt-run chaos chaos-quick bench-rotation clean
 
 help:
 	@echo "make deps              install Debian packages and the Python test virtualenv (idempotent)"
@@ -28,6 +28,10 @@ help:
 	@echo "                       provider are SIGKILLed, answers come late and hostile; counts what went wrong (CHAOS_ARGS=...)"
 	@echo "make chaos-quick       the same, short, on the debug build (what Tests/integration/test_chaos.py runs)"
 	@echo "make bench-rtt         unary RTT only (NodeGetInfo over a unix socket, csi-bench and h2load)"
+	@echo "make bench-rotation    rotation by the timer at node scale (Benchmarks/rotation.py, release build, ~10 min):"
+	@echo "                       1 000 volumes on a 2 min interval, coalescing off and on side by side: provider calls"
+	@echo "                       per interval, driver CPU, change propagation, on-demand refresh, 250-pod burst p99"
+	@echo "                       while refreshing; ROTATION_ARGS=--quick for a short run"
 	@echo "make kube-control-plane  build kube-apiserver and kube-controller-manager v1.20.2 (Debian source) and install"
 	@echo "                       etcd, for Tests/integration/test_real_kube.py; cached in KUBE_CACHE_DIR, slow only once"
 	@echo "make fuzz              every fuzz target (Fuzz/) until FUZZ_RUNS executions or FUZZ_SECONDS; a table of executions"
@@ -131,6 +135,11 @@ chaos-quick: deps build
 	$(PY) Benchmarks/chaos.py --quick --out $(abspath $(CHAOS_OUT))/chaos-quick.json $(CHAOS_ARGS)
 
 bench-rtt: deps release bench-rtt-run
+
+ROTATION_ARGS ?=
+
+bench-rotation: deps release
+	$(PY) Benchmarks/rotation.py --bin-dir $(abspath .build/release) --out-dir $(abspath $(BENCH_OUT))/rotation $(ROTATION_ARGS)
 
 bench-rtt-run:
 	$(PY) Benchmarks/unary_rtt.py --driver $(abspath .build/release/secrets-store-csi-driver) \

@@ -139,9 +139,11 @@ public final class Driver: Sendable {
     let providerChecks = mount.healthCheckInterval.map { interval in
       Task(executorPreference: loop) { [self] in await healthChecks(every: interval) }
     }
+    var classWatch: Task<Void, Never>?
     if let rotation {
       let publisher = self.publisher
-      await rotation.start { target in await publisher.refreshDue(target: target) }
+      await rotation.start { target, trigger in await publisher.refreshDue(target: target, trigger: trigger) }
+      classWatch = watchRefreshRequests(rotation)
     }
     let caches = cluster.map { cluster in Task(executorPreference: loop) { await cluster.run() } }
     let settling = await recoverVolumes()
@@ -163,6 +165,8 @@ public final class Driver: Sendable {
     await settling?.value
     caches?.cancel()
     await caches?.value
+    classWatch?.cancel()
+    await classWatch?.value
     await rotation?.stop()
     await cluster?.shutdown()
     await providers.closeAll()
@@ -176,6 +180,29 @@ public final class Driver: Sendable {
     }
     try result.get()
     logger.info("stopped")
+  }
+
+  /// On-demand refresh: a class whose refresh annotation changes (cluster), or whose
+  /// file is touched (`--spc-dir`), refreshes all its volumes now. Returns the task
+  /// that watches the class files (nil in a cluster: the class cache's watch calls back).
+  private func watchRefreshRequests(_ rotation: RotationScheduler) -> Task<Void, Never>? {
+    let metrics = self.metrics
+    if let cluster {
+      cluster.classes.onRefreshRequest { namespace, name in
+        metrics.onDemandRefreshRequested(source: "annotation")
+        rotation.requestClassRefresh(namespace: namespace, name: name)
+      }
+      return nil
+    }
+    guard let directory = mount.classes as? DirectorySecretProviderClassSource else { return nil }
+    return Task(executorPreference: loop) { [loop] in
+      await directory.watchChanges(loop: loop) { classes in
+        for spc in classes {
+          metrics.onDemandRefreshRequested(source: "file")
+          rotation.requestClassRefresh(namespace: spc.namespace, name: spc.name)
+        }
+      }
+    }
   }
 
   /// Calls Version on every provider with a socket, logging when one becomes

@@ -56,7 +56,10 @@ struct DriverCommand: AsyncParsableCommand {
     help: ArgumentHelp("More provider socket directories, comma-separated; searched before --provider-volume.", valueName: "dirs"))
   var additionalProviderVolumePaths = ProviderSettings.defaultAdditionalProviderVolumePaths.joined(separator: ",")
 
-  @Flag(name: .customLong("enable-secret-rotation"), help: "Refresh mounted content when kubelet republishes a volume that is due.")
+  @Flag(
+    name: .customLong("enable-secret-rotation"),
+    help:
+      "Refresh mounted content once it is due (by the driver's own timer, and on kubelet's republish), and at once for every volume of a SecretProviderClass whose annotation secrets-store.csi.x-k8s.io/refresh-requested-at takes a new value (with --spc-dir: whose file changes).")
   var enableSecretRotation = false
 
   @Option(

@@ -195,7 +195,7 @@ def test_metrics_count_a_workload_with_upstream_names_and_labels(metrics_env, cs
     for (name, labels), _ in samples.items():
         for k, v in labels:
             assert k in {"os_type", "provider", "error_type", "rotated", "outcome", "method", "code", "le", "version",
-                         "priority"}, (name, k)
+                         "priority", "trigger", "result", "source"}, (name, k)
     for leak in ("app-a", "app-b", "uid-a", "uid-b", str(env.root), "metrics-token-value", "s3cr3t"):
         assert leak not in text, f"{leak!r} appears in /metrics"
 

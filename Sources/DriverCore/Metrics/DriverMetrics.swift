@@ -52,6 +52,14 @@ public final class DriverMetrics: Sendable {
   /// Provider gate, coalescing, backoff and staleness (their own section below).
   public let rotationGate: RotationGateMetrics
 
+  // MARK: ours: rotation refreshes by trigger, on-demand requests
+  // (kept apart from the provider-call, coalescing and backoff metrics of the rotation gate)
+
+  /// Every refresh (republish, timer, on demand) by what started it and what it did.
+  let rotationRefreshes: CounterFamily
+  /// On-demand refresh requests: a class's refresh annotation changed, or its file was touched.
+  let rotationOnDemandRequests: CounterFamily
+
   let providerNames = LabelLimiter(limit: 64)
   let providerErrorCodes = LabelLimiter(limit: 64)
   /// Last successful fetch per mounted volume (nil: adopted after a restart, not fetched yet).
@@ -111,6 +119,14 @@ public final class DriverMetrics: Sendable {
     buildInfo.set(LabelValues(version), 1)
     rotationGate = RotationGateMetrics(registry: r)
 
+    rotationRefreshes = r.counter(
+      "secrets_store_rotation_refreshes_total",
+      help: "Volume refreshes by trigger (republish, timer, on_demand) and result (changed, unchanged, failed)",
+      labels: ["provider", "trigger", "result"])
+    rotationOnDemandRequests = r.counter(
+      "secrets_store_rotation_on_demand_requests_total",
+      help: "On-demand refresh requests of a SecretProviderClass by source (annotation, file)", labels: ["source"])
+
     r.beforeScrape { [self] in collectVolumeAges() }
   }
 
@@ -129,7 +145,7 @@ public final class DriverMetrics: Sendable {
     case .refreshed:
       name = "refreshed"
       nodePublish.inc(LabelValues(Self.osType, p))
-      reconciled(outcome, label: p, target: target, seconds: elapsed)
+      reconciled(outcome, label: p, target: target, seconds: elapsed, trigger: "republish")
     case .upToDate:
       name = "up_to_date"
       nodePublish.inc(LabelValues(Self.osType, p))
@@ -138,18 +154,22 @@ public final class DriverMetrics: Sendable {
       // The call succeeds (the old content stays), but upstream counts it as an error.
       name = "refresh_failed"
       nodePublishError.inc(LabelValues(Self.osType, p, errorType(error)))
-      reconciled(outcome, label: p, target: target, seconds: elapsed)
+      reconciled(outcome, label: p, target: target, seconds: elapsed, trigger: "republish")
     }
     publishDuration.observe(LabelValues(p, name), elapsed)
   }
 
-  /// The rotation timer refreshed a volume that was due (no NodePublishVolume involved).
-  func rotationReconciled(_ outcome: PublishOutcome, provider: String, target: String, since start: ContinuousClock.Instant) {
-    reconciled(outcome, label: providerNames.admit(provider), target: target, seconds: (now() - start).seconds)
+  /// The rotation scheduler refreshed a volume, due (`timer`) or asked for (`on_demand`);
+  /// no NodePublishVolume involved.
+  func rotationReconciled(
+    _ outcome: PublishOutcome, provider: String, target: String, since start: ContinuousClock.Instant, trigger: String = "timer"
+  ) {
+    reconciled(outcome, label: providerNames.admit(provider), target: target, seconds: (now() - start).seconds, trigger: trigger)
   }
 
-  /// A refresh, on republish or by the timer: upstream's rotation series and the content age.
-  private func reconciled(_ outcome: PublishOutcome, label p: String, target: String, seconds: Double) {
+  /// A refresh, on republish, by the timer or on demand: upstream's rotation series and the content age.
+  private func reconciled(_ outcome: PublishOutcome, label p: String, target: String, seconds: Double, trigger: String) {
+    refreshCounted(outcome, label: p, trigger: trigger)
     switch outcome {
     case .refreshed(let changed):
       rotationReconcile.inc(LabelValues(Self.osType, p, changed ? "true" : "false"))
@@ -161,6 +181,23 @@ public final class DriverMetrics: Sendable {
     case .mounted, .upToDate:
       break
     }
+  }
+
+  // MARK: hooks: rotation refreshes by trigger, on-demand requests
+
+  private func refreshCounted(_ outcome: PublishOutcome, label p: String, trigger: String) {
+    let result: String
+    switch outcome {
+    case .refreshed(let changed): result = changed ? "changed" : "unchanged"
+    case .refreshFailed: result = "failed"
+    case .mounted, .upToDate: return
+    }
+    rotationRefreshes.inc(LabelValues(p, trigger, result))
+  }
+
+  /// A class asked for an on-demand refresh; `source` is `annotation` or `file`.
+  public func onDemandRefreshRequested(source: String) {
+    rotationOnDemandRequests.inc(LabelValues(source))
   }
 
   /// A NodePublishVolume failed. `provider` is "" when the class was never resolved.

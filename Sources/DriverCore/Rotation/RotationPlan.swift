@@ -38,9 +38,13 @@ public struct RotationPlan: Sendable {
     /// another volume's shared answer takes that volume's, so volumes of one identity
     /// come due together and keep sharing one call.
     public var jitterSeed: String?
+    /// The SecretProviderClass the volume uses, `namespace/name`: an on-demand refresh
+    /// of the class finds its volumes by this.
+    public var classKey: String
 
     public init(
-      target: String, backoffKey: String, interval: Duration?, lastFetch: Duration, tokensExpire: Duration?, jitterSeed: String? = nil
+      target: String, backoffKey: String, interval: Duration?, lastFetch: Duration, tokensExpire: Duration?, jitterSeed: String? = nil,
+      classKey: String = ""
     ) {
       self.target = target
       self.backoffKey = backoffKey
@@ -48,7 +52,10 @@ public struct RotationPlan: Sendable {
       self.lastFetch = lastFetch
       self.tokensExpire = tokensExpire
       self.jitterSeed = jitterSeed
+      self.classKey = classKey
     }
+
+    public static func classKey(namespace: String, name: String) -> String { "\(namespace)/\(name)" }
   }
 
   public let settings: Settings
@@ -143,6 +150,13 @@ public struct RotationPlan: Sendable {
       out.append(volume)
     }
     return out
+  }
+
+  /// The volumes of one class (`Volume.classKey`), in no order: an on-demand refresh
+  /// takes them all at once, whether or not they are due. A linear pass: on-demand
+  /// requests are rare, and a node holds a few thousand volumes at most.
+  public func volumes(ofClass classKey: String) -> [Volume] {
+    volumes.values.compactMap { $0.volume.classKey == classKey ? $0.volume : nil }
   }
 
   /// A refresh failed: back off this key and put the volume back at the backoff's end.

@@ -9,15 +9,30 @@ public import UVRuntime
 /// kubelet gave it while they are valid; after that it waits for the next republish.
 /// Failures back off per class and identity; calls go through the provider's gate,
 /// behind any first mount.
+///
+/// On demand (`refreshClass`): every volume of one SecretProviderClass refreshes at once,
+/// due or not, through the same path (a user asked, by annotating the class or touching
+/// its file). A volume already refreshing refreshes once more after, so that no answer
+/// fetched before the request counts as the answer to it.
 public actor RotationScheduler {
+  /// Why a volume refreshes (the metrics' `trigger` label).
+  public enum Trigger: String, Sendable {
+    /// It was due (last successful fetch + interval).
+    case timer
+    /// Its class asked for a refresh (annotation or class file).
+    case onDemand = "on_demand"
+  }
+
   nonisolated let loop: EventLoop
   public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
   let logger: Logger
   private var plan: RotationPlan
   private var timer: UVTimer?
   private var armedFor: Duration?
-  private var refresh: (@Sendable (String) async -> Bool)?
+  private var refresh: (@Sendable (String, Trigger) async -> Bool)?
   private var running: [String: Task<Void, Never>] = [:]
+  /// Volumes asked for an on-demand refresh while one was running: they go again after.
+  private var again: Set<String> = []
   private var stopped = false
   /// Refreshes started by the timer (a counter for metrics and tests).
   public private(set) var timerRefreshes = 0
@@ -26,6 +41,9 @@ public actor RotationScheduler {
   /// Until when each backing-off key waits (monotonic), readable without a hop to this
   /// actor: a republish checks it before calling the provider.
   private nonisolated let backoffView = Locked([String: Duration]())
+  /// Refreshes started on demand, and the class requests that started them.
+  public private(set) var onDemandRefreshes = 0
+  public private(set) var classRequests = 0
 
   public init(settings: RotationPlan.Settings, loop: EventLoop, logger: Logger, metrics: DriverMetrics? = nil) {
     self.plan = RotationPlan(settings: settings)
@@ -46,9 +64,40 @@ public actor RotationScheduler {
     "\(namespace)/\(serviceAccount)/\(className)"
   }
 
-  /// How a due volume is refreshed: by target path; answers whether it succeeded.
-  public func start(refresh: @escaping @Sendable (String) async -> Bool) {
+  /// How a volume is refreshed: by target path and why; answers whether it succeeded.
+  public func start(refresh: @escaping @Sendable (String, Trigger) async -> Bool) {
     self.refresh = refresh
+  }
+
+  /// Asks for an on-demand refresh of every volume of a class, without waiting
+  /// (for the class sources' change handlers).
+  public nonisolated func requestClassRefresh(namespace: String, name: String) {
+    Task { await self.refreshClass(namespace: namespace, name: name) }
+  }
+
+  /// Refreshes every tracked volume of the class now, due or not, and answers how many
+  /// it started (or queued behind a refresh in flight). Volumes whose tokens have
+  /// expired are skipped: they refresh at kubelet's next republish, which brings new ones.
+  /// The provider gate still applies (refresh priority, behind first mounts).
+  @discardableResult
+  public func refreshClass(namespace: String, name: String) -> Int {
+    guard !stopped, refresh != nil else { return 0 }
+    classRequests += 1
+    let now = KubeClient.monotonicNow()
+    var count = 0
+    for volume in plan.volumes(ofClass: RotationPlan.Volume.classKey(namespace: namespace, name: name)) {
+      if let expiry = volume.tokensExpire, expiry <= now { continue }
+      count += 1
+      if running[volume.target] != nil {
+        again.insert(volume.target)
+      } else {
+        launch(volume, trigger: .onDemand)
+      }
+    }
+    if count > 0 {
+      logger.info("on-demand refresh", metadata: ["class": "\(namespace)/\(name)", "volumes": "\(count)"])
+    }
+    return count
   }
 
   private enum Event {
@@ -123,6 +172,7 @@ public actor RotationScheduler {
     running[target]?.cancel()
     running[target] = nil
     metrics?.rotationGate.setVolumesInBackoff(plan.volumesInBackoff)
+    again.remove(target)
     rearm()
   }
 
@@ -147,6 +197,7 @@ public actor RotationScheduler {
     timer = nil
     let tasks = running.values
     running = [:]
+    again = []
     for t in tasks { t.cancel() }
     for t in tasks { await t.value }
   }
@@ -170,21 +221,30 @@ public actor RotationScheduler {
 
   private func fire() {
     armedFor = nil
-    guard !stopped, let refresh else { return }
+    guard !stopped, refresh != nil else { return }
     let due = plan.takeDue(now: KubeClient.monotonicNow())
     for volume in due where running[volume.target] == nil {
-      timerRefreshes += 1
-      running[volume.target] = Task { [self] in
-        let ok = await refresh(volume.target)
-        self.finished(volume, ok: ok)
-      }
+      launch(volume, trigger: .timer)
     }
     rearm()
+  }
+
+  private func launch(_ volume: RotationPlan.Volume, trigger: Trigger) {
+    guard let refresh else { return }
+    switch trigger {
+    case .timer: timerRefreshes += 1
+    case .onDemand: onDemandRefreshes += 1
+    }
+    running[volume.target] = Task { [self] in
+      let ok = await refresh(volume.target, trigger)
+      self.finished(volume, ok: ok)
+    }
   }
 
   private func finished(_ volume: RotationPlan.Volume, ok: Bool) {
     running[volume.target] = nil
     // A refresh reports itself: `fetched` on success, `noteFailed` on failure. One that
     // found nothing to refresh (unmounted meanwhile) has left the plan.
+    if again.remove(volume.target) != nil, ok, !stopped { launch(volume, trigger: .onDemand) }
   }
 }

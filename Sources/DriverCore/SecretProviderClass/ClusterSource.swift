@@ -1,5 +1,6 @@
 public import KubeClient
 import TextFormats
+import UVRuntime
 
 /// SecretProviderClasses from the cluster: a watch-fed cache (one list+watch for all
 /// namespaces, or one per namespace with `--spc-namespaces`), so a publish never waits
@@ -9,12 +10,17 @@ import TextFormats
 public final class ClusterSecretProviderClassSource: SecretProviderClassSource, Sendable {
   let client: KubeClient
   let informers: [String?: KubeInformer<SecretProviderClassObject>]
+  let refreshRequests = RefreshRequests()
 
   /// `namespaces` empty: all namespaces through one watch.
   public init(client: KubeClient, namespaces: [String] = []) {
     self.client = client
     let scopes: [String?] = namespaces.isEmpty ? [nil] : namespaces
-    informers = Dictionary(uniqueKeysWithValues: scopes.map { ($0, KubeInformer<SecretProviderClassObject>(client: client, namespace: $0)) })
+    let requests = refreshRequests
+    informers = Dictionary(
+      uniqueKeysWithValues: scopes.map {
+        ($0, KubeInformer<SecretProviderClassObject>(client: client, namespace: $0, onChange: { requests.changed($0) }))
+      })
   }
 
   /// Runs the caches until the task is cancelled.
@@ -72,16 +78,58 @@ public final class ClusterSecretProviderClassSource: SecretProviderClassSource, 
         .init(secretName: secretName, type: spec.type ?? "", labels: spec.labels ?? [:], annotations: spec.annotations ?? [:], data: data))
     }
     let annotations = object.metadata.annotations ?? [:]
-    var interval: Duration?
-    if let text = annotations[SecretProviderClass.rotationIntervalAnnotation] {
-      guard let parsed = try? GoDuration.parse(text), parsed > .zero else {
-        throw invalid("annotation \(SecretProviderClass.rotationIntervalAnnotation) must be a positive Go duration such as 10m")
-      }
-      interval = parsed
+    let interval: Duration?
+    do {
+      interval = try SecretProviderClass.rotationInterval(annotations: annotations)
+    } catch {
+      throw invalid(error.reason)
     }
     return SecretProviderClass(
       name: name, namespace: namespace, provider: provider, parameters: object.spec?.parameters ?? [:],
       resourceVersion: object.metadata.resourceVersion ?? "", secretObjects: secretObjects, rotationInterval: interval,
-      refreshStamp: annotations.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n"))
+      refreshRequest: annotations[SecretProviderClass.refreshRequestAnnotation])
+  }
+
+  // MARK: on-demand refresh
+
+  /// Calls `handler` (namespace, name) whenever a class's refresh annotation
+  /// (`SecretProviderClass.refreshRequestAnnotation`) takes a new value. Only that
+  /// annotation counts: tools write others for their own reasons (kubectl's
+  /// last-applied configuration, GitOps tracking ids), and a refresh of every volume
+  /// of a class is a store call per volume. A class seen for the first time (the
+  /// cache's first list, a class created) asks for nothing: no volume uses it yet, or
+  /// the driver just started and adopted volumes are due anyway. A re-list after the
+  /// watch fell behind compares with what was seen before, so a change made meanwhile
+  /// still counts; removing the annotation asks for nothing.
+  public func onRefreshRequest(_ handler: @escaping @Sendable (_ namespace: String, _ name: String) -> Void) {
+    refreshRequests.handler.withLock { $0 = handler }
+  }
+
+  /// The refresh annotation's value per class as last seen, and whom to tell of a change.
+  final class RefreshRequests: Sendable {
+    typealias Key = KubeInformer<SecretProviderClassObject>.Key
+    /// `.some(nil)`: seen without the annotation.
+    private let seen = Locked([Key: String?]())
+    let handler = Locked<(@Sendable (String, String) -> Void)?>(nil)
+
+    func changed(_ change: KubeInformer<SecretProviderClassObject>.Change) {
+      switch change {
+      case .upserted(let object):
+        guard let name = object.metadata.name else { return }
+        let namespace = object.metadata.namespace ?? ""
+        let value = object.metadata.annotations?[SecretProviderClass.refreshRequestAnnotation]
+        let key = Key(namespace: namespace, name: name)
+        let asked = seen.withLock { seen -> Bool in
+          defer { seen[key] = .some(value) }
+          guard let before = seen[key], let value else { return false }
+          return before != value
+        }
+        if asked, let handler = handler.withLock({ $0 }) { handler(namespace, name) }
+      case .deleted(let object):
+        guard let name = object.metadata.name else { return }
+        let key = Key(namespace: object.metadata.namespace ?? "", name: name)
+        _ = seen.withLock { $0.removeValue(forKey: key) }
+      }
+    }
   }
 }

@@ -1,6 +1,6 @@
 import Glibc
 public import Logging
-import UVRuntime
+public import UVRuntime
 import VolumeFiles
 
 /// SecretProviderClasses from a directory of YAML/JSON files (`--spc-dir`):
@@ -26,6 +26,8 @@ public final class DirectorySecretProviderClassSource: SecretProviderClassSource
     /// Classes defined twice, or files that failed to parse, by the key or file involved.
     var conflicts: [Key: String] = [:]
     var brokenFiles: [String: String] = [:]
+    /// The classes each file defines (on-demand refresh: a touched file names them).
+    var classesByFile: [String: [Key]] = [:]
   }
 
   private struct FileStamp: Hashable {
@@ -69,10 +71,10 @@ public final class DirectorySecretProviderClassSource: SecretProviderClassSource
   /// two changes inside one timestamp tick would look like one.
   static let fullCheckInterval = Duration.seconds(1)
 
-  private func refresh() throws -> Snapshot {
+  private func refresh(force: Bool = false) throws -> Snapshot {
     let now = ContinuousClock.now
     let directoryStamp = try Self.stamp(directory, name: ".")
-    if let cached = snapshot.withLock({ snap -> Snapshot? in
+    if !force, let cached = snapshot.withLock({ snap -> Snapshot? in
       guard snap.directoryStamp == directoryStamp, now - snap.checkedAt < Self.fullCheckInterval else { return nil }
       return snap
     }), !Self.recentlyChanged(directoryStamp) {
@@ -104,6 +106,7 @@ public final class DirectorySecretProviderClassSource: SecretProviderClassSource
             }
             origin[key] = file.name
             next.classes[key] = spc
+            next.classesByFile[file.name, default: []].append(key)
           case .invalid(let name, let namespace, let reason):
             // Parse errors quote the file: bounded, without control characters.
             let reason = SecretScrubber().scrub(reason)
@@ -123,6 +126,39 @@ public final class DirectorySecretProviderClassSource: SecretProviderClassSource
     }
     snapshot.withLock { $0 = next }
     return next
+  }
+
+  // MARK: on-demand refresh
+
+  /// How often `watchChanges` lists the directory.
+  public static let changePollInterval = Duration.milliseconds(250)
+
+  /// Until cancelled, lists the directory every `every` (one stat per file, on the
+  /// loop) and, when a file changed (touched, rewritten, replaced, added), calls
+  /// `onChange` with the classes that file now defines. A stat poll rather than
+  /// inotify: a ConfigMap volume presents its files as symlinks into a directory
+  /// that kubelet swaps, and touching a file through such a link changes nothing in
+  /// the watched directory itself. A file that no longer parses names no class
+  /// (its volumes keep their content until it is fixed).
+  public func watchChanges(
+    loop: EventLoop, every: Duration = changePollInterval,
+    onChange: @escaping @Sendable (_ classes: [(namespace: String, name: String)]) -> Void
+  ) async {
+    var previous = (try? refresh(force: true))?.stamp
+    let ms = max(1, every.timerMilliseconds)
+    while !Task.isCancelled {
+      do { try await loop.sleep(milliseconds: ms) } catch { return }
+      guard let current = try? listing(), current != previous else { continue }
+      let before = Dictionary((previous ?? []).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+      let touched = Set(current.filter { before[$0.name] != $0 }.map(\.name))
+      guard let next = try? refresh(force: true) else { continue }
+      previous = next.stamp
+      let keys = touched.sorted().flatMap { next.classesByFile[$0] ?? [] }
+      if !keys.isEmpty {
+        logger.debug("SecretProviderClass files changed", metadata: ["files": "\(touched.sorted())", "classes": "\(keys.count)"])
+        onChange(keys.map { (namespace: $0.namespace, name: $0.name) })
+      }
+    }
   }
 
   private static func stamp(_ path: String, name: String) throws -> FileStamp {

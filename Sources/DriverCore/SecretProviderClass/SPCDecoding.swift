@@ -95,7 +95,22 @@ enum SPCDecoding {
         parameters[k] = v
       }
     }
+    // Annotations: only the driver's own matter (interval, refresh request); others are
+    // skipped whatever their shape, as the API server would have checked them.
+    var annotations: [String: String] = [:]
+    for entry in node["metadata"]?["annotations"]?.mapping ?? [] {
+      if let k = entry.key.string, let v = entry.value.string { annotations[k] = v }
+    }
+    let interval: Duration?
+    do {
+      interval = try SecretProviderClass.rotationInterval(annotations: annotations)
+    } catch {
+      throw invalid(error.reason)
+    }
     let resourceVersion = node["metadata"]?["resourceVersion"]?.string ?? ""
-    return .spc(SecretProviderClass(name: name, namespace: namespace, provider: provider, parameters: parameters, resourceVersion: resourceVersion))
+    return .spc(
+      SecretProviderClass(
+        name: name, namespace: namespace, provider: provider, parameters: parameters, resourceVersion: resourceVersion,
+        rotationInterval: interval, refreshRequest: annotations[SecretProviderClass.refreshRequestAnnotation]))
   }
 }

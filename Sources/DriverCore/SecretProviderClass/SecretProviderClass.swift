@@ -1,3 +1,5 @@
+import TextFormats
+
 /// The parts of a SecretProviderClass (`secrets-store.csi.x-k8s.io`, v1 or
 /// v1alpha1) that mounting needs. Sources turn their input into this shape and
 /// validate it, so the mount path never sees a half-valid class.
@@ -16,11 +18,26 @@ public struct SecretProviderClass: Sendable, Hashable {
   /// this class's refresh interval instead of `--rotation-poll-interval` (never below
   /// the floor `--rotation-min-interval` sets).
   public var rotationInterval: Duration?
-  /// Every annotation's value joined: a change (e.g. a timestamp a user sets) asks for
-  /// an immediate refresh of every volume of the class.
-  public var refreshStamp: String
+  /// The annotation `secrets-store.csi.x-k8s.io/refresh-requested-at` (any text, by
+  /// convention a timestamp): when its value changes, every mounted volume of the class
+  /// is refreshed at once (docs/rotation-and-sync.md). nil when absent.
+  public var refreshRequest: String?
 
   public static let rotationIntervalAnnotation = "secrets-store.csi.x-k8s.io/rotation-poll-interval"
+  public static let refreshRequestAnnotation = "secrets-store.csi.x-k8s.io/refresh-requested-at"
+
+  /// The interval annotation's value, or nil without one; throws a sentence for a bad value.
+  static func rotationInterval(annotations: [String: String]) throws(ReasonError) -> Duration? {
+    guard let text = annotations[rotationIntervalAnnotation] else { return nil }
+    guard let parsed = try? GoDuration.parse(text), parsed > .zero else {
+      throw ReasonError(reason: "annotation \(rotationIntervalAnnotation) must be a positive Go duration such as 10m")
+    }
+    return parsed
+  }
+
+  struct ReasonError: Error {
+    var reason: String
+  }
 
   public struct SecretObject: Sendable, Hashable {
     public var secretName: String
@@ -52,10 +69,10 @@ public struct SecretProviderClass: Sendable, Hashable {
 
   public init(
     name: String, namespace: String, provider: String, parameters: [String: String] = [:], resourceVersion: String = "",
-    secretObjects: [SecretObject] = [], rotationInterval: Duration? = nil, refreshStamp: String = ""
+    secretObjects: [SecretObject] = [], rotationInterval: Duration? = nil, refreshRequest: String? = nil
   ) {
     self.rotationInterval = rotationInterval
-    self.refreshStamp = refreshStamp
+    self.refreshRequest = refreshRequest
     self.name = name
     self.namespace = namespace
     self.provider = provider

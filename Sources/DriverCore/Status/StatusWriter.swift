@@ -206,7 +206,8 @@ public actor StatusWriter {
         outcome = try await sync.apply(secret, owner: reference)
       } catch let error as SyncError {
         logger.error("Secret not synced", metadata: ["secret": "\(secret.namespace)/\(secret.name)", "error": "\(error)"])
-        await events?.record(pod, warning: true, reason: "SecretSyncFailed", message: error.message)
+        // After a rotation, upstream's rotation reason: the Secret now lags the mounted content.
+        await events?.record(pod, warning: true, reason: status.rotated ? "SecretRotationFailed" : "SecretSyncFailed", message: error.message)
         continue
       }
       switch outcome {

@@ -278,9 +278,10 @@ public actor VolumeActor {
     return await refresh(request, pod: pod, deadline: deadline, env: env)
   }
 
-  /// A refresh because the volume is due by its timer. Answers whether it succeeded;
-  /// false too when there is nothing to refresh with (unmounted, no request kept).
-  public func refreshDue(env: VolumeEnvironment) async -> Bool {
+  /// A refresh the rotation scheduler started: the volume is due by its timer, or its
+  /// class asked for one (`trigger`). Answers whether it succeeded; false too when there
+  /// is nothing to refresh with (unmounted, no request kept).
+  public func refreshDue(env: VolumeEnvironment, trigger: RotationScheduler.Trigger = .timer) async -> Bool {
     await acquire()
     defer { release() }
     guard let current = record, let valid = current.request else { return false }
@@ -294,7 +295,7 @@ public actor VolumeActor {
     let timeout = env.settings.defaultCallTimeout
     let started = ContinuousClock.now
     let outcome = await refresh(valid.csi, pod: valid.pod, deadline: started + timeout, env: env)
-    env.metrics.rotationReconciled(outcome, provider: lastProvider, target: targetPath, since: started)
+    env.metrics.rotationReconciled(outcome, provider: lastProvider, target: targetPath, since: started, trigger: trigger.rawValue)
     switch outcome {
     case .refreshed: return true
     default: return false
@@ -361,7 +362,8 @@ public actor VolumeActor {
     }
     let volume = RotationPlan.Volume(
       target: targetPath, backoffKey: Self.backoffKey(pod), interval: spc.rotationInterval,
-      lastFetch: origin.map { min($0.answeredAt, nowMono) } ?? nowMono, tokensExpire: expires, jitterSeed: origin?.leader)
+      lastFetch: origin.map { min($0.answeredAt, nowMono) } ?? nowMono, tokensExpire: expires, jitterSeed: origin?.leader,
+      classKey: RotationPlan.Volume.classKey(namespace: pod.podNamespace, name: spc.name))
     rotation.noteFetched(volume)
   }
 
@@ -385,7 +387,7 @@ public actor VolumeActor {
         secrets = try SyncedSecret.build(spc.secretObjects, namespace: pod.podNamespace, files: byName)
       } catch {
         env.logger.error("secretObjects not synced", metadata: ["target": "\(targetPath)", "error": "\(error)"])
-        env.events?.emit(eventPod(pod), warning: true, reason: "SecretSyncFailed", message: error.message)
+        env.events?.emit(eventPod(pod), warning: true, reason: rotated ? "SecretRotationFailed" : "SecretSyncFailed", message: error.message)
       }
     }
     status.mounted(

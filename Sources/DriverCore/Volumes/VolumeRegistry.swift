@@ -109,10 +109,11 @@ public struct MountingPublisher: VolumePublisher {
     }
   }
 
-  /// The rotation timer's refresh of a due volume (false: failed, or nothing mounted).
-  public func refreshDue(target: String) async -> Bool {
+  /// The rotation scheduler's refresh of a volume, due or asked for on demand (false:
+  /// failed, or nothing mounted).
+  public func refreshDue(target: String, trigger: RotationScheduler.Trigger = .timer) async -> Bool {
     let env = self.env
-    return (try? await registry.withVolume(target) { volume in await volume.refreshDue(env: env) }) ?? false
+    return (try? await registry.withVolume(target) { volume in await volume.refreshDue(env: env, trigger: trigger) }) ?? false
   }
 
   public func unpublish(
