@@ -143,7 +143,9 @@ import UVRuntime
         try await group.waitForAll()
       }
       #expect(order.withLock { $0 }.first == "first-mount")
-      #expect(order.withLock { $0 }.dropFirst() == ArraySlice((0..<8).map { "refresh-\($0)" }))
+      // The gate admits the refreshes in arrival order, but each records itself after its
+      // call failed and released the slot, so the next may record first: compare as sets.
+      #expect(Set(order.withLock { $0 }.dropFirst()) == Set((0..<8).map { "refresh-\($0)" }))
       await connection.close()
     }
   }
