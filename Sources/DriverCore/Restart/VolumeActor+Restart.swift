@@ -54,16 +54,7 @@ extension VolumeActor {
   /// An adopted volume got kubelet's request (with any tokens it carries): it is due
   /// when its record said, and the timer may use these tokens until they expire.
   func scheduleAdopted(_ valid: ValidPublishRequest, lastFetch: ContinuousClock.Instant, interval: Duration?, env: VolumeEnvironment) {
-    guard let rotation = env.rotation else { return }
-    let nowMono = KubeClient.monotonicNow()
-    let request = valid.csi
-    let expires = TokenExpiry.earliest(volumeContext: request.volumeContext, secrets: request.secrets).map { wall in
-      nowMono + .milliseconds(Int64((wall - TokenExpiry.wallNow()) * 1000))
-    }
     let age = max(.zero, env.now() - lastFetch)
-    rotation.noteFetched(
-      RotationPlan.Volume(
-        target: targetPath, backoffKey: "\(valid.pod.podNamespace)/\(valid.pod.serviceAccount)/\(valid.pod.secretProviderClass)",
-        interval: interval, lastFetch: nowMono - age, tokensExpire: expires))
+    schedule(pod: valid.pod, request: valid.csi, interval: interval, lastFetch: KubeClient.monotonicNow() - age, env: env)
   }
 }

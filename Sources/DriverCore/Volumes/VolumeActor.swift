@@ -355,16 +355,28 @@ public actor VolumeActor {
     pod: PodVolume, spc: SecretProviderClass, request: CSI.NodePublishVolumeRequest, env: VolumeEnvironment,
     origin: RefreshCoalescer.Origin? = nil
   ) {
+    let nowMono = KubeClient.monotonicNow()
+    schedule(
+      pod: pod, request: request, interval: spc.rotationInterval, lastFetch: origin.map { min($0.answeredAt, nowMono) } ?? nowMono,
+      jitterSeed: origin?.leader, env: env)
+  }
+
+  /// Puts this volume in the rotation plan: due at `lastFetch` (monotonic) + its interval,
+  /// with the tokens of `request` usable until they expire. One place for fetched and
+  /// adopted volumes, so both carry the same backoff key and class.
+  func schedule(
+    pod: PodVolume, request: CSI.NodePublishVolumeRequest, interval: Duration?, lastFetch: Duration, jitterSeed: String? = nil,
+    env: VolumeEnvironment
+  ) {
     guard let rotation = env.rotation else { return }
     let nowMono = KubeClient.monotonicNow()
     let expires = TokenExpiry.earliest(volumeContext: request.volumeContext, secrets: request.secrets).map { wall in
       nowMono + .milliseconds(Int64((wall - TokenExpiry.wallNow()) * 1000))
     }
-    let volume = RotationPlan.Volume(
-      target: targetPath, backoffKey: Self.backoffKey(pod), interval: spc.rotationInterval,
-      lastFetch: origin.map { min($0.answeredAt, nowMono) } ?? nowMono, tokensExpire: expires, jitterSeed: origin?.leader,
-      classKey: RotationPlan.Volume.classKey(namespace: pod.podNamespace, name: spc.name))
-    rotation.noteFetched(volume)
+    rotation.noteFetched(
+      RotationPlan.Volume(
+        target: targetPath, backoffKey: Self.backoffKey(pod), interval: interval, lastFetch: lastFetch, tokensExpire: expires,
+        jitterSeed: jitterSeed, classKey: RotationPlan.Volume.classKey(namespace: pod.podNamespace, name: pod.secretProviderClass)))
   }
 
   /// Refreshes back off per class and identity.
