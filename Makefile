@@ -56,9 +56,13 @@ build:
 	@./scripts/stamp-version.sh >/dev/null
 	$(SWIFT) build -c $(CONFIG)
 
+# The Swift runtime linked statically (-static-stdlib): measured with 1 000 live volumes,
+# 24.1 MiB resident instead of 26.1, idle 21.1 instead of 22.5 (docs/performance.md).
+RELEASE_FLAGS ?= --static-swift-stdlib
+
 release:
 	@./scripts/stamp-version.sh >/dev/null
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release $(RELEASE_FLAGS)
 
 protos:
 	./scripts/gen-protos.sh Sources/CProtobufC
