@@ -3,7 +3,7 @@
 
     python3 Benchmarks/pair_cost.py [--bin-dir .build/release] [--mode cpu|callgrind|strace]
                                     [--cycles N] [--warmup N] [--repeat R] [--json out.json]
-                                    [--driver-arg ARG ...]
+                                    [--driver-arg=ARG ...]
 
 Starts the reference provider and the driver (standalone, --spc-dir) in a temporary
 directory, warms the driver up with csi-bench publish cycles (3 objects x 256 B, one
@@ -21,7 +21,7 @@ csi-bench (one worker, NodePublishVolume then NodeUnpublishVolume of one pod vol
              pair, and the same split by RPC (-e trace=... over publish-only and a re-run).
 
 Instruction counts do not depend on the machine's load (the driver's loop may spin a
-little more or less, see --driver-arg --loop-spin --driver-arg 0, the default here for
+little more or less, see --driver-arg=--loop-spin --driver-arg=0, the default here for
 callgrind so that waiting is not counted as work). Needs root (the driver mounts tmpfs).
 Python standard library only.
 """
