@@ -10,10 +10,16 @@ Scenarios (each starts its own driver and reference provider, release build):
   a-c1         publish/unpublish cycles, concurrency 1, zero-latency provider, 3 objects x 256 B
   a-c8         the same at concurrency 8
   b-burst250   250 pods published at once, provider latency 50 ms
+  b-burst250-nojournal  the same with the kubelet root on an ext4 image without a journal
+               (mkfs.ext4 -O ^has_journal, loop-mounted for the scenario)
   c-live1000   1 000 live volumes, kubelet republishing every 60-90 s, rotation every 2 min,
                a secret changed at 30 s, about 3.5 minutes
   d-500plus100 500 pods live and republishing (as if running for a while), then 100 start at once
                at 40 s (the issue's question), rotation every 2 min, provider latency ~50 ms
+  e-cpu-pair   the driver's CPU time (utime+stime from /proc/<pid>/stat) per publish+unpublish
+               pair over a fixed 5 000 cycles at concurrency 1 (driver.cpu_per_pair_us); for
+               instruction counts, which do not depend on the machine's load, see
+               Benchmarks/pair_cost.py --mode callgrind (make callgrind)
 
 Pod directories live on a fresh journaled ext4 image, loop-mounted, as a node's
 /var/lib/kubelet does (--kubelet-fs tmp: this machine's journal-less /tmp instead,
@@ -43,6 +49,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 COMMON = ["--objects", "3", "--object-size", "256"]
 
+# Driver CPU per publish+unpublish pair (e-cpu-pair), µs, kernel time included. The goal is
+# 250 µs; this target is not that goal. Measured on the shared 2-core development VM while
+# other builds ran: main 894 µs, this branch 956 and 1 334 µs (the spread is the machine's;
+# user-space instructions per pair are 12 % fewer, make callgrind). It guards against a large
+# regression only; lower it once measured on a quiet machine, and quote instruction counts.
+CPU_PAIR_TARGET_US = 1500
+
 # No scenario injects faults: every call must succeed and every volume hold what the provider serves.
 NO_ERRORS = ["errors<=0", "verify_errors<=0"]
 
@@ -69,6 +82,14 @@ SCENARIOS = [
         "targets": ["first_publish.p99_ms<=80", *NO_ERRORS],
     },
     {
+        "name": "b-burst250-nojournal",
+        "title": "250 pods published at once, provider latency 50 ms, kubelet root on ext4 without a journal",
+        "args": ["--pods", "250", "--arrival", "burst", "--duration", "15s", "--provider-latency", "50ms"],
+        "kubelet_fs": "ext4-nojournal",
+        # The goal: within 1.2x of the journaled burst's target.
+        "targets": ["first_publish.p99_ms<=96", *NO_ERRORS],
+    },
+    {
         "name": "c-live1000",
         "title": "1 000 live volumes, republish every 60-90 s, rotation every 2 min, secret changed at 30 s",
         "args": ["--pods", "1000", "--arrival", "rate:100", "--republish", "60s-90s", "--duration", "210s",
@@ -87,6 +108,15 @@ SCENARIOS = [
         # 75 ms. RSS: 31 MiB measured with the burst in flight; 32 MiB is the 1 000-volume goal.
         "targets": ["wave1.first_publish.p99_ms<=120", "initial.first_publish.p99_ms<=100", "driver.rss_max_mib<=32",
                     *NO_ERRORS],
+    },
+    {
+        "name": "e-cpu-pair",
+        "title": "driver CPU per publish+unpublish pair, 5 000 cycles at concurrency 1, zero-latency provider",
+        "args": ["--workload", "cycles", "--concurrency", "1", "--cycles", "5000", "--duration", "120s", "--warmup", "0s",
+                 "--provider-latency", "0", "--driver-arg", "--loop-spin", "--driver-arg", "0"],
+        # CPU time the driver spends, with its loop spin off (spinning is CPU bought for latency,
+        # not work); docs/performance.md has the measured values and the instruction counts.
+        "targets": ["driver.cpu_per_pair_us<=CPU_PAIR_TARGET", *NO_ERRORS],
     },
 ]
 
@@ -116,8 +146,7 @@ def main() -> int:
     if unknown:
         sys.exit(f"bench: unknown scenario {', '.join(sorted(unknown))}")
 
-    with kubelet_filesystem(opts.kubelet_fs) as tmp_parent:
-        return run_scenarios(opts, bins, out, only, tmp_parent)
+    return run_scenarios(opts, bins, out, only)
 
 
 @contextlib.contextmanager
@@ -133,20 +162,22 @@ def kubelet_filesystem(kind: str):
     if kind == "tmp":
         yield "/tmp"
         return
+    journal = kind == "ext4"
+    what = "a journaled ext4" if journal else "an ext4 without a journal"
     work = Path(tempfile.mkdtemp(prefix="csi-bench-fs-"))
     image, mnt = work / "kubelet.ext4", work / "mnt"
     try:
         mnt.mkdir()
         with open(image, "wb") as f:
             f.truncate(2 << 30)  # sparse
-        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", *([] if journal else ["-O", "^has_journal"]), str(image)], check=True)
         subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
     except (OSError, subprocess.CalledProcessError) as e:
         shutil.rmtree(work, ignore_errors=True)
-        print(f"bench: cannot make a journaled ext4 ({e}); using /tmp as it is", flush=True)
+        print(f"bench: cannot make {what} ({e}); using /tmp as it is", flush=True)
         yield "/tmp"
         return
-    print(f"bench: kubelet root on a journaled ext4 image, loop-mounted at {mnt}", flush=True)
+    print(f"bench: kubelet root on {what} image, loop-mounted at {mnt}", flush=True)
     try:
         yield str(mnt)
     finally:
@@ -154,28 +185,45 @@ def kubelet_filesystem(kind: str):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run_scenarios(opts: argparse.Namespace, bins: Path, out: Path, only: set[str], tmp_parent: str) -> int:
+def run_scenarios(opts: argparse.Namespace, bins: Path, out: Path, only: set[str]) -> int:
     verdicts: list[tuple[str, str]] = []
     files: list[str] = []
     started = time.monotonic()
-    for s in SCENARIOS:
-        if only and s["name"] not in only:
-            continue
-        result = out / f"{s['name']}.json"
-        result.unlink(missing_ok=True)
-        cmd = [str(bins / "csi-load"), "--driver-bin", str(bins / "secrets-store-csi-driver"),
-               "--provider-bin", str(bins / "csi-reference-provider"), "--scenario", s["name"], "--title", s["title"],
-               "--out", str(result), "--tmp-parent", tmp_parent, *COMMON, *s["args"]]
-        for t in s["targets"]:
-            cmd += ["--target", t]
-        print(f"\n### {s['name']}: {s['title']}", flush=True)
-        rc = subprocess.run(cmd).returncode
-        if rc in (0, 3) and result.exists():
-            files.append(str(result))
-            verdicts.append((s["name"], "PASS" if rc == 0 else "FAIL"))
-        else:
-            verdicts.append((s["name"], f"NOT RUN (csi-load exit {rc})"))
+    chosen = [s for s in SCENARIOS if not only or s["name"] in only]
+    # One file system for the scenarios that use the default, made once; a scenario that
+    # names its own (the journal-less burst) gets a fresh one for itself.
+    with contextlib.ExitStack() as stack:
+        shared = None
+        for s in chosen:
+            fs = s.get("kubelet_fs")
+            if fs and opts.kubelet_fs != "tmp":
+                with kubelet_filesystem(fs) as own:
+                    run_one(s, bins, out, own, verdicts, files)
+                continue
+            if shared is None:
+                shared = stack.enter_context(kubelet_filesystem(opts.kubelet_fs))
+            run_one(s, bins, out, shared, verdicts, files)
+    return summarize(opts, out, verdicts, files, started)
 
+
+def run_one(s: dict, bins: Path, out: Path, tmp_parent: str, verdicts: list, files: list) -> None:
+    result = out / f"{s['name']}.json"
+    result.unlink(missing_ok=True)
+    cmd = [str(bins / "csi-load"), "--driver-bin", str(bins / "secrets-store-csi-driver"),
+           "--provider-bin", str(bins / "csi-reference-provider"), "--scenario", s["name"], "--title", s["title"],
+           "--out", str(result), "--tmp-parent", tmp_parent, *COMMON, *s["args"]]
+    for t in s["targets"]:
+        cmd += ["--target", t.replace("CPU_PAIR_TARGET", str(CPU_PAIR_TARGET_US))]
+    print(f"\n### {s['name']}: {s['title']}", flush=True)
+    rc = subprocess.run(cmd).returncode
+    if rc in (0, 3) and result.exists():
+        files.append(str(result))
+        verdicts.append((s["name"], "PASS" if rc == 0 else "FAIL"))
+    else:
+        verdicts.append((s["name"], f"NOT RUN (csi-load exit {rc})"))
+
+
+def summarize(opts: argparse.Namespace, out: Path, verdicts: list, files: list, started: float) -> int:
     print(f"\n### summary ({time.monotonic() - started:.0f} s)")
     for name, v in verdicts:
         print(f"  {v:24} {name}")

@@ -32,7 +32,7 @@ KEY_METRICS = [
     "republish.p50_ms", "republish.p99_ms", "unpublish.p50_ms", "unpublish.p99_ms", "teardown.p99_ms",
     "calls_per_s", "cycles_per_s", "driver.rss_max_mib", "driver.hwm_mib", "driver.cpu_avg_pct",
     "driver.cpu_steady_pct", "provider.mount_calls", "propagation.all_seen_s", "propagation.p50_s",
-    "errors", "verify_errors", "schedule_lag.p99_ms", "driver.cpu_per_call_us", "harness.cpu_per_call_us",
+    "errors", "verify_errors", "schedule_lag.p99_ms", "driver.cpu_per_call_us", "driver.cpu_per_pair_us", "harness.cpu_per_call_us",
 ]
 
 

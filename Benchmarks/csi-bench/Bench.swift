@@ -3,6 +3,7 @@ import CSIMessages
 import GRPCCore
 import GRPCH2
 import Glibc
+import Synchronization
 import UVRuntime
 
 /// Benchmarks a running driver over its socket, from outside its process,
@@ -46,6 +47,9 @@ struct Bench: AsyncParsableCommand {
   @Option(name: .customLong("loop-spin-us"), help: "Microseconds the client's loop keeps polling after work before sleeping (0 to 1000).")
   var loopSpinUs = 50
 
+  @Option(help: "publish: run exactly this many publish+unpublish cycles per concurrency level (shared by the workers) instead of --seconds; for counting the driver's work per cycle.")
+  var cycles = 0
+
   func run() async throws {
     let endpoint = try Endpoint(parsing: endpoint)
     let levels = concurrency.split(separator: ",").compactMap { Int($0) }
@@ -54,6 +58,7 @@ struct Bench: AsyncParsableCommand {
     let duration = seconds
     let warmup = warmupCalls
     let timeout = timeoutMs
+    let cycles = cycles
     if workload == "publish" || workload == "republish" {
       let root = targetRoot
       let spc = spc
@@ -62,7 +67,7 @@ struct Bench: AsyncParsableCommand {
         try await withTaskExecutorPreference(loop) {
           try await Self.publishBenchmark(
             client: client, levels: levels, seconds: duration, warmup: warmup, root: root, spc: spc, namespace: namespace,
-            republishOnly: workload == "republish")
+            republishOnly: workload == "republish", cycles: cycles)
         }
       }
       await loop.shutdownAndWait()
@@ -162,7 +167,7 @@ struct Bench: AsyncParsableCommand {
 
   static func publishBenchmark(
     client: GRPCClient<H2ClientTransport>, levels: [Int], seconds: Double, warmup: Int, root: String, spc: String, namespace: String,
-    republishOnly: Bool = false
+    republishOnly: Bool = false, cycles: Int = 0
   ) async throws {
     let maxLevel = levels.max() ?? 1
     let requests = (0..<maxLevel).map { publishRequest(root: root, worker: $0, spc: spc, namespace: namespace) }
@@ -174,6 +179,8 @@ struct Bench: AsyncParsableCommand {
     for level in levels {
       let start = now()
       let end = start + UInt64(seconds * 1e9)
+      // --cycles: a shared budget of cycles instead of a deadline.
+      let budget = CycleBudget(cycles)
       var pubs: [UInt64] = []
       var unpubs: [UInt64] = []
       try await withThrowingTaskGroup(of: ([UInt64], [UInt64]).self) { group in
@@ -195,7 +202,7 @@ struct Bench: AsyncParsableCommand {
               u.append(now() - t1)
               return (p, u)
             }
-            while now() < end {
+            while cycles > 0 ? budget.take() : now() < end {
               let t0 = now()
               _ = try await client.call(CSI.Node.nodePublishVolume, request)
               let t1 = now()
@@ -221,6 +228,13 @@ struct Bench: AsyncParsableCommand {
       let cycles = Double(pubs.count) / (Double(elapsed) / 1e9)
       print("           cycles/s (publish+unpublish): \(Int(cycles.rounded()))")
     }
+  }
+
+  /// Cycles left to run, shared by the workers of one level.
+  final class CycleBudget: Sendable {
+    private let left: Mutex<Int>
+    init(_ n: Int) { left = Mutex(n) }
+    func take() -> Bool { left.withLock { if $0 > 0 { $0 -= 1; return true } else { return false } } }
   }
 
   static func unpublish(_ r: CSI.NodePublishVolumeRequest) -> CSI.NodeUnpublishVolumeRequest {

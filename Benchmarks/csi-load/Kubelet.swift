@@ -181,6 +181,8 @@ actor Kubelet {
   var groups: [GroupProgress]
   var propagation = Propagation()
   var cycles = 0
+  /// Measured cycles begun (for --cycles).
+  private var cyclesBegun = 0
   var leftoverTargets = 0
   var errorSamples: [String] = []
   var series = TimeSeries()
@@ -614,6 +616,10 @@ actor Kubelet {
     Files.makeDirectories(pod.parent)
     // A closed loop: each call is due when the worker is ready to send it.
     while monotonicNs() < endNs && aborted == nil && !stopRequested.withLock({ $0 }) {
+      if plan.cycleLimit > 0 && monotonicNs() >= measureFromNs {
+        guard cyclesBegun < plan.cycleLimit else { break }
+        cyclesBegun += 1
+      }
       let (t0, t1, error) = await call(publishRequest(pod), due: monotonicNs())
       let failed = error == nil ? verifyPublished(id, now: t1) : nil
       record(.firstPublish, t0, t1, error.map(statusName) ?? failed?.failure.code, detail: error.map(errorDetail) ?? failed?.detail)

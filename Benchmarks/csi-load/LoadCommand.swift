@@ -150,6 +150,9 @@ struct LoadCommand: AsyncParsableCommand {
   @Option(help: ArgumentHelp("cycles: not measured before this.", valueName: "duration"))
   var warmup = "1s"
 
+  @Option(name: .customLong("cycles"), help: ArgumentHelp("cycles: stop after this many measured publish+unpublish cycles (--duration still caps the run); a fixed amount of work for driver.cpu_per_pair_us.", valueName: "n"))
+  var cycleLimit = 0
+
   @Option(help: ArgumentHelp("cycles: concurrent workers.", valueName: "n"))
   var concurrency = 1
 
@@ -242,6 +245,7 @@ struct LoadCommand: AsyncParsableCommand {
       guard let s = DurationText.seconds(text) else { throw ValidationError("\(flag) must be a duration like 500ms, 30s or 3m") }
       return s
     }
+    guard cycleLimit >= 0 else { throw ValidationError("--cycles must not be negative") }
     let durationS = try seconds(duration, "--duration")
     guard durationS > 0 else { throw ValidationError("--duration must be positive") }
     var change: SecretChange?
@@ -253,7 +257,7 @@ struct LoadCommand: AsyncParsableCommand {
     let audiences = tokenAudiences == "none" ? [] : tokenAudiences.split(separator: ",").map(String.init)
     return Plan(
       workload: kind, groups: groups, republish: range, spreadFirstRepublish: spreadFirstRepublish, churnPerSecond: churn, durationSeconds: durationS,
-      warmupSeconds: try seconds(warmup, "--warmup"), change: change, kubeletRoot: kubeletRoot, spc: spc,
+      warmupSeconds: try seconds(warmup, "--warmup"), cycleLimit: cycleLimit, change: change, kubeletRoot: kubeletRoot, spc: spc,
       namespace: namespace, volumeName: "secrets-store-inline", serviceAccount: "csi-load", tokenAudiences: audiences,
       callTimeoutSeconds: try seconds(callTimeout, "--call-timeout"),
       steadyFromSeconds: try steadyFrom.map { try seconds($0, "--steady-from") }, seed: seed, progress: !quiet,

@@ -138,6 +138,8 @@ struct Plan: Sendable {
   var churnPerSecond: Double
   var durationSeconds: Double
   var warmupSeconds: Double
+  /// cycles: stop after this many measured cycles (0: run for the duration).
+  var cycleLimit: Int
   var change: SecretChange?
   var kubeletRoot: String
   var spc: String

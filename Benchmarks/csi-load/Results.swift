@@ -133,7 +133,11 @@ struct Results {
       ("harness.cpu_per_call_us", cpuPerCallMicros(record.harnessCPUSeconds)),
       ("driver.cpu_per_call_us", cpuPerCallMicros(record.driverCPUSeconds)),
     ]
-    if case .cycles = plan.workload { m.append(("cycles_per_s", Double(record.cycles) / window)) }
+    if case .cycles = plan.workload {
+      m.append(("cycles_per_s", Double(record.cycles) / window))
+      // Every call sent in a cycles run belongs to a publish+unpublish pair.
+      m.append(("driver.cpu_per_pair_us", cpuPerCallMicros(record.driverCPUSeconds).map { $0 * 2 }))
+    }
     m.append(("volumes.peak", Double(record.peakLive)))
     m.append(("pods.created", Double(record.podsCreated)))
     let series = record.series

@@ -237,7 +237,10 @@ import VolumeFiles
 
   @Test func targetPathsMustBeAbsoluteAndClean() {
     #expect(throws: Never.self) { try NodeService.checkTargetPath("/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/v/mount") }
-    for bad in ["relative/path", "/a/../b", "/a/./b", "/a//b", "/a/", "/", "/a\u{0}b"] {
+    for good in ["/a", "/a/...", "/a/.b", "/a/b..", "/.../x", "/a/b.c/d"] {
+      #expect(throws: Never.self, "\(good)") { try NodeService.checkTargetPath(good) }
+    }
+    for bad in ["relative/path", "/a/../b", "/a/./b", "/a//b", "/a/", "/", "/a\u{0}b", "", "/.", "/..", "/a/.", "/a/..", "//a"] {
       #expect(throws: RPCError.self, "\(bad)") { try NodeService.checkTargetPath(bad) }
     }
   }

@@ -37,12 +37,33 @@ extension NodeService {
 
   /// Target paths come from kubelet; still, mount and rmdir only absolute, clean paths.
   static func checkTargetPath(_ path: String) throws(RPCError) {
-    let elements = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-    guard path.hasPrefix("/"), path.count > 1, !path.hasSuffix("/"),
-      !elements.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }), !path.utf8.contains(0)
-    else {
+    guard isAbsoluteAndClean(path.utf8) else {
       throw RPCError.invalidArgument("target_path \"\(path)\" must be an absolute, clean path")
     }
+  }
+
+  /// An absolute path whose elements are neither empty, "." nor "..", without a trailing
+  /// slash or a NUL byte, judged by its bytes as the kernel reads it: one pass, no
+  /// substrings (splitting into `Substring`s and comparing grapheme clusters cost ~50 000
+  /// instructions per call, a tenth of a publish+unpublish pair).
+  static func isAbsoluteAndClean(_ bytes: String.UTF8View) -> Bool {
+    let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+    guard bytes.first == slash, bytes.count > 1 else { return false }
+    var length = 0  // of the current element
+    var onlyDots = true
+    for byte in bytes.dropFirst() {
+      switch byte {
+      case 0: return false
+      case slash:
+        if length == 0 || (onlyDots && length <= 2) { return false }
+        length = 0
+        onlyDots = true
+      default:
+        length += 1
+        if byte != dot { onlyDots = false }
+      }
+    }
+    return length > 0 && !(onlyDots && length <= 2)
   }
 }
 
