@@ -89,8 +89,10 @@ public final class Driver: Sendable {
     self.health = health
     httpEndpoints = metricsEndpoints ?? []
     http = metricsEndpoints.map { _ in HTTPServer(loop: loop, routes: health.routes()) }
+    var settings = mount.volumes
+    settings.kubeletRootDir = config.kubeletRootDir  // one flag, one value: the config's
     let env = VolumeEnvironment(
-      classes: cluster?.classes ?? mount.classes, providers: providers, settings: mount.volumes, logger: logger,
+      classes: cluster?.classes ?? mount.classes, providers: providers, settings: settings, logger: logger,
       status: cluster?.status, events: cluster?.events, rotation: rotation, metrics: metrics)
     let publisher = MountingPublisher(registry: volumes, env: env)
     self.publisher = publisher

@@ -74,13 +74,18 @@ def start_driver(driver_path, workdir, csi):
     """Factory: start_driver(*extra_args, endpoint=None, nodeid="test-node", ready=True).
 
     Starts the driver on a unix socket in workdir (or the given endpoint), by
-    default waits until it answers Probe, and kills it at teardown."""
+    default waits until it answers Probe, and kills it at teardown. Unless the
+    arguments name one, the kubelet root is workdir (--kubelet-root-dir), so
+    valid targets are support.target_path(workdir, pod_uid, volume)."""
     procs: list[DriverProcess] = []
 
     def start(*args: str, endpoint: str | None = None, nodeid: str | None = "test-node",
               ready: bool = True) -> DriverProcess:
         ep = endpoint or f"unix://{workdir}/csi-{len(procs)}.sock"
         full = list(args)
+        if not any(a == "--kubelet-root-dir" or a.startswith("--kubelet-root-dir=") for a in full):
+            # Targets made with target_path(workdir, ...) lie under <workdir>/pods.
+            full = ["--kubelet-root-dir", str(workdir), *full]
         if nodeid is not None:
             full = ["--nodeid", nodeid, *full]
         p = DriverProcess(driver_path, workdir, ep, full)
