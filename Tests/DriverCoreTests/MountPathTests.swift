@@ -241,6 +241,21 @@ import VolumeFiles
       #expect(throws: RPCError.self, "\(bad)") { try NodeService.checkTargetPath(bad) }
     }
   }
+
+  @Test func targetPathsMustBeUnderTheKubeletRootsPodsDirectory() {
+    #expect(throws: Never.self) { try NodeService.checkTargetPath("/k/pods/u/volumes/v/mount", kubeletRootDir: "/k") }
+    #expect(throws: Never.self) { try NodeService.checkTargetPath("/pods/u/mount", kubeletRootDir: "/") }
+    for bad in ["/k/pods", "/k/podsx/u/mount", "/k/plugins/u/mount", "/kk/pods/u/mount", "/k/pods/../etc/passwd", "/other/pods/u"] {
+      #expect(throws: RPCError.self, "\(bad)") { try NodeService.checkTargetPath(bad, kubeletRootDir: "/k") }
+    }
+  }
+
+  @Test func theKubeletRootFlagIsCleanedLexically() {
+    #expect(DriverConfig.lexicallyClean("/var/lib//kubelet/") == "/var/lib/kubelet")
+    #expect(DriverConfig.lexicallyClean("/var/lib/x/../kubelet/.") == "/var/lib/kubelet")
+    #expect(DriverConfig.lexicallyClean("/../..") == "/")
+    #expect(DriverConfig.lexicallyClean("var/lib/kubelet") == nil)
+  }
 }
 
 @Suite struct ProviderSocketSearchTests {
