@@ -144,7 +144,8 @@ def main() -> int:
         pcmd = [str(provider), "--endpoint", f"unix://{psock}", "--data-dir", str(data)]
         dcmd = [str(driver), "--endpoint", f"unix://{dsock}", "--nodeid", "demo-node",
                 "--provider-volume", str(providers), "--additional-provider-volume-paths", "",
-                "--spc-dir", str(spcs), "--enable-secret-rotation", "--rotation-poll-interval", "2s"]
+                "--spc-dir", str(spcs), "--enable-secret-rotation", "--rotation-poll-interval", "2s",
+                "--kubelet-root-dir", str(tmp / "kubelet")]
         for cmd, log in ((pcmd, plog), (dcmd, dlog)):
             say("$ " + " ".join(cmd))
             with open(log, "wb") as f:

@@ -119,7 +119,7 @@ public final class Driver: Sendable {
     logger.info(
       "serving CSI",
       metadata: [
-        "endpoint": "\(endpoint)", "driver": "\(config.driverName)", "node": "\(config.nodeID)", "version": "\(config.version)",
+        "endpoint": "\(endpoint)", "driver": "\(config.driverName)", "node": "\(config.nodeID)", "version": "\(config.version)", "kubelet_root": "\(config.kubeletRootDir)",
         "provider_dirs": "\(mount.providers.searchDirectories)", "rotation": "\(mount.volumes.rotationEnabled)",
         "classes": "\(cluster.map { "cluster \($0.client.config.server)" } ?? "\(type(of: mount.classes))")",
       ])
