@@ -66,6 +66,12 @@ public struct VolumeTarget: Sendable, Hashable, CustomStringConvertible {
     self.relative = String(decoding: path.utf8.dropFirst(prefix.utf8.count), as: UTF8.self)
   }
 
+  /// `relative` (clean, from a VolumeTarget) beneath `root`.
+  init(root: String, relative: String) {
+    self.root = root
+    self.relative = relative
+  }
+
   /// A directory that is itself trusted (opened as given): tests and tools.
   public init(directory: String) {
     root = directory
@@ -247,8 +253,8 @@ public struct VolumeTarget: Sendable, Hashable, CustomStringConvertible {
   /// Removes directories `makeDirectory` reported (deepest first), each only if empty.
   public func removeCreated(_ created: [String]) {
     for relativePath in created.reversed() {
-      guard let directory = VolumeTarget(path: root + "/" + relativePath, under: root) else { continue }
-      try? directory.removeDirectory()
+      guard !relativePath.isEmpty else { continue }
+      try? VolumeTarget(root: root, relative: relativePath).removeDirectory()
     }
   }
 

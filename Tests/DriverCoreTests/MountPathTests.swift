@@ -245,7 +245,9 @@ import VolumeFiles
   @Test func targetPathsMustBeUnderTheKubeletRootsPodsDirectory() {
     #expect(throws: Never.self) { try NodeService.checkTargetPath("/k/pods/u/volumes/v/mount", kubeletRootDir: "/k") }
     #expect(throws: Never.self) { try NodeService.checkTargetPath("/pods/u/mount", kubeletRootDir: "/") }
-    for bad in ["/k/pods", "/k/podsx/u/mount", "/k/plugins/u/mount", "/kk/pods/u/mount", "/k/pods/../etc/passwd", "/other/pods/u"] {
+    let longElement = "/k/pods/" + String(repeating: "n", count: 256) + "/mount"
+    let longPath = "/k/pods/" + Array(repeating: String(repeating: "p", count: 250), count: 17).joined(separator: "/")
+    for bad in [longElement, longPath, "/k/pods", "/k/podsx/u/mount", "/k/plugins/u/mount", "/kk/pods/u/mount", "/k/pods/../etc/passwd", "/other/pods/u"] {
       #expect(throws: RPCError.self, "\(bad)") { try NodeService.checkTargetPath(bad, kubeletRootDir: "/k") }
     }
   }

@@ -106,7 +106,9 @@ def test_a_target_outside_the_kubelet_root_is_invalid_argument(mount_env, csi, o
     env.start()
     node = env.node()
     for target in [str(outside / "pods" / "u" / "mount"), str(env.root / "plugins" / "u" / "mount"),
-                   str(env.root / "pods"), str(env.root / "pods" / "u" / ".." / ".." / ".." / "x")]:
+                   str(env.root / "pods"), str(env.root / "pods" / "u" / ".." / ".." / ".." / "x"),
+                   str(env.root / "pods" / ("n" * 256) / "mount"),
+                   str(env.root / "pods" / "/".join(["p" * 250] * 17) / "mount")]:
         e = rpc_error(node.NodePublishVolume, publish_request(csi, target, pod_uid="uid-out"), timeout=T)
         assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (target, e)
         assert "target_path" in e.details()

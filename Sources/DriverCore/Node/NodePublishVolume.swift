@@ -47,6 +47,13 @@ extension NodeService {
     guard VolumeTarget.isClean(path), path.count > 1 else {
       throw RPCError.invalidArgument("target_path \(quotedPath(path)) must be an absolute, clean path (no \".\", \"..\", \"//\", trailing \"/\" or NUL)")
     }
+    // What the kernel would refuse with ENAMETOOLONG: refuse it as the caller's mistake.
+    if path.utf8.count >= PathRules.maxPathBytes
+      || path.utf8.split(separator: 0x2F).contains(where: { $0.count > PathRules.maxElementBytes })
+    {
+      throw RPCError.invalidArgument(
+        "target_path \(quotedPath(path)) is too long (at most \(PathRules.maxPathBytes - 1) bytes, \(PathRules.maxElementBytes) per element)")
+    }
     let pods = (kubeletRootDir == "/" ? "" : kubeletRootDir) + "/pods"
     guard VolumeTarget(path: path, under: pods) != nil else {
       throw RPCError.invalidArgument(
