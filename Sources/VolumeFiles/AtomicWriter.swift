@@ -63,7 +63,13 @@ public struct AtomicWriter: Sendable {
     var same = false
     if let current = scan.dataTarget, var tree = try? readTree(root, current) {
       same = tree == plan.stored
-      for key in tree.keys { tree[key]?.contents.zeroize() }  // read-back secret bytes
+      // Clear the read-back secret bytes in place: walking by index keeps the dictionary
+      // and its arrays uniquely referenced, so no copy-on-write copy is made first.
+      var index = tree.values.startIndex
+      while index != tree.values.endIndex {
+        tree.values[index].contents.zeroize()
+        tree.values.formIndex(after: &index)
+      }
     }
     if same {
       try removeLeftovers(root, scan)
