@@ -104,7 +104,8 @@ def run_mode(mode: str, bins: Path, root: Path, api, out_dir: Path, spcs: int) -
     import yaml
     args = [str(bins / "secrets-store-csi-driver"), "--endpoint", f"unix://{node}/csi.sock", "--nodeid", "bench-node",
             "--provider-volume", str(providers), "--additional-provider-volume-paths", "", "--log-level", "warning",
-            "--state-dir", str(node / "state")]
+            "--state-dir", str(node / "state"),
+            "--kubelet-root-dir", str(kubelet)]
     if mode == "standalone":
         for name, lat in (("load", None), ("load-50ms", "normal:50ms,10ms")):
             (classes / f"{name}.yaml").write_text(yaml.safe_dump(spc_yaml(name, "default", lat)))

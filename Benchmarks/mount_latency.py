@@ -76,7 +76,8 @@ def main() -> int:
         procs.append(subprocess.Popen(
             [str(bins / "secrets-store-csi-driver"), "--endpoint", f"unix://{dsock}", "--nodeid", "bench-node",
              "--provider-volume", str(providers), "--additional-provider-volume-paths", "",
-             "--spc-dir", str(spcs), "--log-level", "warning", "--state-dir", str(tmp / "state")],
+             "--spc-dir", str(spcs), "--log-level", "warning", "--state-dir", str(tmp / "state"),
+             "--kubelet-root-dir", str(tmp / "kubelet")],
             stdin=subprocess.DEVNULL))
         wait_socket(dsock, procs[-1])
         print(f"driver pid {procs[-1].pid}, provider pid {procs[0].pid}; 3 objects x 256 bytes, provider latency {opts.provider_latency}")

@@ -111,7 +111,7 @@ class Rig:
             [*wrapper, str(driver), "--endpoint", f"unix://{self.socket}",
              "--nodeid", "pair-cost-node", "--provider-volume", str(providers),
              "--additional-provider-volume-paths", "", "--spc-dir", str(classes), "--log-level", "warning",
-             *driver_args],
+             "--kubelet-root-dir", str(self.kubelet), "--state-dir", str(work / "state"), *driver_args],
             stdout=open(self.dlog, "wb"), stderr=subprocess.STDOUT)
         wait_for_socket(self.socket, self.driver, self.dlog, 120 if wrapper else 30)
 

@@ -178,6 +178,7 @@ class Node:
             [str(bins / "secrets-store-csi-driver"), "--endpoint", f"unix://{self.socket}", "--nodeid", "rotation-bench",
              "--provider-volume", str(self.providers), "--additional-provider-volume-paths", "",
              "--spc-dir", str(self.classes), "--metrics-addr", "0", "--log-level", "warning",
+             "--kubelet-root-dir", str(self.kubelet), "--state-dir", str(root / "state"),
              "--enable-secret-rotation", f"--rotation-poll-interval={interval}", *driver_extra],
             stdout=subprocess.DEVNULL, stderr=open(self.driver_log, "wb"))
         wait_socket(self.socket, self.driver, "driver")
@@ -328,8 +329,9 @@ def run_mode(label: str, driver_extra: list[str], opts, bins: Path, root: Path) 
                 toucher.start()
                 time.sleep(1.0)  # the refreshes are under way
             out = root / f"{label}-burst-{case}.json"
-            burst_root = node.kubelet / f"burst-{case}"
-            burst_root.mkdir(exist_ok=True)
+            # Beneath the driver's kubelet root: csi-load makes <burst_root>/pods/<uid>/...
+            burst_root = node.kubelet / "pods" / f"burst-{case}"
+            burst_root.mkdir(parents=True, exist_ok=True)
             cmd = [str(bins / "csi-load"), "--endpoint", f"unix://{node.socket}", "--driver-pid", str(node.driver.pid),
                    "--provider-stats", str(node.stats), "--kubelet-root", str(burst_root),
                    "--data-dir", str(node.store), "--spc", "burst", "--scenario", f"{label}-burst-{case}", "--quiet",

@@ -145,7 +145,8 @@ def main() -> int:
         dcmd = [str(driver), "--endpoint", f"unix://{dsock}", "--nodeid", "demo-node",
                 "--provider-volume", str(providers), "--additional-provider-volume-paths", "",
                 "--spc-dir", str(spcs), "--enable-secret-rotation", "--rotation-poll-interval", "2s",
-                "--state-dir", str(tmp / "state")]
+                "--state-dir", str(tmp / "state"),
+                "--kubelet-root-dir", str(tmp / "kubelet")]
         for cmd, log in ((pcmd, plog), (dcmd, dlog)):
             say("$ " + " ".join(cmd))
             with open(log, "wb") as f:

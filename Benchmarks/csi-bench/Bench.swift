@@ -35,7 +35,7 @@ struct Bench: AsyncParsableCommand {
   @Option(help: "rtt (NodeGetInfo), publish (NodePublishVolume + NodeUnpublishVolume cycles) or republish (repeated NodePublishVolume of mounted volumes).")
   var workload = "rtt"
 
-  @Option(name: .customLong("target-root"), help: "publish: kubelet root under which pod volumes are created.")
+  @Option(name: .customLong("target-root"), help: "publish: kubelet root under which pod volumes are created (<root>/pods/...); start the driver with the same --kubelet-root-dir.")
   var targetRoot = "/tmp/csi-bench"
 
   @Option(help: "publish: the SecretProviderClass the volumes use.")

@@ -47,7 +47,7 @@ struct LoadCommand: AsyncParsableCommand {
   @Option(name: .customLong("provider-stats"), help: ArgumentHelp("With --endpoint: the reference provider's --stats-file.", valueName: "path"))
   var providerStats: String?
 
-  @Option(name: .customLong("kubelet-root"), help: ArgumentHelp("With --endpoint: where pod volume directories are made.", valueName: "dir"))
+  @Option(name: .customLong("kubelet-root"), help: ArgumentHelp("With --endpoint: where pod volume directories are made (<dir>/pods/<uid>/volumes/kubernetes.io~csi/<volume>/mount); give the driver the same --kubelet-root-dir.", valueName: "dir"))
   var kubeletRoot = "/tmp/csi-load-kubelet"
 
   @Option(help: ArgumentHelp("With --endpoint: the SecretProviderClass the pods use.", valueName: "name"))

@@ -190,7 +190,7 @@ final class Fixture: @unchecked Sendable {
       arguments: [
         "--endpoint", "unix://\(driverSocket)", "--nodeid", "csi-load-node",
         "--provider-volume", providerDirectory, "--additional-provider-volume-paths", "",
-        "--spc-dir", spcDirectory, "--state-dir", root + "/state",
+        "--spc-dir", spcDirectory, "--state-dir", root + "/state", "--kubelet-root-dir", kubeletRoot,
       ] + options.driverArguments,
       logPath: root + "/driver.log")
     self.driver = driver

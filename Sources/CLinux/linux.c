@@ -84,3 +84,17 @@ long clinux_fs_magic(int fd) {
     if (fstatfs(fd, &st) != 0) return -1;
     return (long)st.f_type;
 }
+
+int clinux_is_mount_root_at(int dirfd, const char *name) {
+    struct statx stx;
+    int flags = (name[0] == 0) ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW;
+    if (statx(dirfd, name, flags | AT_NO_AUTOMOUNT, STATX_TYPE, &stx) != 0) return -1;
+    if (!(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)) return -2;
+    return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) ? 1 : 0;
+}
+
+void clinux_explicit_bzero(void *p, size_t n) {
+    if (p && n) explicit_bzero(p, n);
+}
+
+int clinux_o_path(void) { return O_PATH; }

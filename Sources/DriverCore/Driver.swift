@@ -95,6 +95,7 @@ public final class Driver: Sendable {
     http = metricsEndpoints.map { _ in HTTPServer(loop: loop, routes: health.routes()) }
     var volumeSettings = mount.volumes
     volumeSettings.mountSource = config.driverName
+    volumeSettings.kubeletRootDir = config.kubeletRootDir  // one flag, one value: the config's
     var env = VolumeEnvironment(
       classes: cluster?.classes ?? mount.classes, providers: providers, settings: volumeSettings, logger: logger,
       status: cluster?.status, events: cluster?.events, rotation: rotation, metrics: metrics)
@@ -132,7 +133,7 @@ public final class Driver: Sendable {
     logger.info(
       "serving CSI",
       metadata: [
-        "endpoint": "\(endpoint)", "driver": "\(config.driverName)", "node": "\(config.nodeID)", "version": "\(config.version)",
+        "endpoint": "\(endpoint)", "driver": "\(config.driverName)", "node": "\(config.nodeID)", "version": "\(config.version)", "kubelet_root": "\(config.kubeletRootDir)",
         "provider_dirs": "\(mount.providers.searchDirectories)", "rotation": "\(mount.volumes.rotationEnabled)",
         "classes": "\(cluster.map { "cluster \($0.client.config.server)" } ?? "\(type(of: mount.classes))")",
       ])

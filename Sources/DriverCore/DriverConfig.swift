@@ -11,9 +11,34 @@ public struct DriverConfig: Sendable, Hashable {
   /// Reported by NodeGetInfo; must be the Kubernetes node name.
   public var nodeID: String
 
-  public init(driverName: String = DriverConfig.defaultDriverName, version: String, nodeID: String) {
+  /// The default `--kubelet-root-dir`, as upstream chart's `linux.kubeletRootDir`.
+  public static let defaultKubeletRootDir = "/var/lib/kubelet"
+
+  /// `--kubelet-root-dir`: target paths must lie under `<this>/pods`; absolute and clean.
+  public var kubeletRootDir: String
+
+  public init(
+    driverName: String = DriverConfig.defaultDriverName, version: String, nodeID: String,
+    kubeletRootDir: String = DriverConfig.defaultKubeletRootDir
+  ) {
     self.driverName = driverName
     self.version = version
     self.nodeID = nodeID
+    self.kubeletRootDir = kubeletRootDir
+  }
+
+  /// `path` made absolute and clean by lexical rules (`.`, `..`, `//`, a trailing `/`),
+  /// with no symlink resolved; nil for a relative path or one with a NUL byte.
+  public static func lexicallyClean(_ path: String) -> String? {
+    guard path.hasPrefix("/"), !path.utf8.contains(0) else { return nil }
+    var kept: [Substring] = []
+    for element in path.split(separator: "/") {
+      switch element {
+      case ".": continue
+      case "..": if !kept.isEmpty { kept.removeLast() }
+      default: kept.append(element)
+      }
+    }
+    return "/" + kept.joined(separator: "/")
   }
 }

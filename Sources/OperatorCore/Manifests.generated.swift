@@ -524,6 +524,7 @@ enum Manifests {
                   args:
                     - --endpoint=$(CSI_ENDPOINT)
                     - --nodeid=$(KUBE_NODE_NAME)
+                    - --kubelet-root-dir=/var/lib/kubelet
                     - --provider-volume=/var/run/secrets-store-csi-providers
                     - --additional-provider-volume-paths=/etc/kubernetes/secrets-store-csi-providers
                     - --metrics-addr=:8095

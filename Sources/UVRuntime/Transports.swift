@@ -41,6 +41,14 @@ public enum Transports {
         let bindPath = temporary.utf8.count < 108 ? temporary : path
         if bindPath == temporary { unlink(temporary) }
         try UVError.check(uv_pipe_bind(cuv_as_pipe(listener.handle), bindPath), "bind \(bindPath)")
+        // Owner and group only, whatever the umask: connecting needs write permission, and
+        // whoever may connect may publish volumes. Set before the rename, so the path is
+        // never world-writable.
+        guard chmod(bindPath, 0o660) == 0 else {
+          let e = errno
+          if bindPath == temporary { unlink(temporary) }
+          throw UVError(-e, "chmod \(bindPath)")
+        }
         if bindPath == temporary {
           guard rename(temporary, path) == 0 else {
             let e = errno

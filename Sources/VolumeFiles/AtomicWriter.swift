@@ -13,15 +13,31 @@ import Glibc
 /// `..data` (the one atomic step), fixes the top-level links and removes the old directory.
 /// A reader that resolves `..data` once sees one complete version.
 ///
-/// Every call is relative to a directory descriptor and refuses to follow symlinks, so
-/// nothing planted in the volume can redirect a write. One writer per directory at a time:
-/// the caller serialises writes to the same volume.
+/// Confinement is the kernel's: the volume is opened with openat2 beneath its trusted
+/// root (`VolumeTarget`), every file and directory under it with openat2 and
+/// RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS relative to an open
+/// directory, and every other call (mkdirat, symlinkat, renameat, unlinkat, readlinkat)
+/// takes one checked path element under such a directory. So neither a provider's file
+/// name nor a symlink planted in the volume can redirect a read or a write. One writer per
+/// directory at a time: the caller serialises writes to the same volume.
+///
+/// With a `group` (the pod's fsGroup, CSI volume_mount_group) files and directories are
+/// group-owned by it and made group-readable as kubelet does for fsGroup: files get
+/// mode | 0o440, directories mode | 0o550 plus set-group-ID (0o755 becomes 0o2755).
 public struct AtomicWriter: Sendable {
-  /// The volume root, normally a tmpfs mount point.
-  public let directory: String
+  /// Where the volume is: its root, normally a tmpfs mount point, under a trusted directory.
+  public let target: VolumeTarget
+  /// The volume root's path, for messages.
+  public var directory: String { target.path }
 
+  /// A volume whose directory is trusted as given (tests and tools).
   public init(directory: String) {
-    self.directory = directory
+    self.target = VolumeTarget(directory: directory)
+  }
+
+  /// A volume reached from its trusted root with openat2 (the driver's case).
+  public init(target: VolumeTarget) {
+    self.target = target
   }
 
   /// Validates every file first (`PathRules`, duplicates, a path that is both a file and a
@@ -30,9 +46,9 @@ public struct AtomicWriter: Sendable {
   /// holds; otherwise builds and swaps in a new version and returns `.written`.
   /// Leftovers of an interrupted write (`..data_tmp`, orphan timestamp directories, missing
   /// or stale top-level links) are repaired in both cases.
-  public func write(_ files: [SecretFile], defaultMode: UInt32) throws -> WriteOutcome {
-    let plan = try Plan(files, defaultMode: defaultMode)
-    let rootDirectory = try OpenDirectory(root: directory)
+  public func write(_ files: [SecretFile], defaultMode: UInt32, group: UInt32? = nil) throws -> WriteOutcome {
+    let plan = try Plan(files, defaultMode: defaultMode, group: group)
+    let rootDirectory = OpenDirectory(fd: try target.openDirectory())
     defer { rootDirectory.close() }
     let root = rootDirectory.fd
     let scan = try scanRoot(rootDirectory)
@@ -44,7 +60,18 @@ public struct AtomicWriter: Sendable {
     }
 
     // Any failure to read the current version just means it gets rewritten.
-    if let current = scan.dataTarget, (try? readTree(root, current)) == plan.stored {
+    var same = false
+    if let current = scan.dataTarget, var tree = try? readTree(root, current) {
+      same = tree == plan.stored
+      // Clear the read-back secret bytes in place: walking by index keeps the dictionary
+      // and its arrays uniquely referenced, so no copy-on-write copy is made first.
+      var index = tree.values.startIndex
+      while index != tree.values.endIndex {
+        tree.values[index].contents.zeroize()
+        tree.values.formIndex(after: &index)
+      }
+    }
+    if same {
       try removeLeftovers(root, scan)
       try updateLinks(root, scan, plan)
       return .unchanged
@@ -72,7 +99,7 @@ public struct AtomicWriter: Sendable {
 
   /// What `..data` holds now, sorted by path; empty if nothing was written yet.
   public func currentFiles() throws -> [SecretFile] {
-    let rootDirectory = try OpenDirectory(root: directory)
+    let rootDirectory = OpenDirectory(fd: try self.target.openDirectory())
     defer { rootDirectory.close() }
     let root = rootDirectory.fd
     let target: Name
@@ -142,7 +169,7 @@ public struct AtomicWriter: Sendable {
       } else if entry.name.starts(with: [0x2E, 0x2E]) {
         reserved.append(entry)
       } else if entry.type == .symlink,
-        try withCName(entry.name, { try readLink(at: root, $0, path: fullPath(entry.name)) })
+        try withComponent(entry.name, path: fullPath(entry.name), { try readLink(at: root, $0, path: fullPath(entry.name)) })
           == Self.linkPrefix + entry.name
       {
         scan.links.insert(entry.name)
@@ -163,7 +190,7 @@ public struct AtomicWriter: Sendable {
   /// Every regular file under the timestamp directory `name`, keyed by relative path.
   func readTree(_ root: Int32, _ name: Name) throws -> [Name: Stored] {
     var result: [Name: Stored] = [:]
-    try withCName(name) { cName in
+    try withComponent(name, path: fullPath(name)) { cName in
       let top = try OpenDirectory(at: root, cName, path: fullPath(name))
       defer { top.close() }
       try readTree(top, prefix: [], base: name + [0x2F], into: &result)
@@ -179,7 +206,9 @@ public struct AtomicWriter: Sendable {
         let (mode, contents) = try readRegularFile(at: dir.fd, entry.name, path: fullPath(base + key))
         result[key] = Stored(mode: mode, contents: contents)
       case .directory:
-        let sub = try withCName(entry.name) { try OpenDirectory(at: dir.fd, $0, path: fullPath(base + key)) }
+        let sub = try withComponent(entry.name, path: fullPath(base + key)) {
+          try OpenDirectory(at: dir.fd, $0, path: fullPath(base + key))
+        }
         defer { sub.close() }
         try readTree(sub, prefix: key + [0x2F], base: base, into: &result)
       case .symlink, .other:
@@ -201,13 +230,13 @@ public struct AtomicWriter: Sendable {
   private func updateLinks(_ root: Int32, _ scan: RootScan, _ plan: Plan) throws {
     for name in plan.topLevel where !scan.links.contains(name) {
       _ = try withCName(Self.linkPrefix + name) { target in
-        try withCName(name) { cName in
+        try withComponent(name, path: fullPath(name)) { cName in
           try sys("symlinkat", fullPath(name)) { symlinkat(target, root, cName) }
         }
       }
     }
     for name in scan.links where !plan.topLevelSet.contains(name) {
-      _ = try withCName(name) { cName in
+      _ = try withComponent(name, path: fullPath(name)) { cName in
         try sys("unlinkat", fullPath(name)) { unlinkat(root, cName, 0) }
       }
     }
@@ -221,7 +250,9 @@ public struct AtomicWriter: Sendable {
     while true {
       name = Self.timestampName()
       do {
-        _ = try withCName(name) { cName in try sys("mkdirat", fullPath(name)) { mkdirat(root, cName, 0o755) } }
+        _ = try withComponent(name, path: fullPath(name)) { cName in
+          try sys("mkdirat", fullPath(name)) { mkdirat(root, cName, 0o755) }
+        }
         break
       } catch let error as VolumeFileError where error.errno == EEXIST && attempts < 8 {
         attempts += 1  // same nanosecond and same random suffix: vanishingly rare
@@ -236,7 +267,7 @@ public struct AtomicWriter: Sendable {
     defer { for link in chain { close(link.fd) } }
     var current = plan.files.first?.path ?? ""
     do {
-      chain.append(([], try openDirectoryForWriting(root, name, path: fullPath(name))))
+      chain.append(([], try openDirectoryForWriting(root, name, plan, path: fullPath(name))))
       for file in plan.files {
         current = file.path
         // Keep the open directories this file shares with the previous one.
@@ -251,19 +282,20 @@ public struct AtomicWriter: Sendable {
           let component = file.directories[index]
           let parent = chain[chain.count - 1].fd
           let path = { self.fullPath(base + Array(file.directories[...index].joined(separator: [0x2F]))) }
-          _ = try withCName(component) { cName in
+          _ = try withComponent(component, path: path()) { cName in
             try sys("mkdirat", path()) { mkdirat(parent, cName, 0o755) }
           }
-          chain.append((component, try openDirectoryForWriting(parent, component, path: path())))
+          chain.append((component, try openDirectoryForWriting(parent, component, plan, path: path())))
         }
         let parent = chain[chain.count - 1].fd
-        let fd = try withCName(file.name) { cName in
-          try sys("openat", fullPath(base + file.key)) {
-            openat(parent, cName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-          }
+        let fd = try withComponent(file.name, path: fullPath(base + file.key)) { cName in
+          try openBeneath(parent, cName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode: 0o600, path: fullPath(base + file.key))
         }
         defer { close(fd) }
         try writeAll(fd, file.contents, path: fullPath(base + file.key))
+        if let group = plan.group {
+          _ = try sys("fchown", fullPath(base + file.key)) { fchown(fd, uid_t.max, group) }
+        }
         // After writing: a write may clear set-id bits, and open's mode is cut by the umask.
         _ = try sys("fchmod", fullPath(base + file.key)) { fchmod(fd, file.mode) }
       }
@@ -280,13 +312,17 @@ public struct AtomicWriter: Sendable {
     return name
   }
 
-  /// Opens a directory the writer just made and sets 0755 regardless of the umask.
-  private func openDirectoryForWriting(_ parent: Int32, _ name: Name, path: @autoclosure () -> String) throws -> Int32 {
-    let fd = try withCName(name) { cName in
-      try sys("openat", path()) { openat(parent, cName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+  /// Opens a directory the writer just made and sets 0755 regardless of the umask
+  /// (with a group: owned by it, 0o2755).
+  private func openDirectoryForWriting(_ parent: Int32, _ name: Name, _ plan: Plan, path: @autoclosure () -> String) throws -> Int32 {
+    let fd = try withComponent(name, path: path()) { cName in
+      try openBeneath(parent, cName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, path: path())
     }
     do {
-      _ = try sys("fchmod", path()) { fchmod(fd, 0o755) }
+      if let group = plan.group {
+        _ = try sys("fchown", path()) { fchown(fd, uid_t.max, group) }
+      }
+      _ = try sys("fchmod", path()) { fchmod(fd, plan.directoryMode) }
     } catch {
       close(fd)
       throw error
@@ -358,13 +394,19 @@ struct Plan {
   var topLevelSet: Set<Name> = []
   var stored: [Name: AtomicWriter.Stored] = [:]
   var totalBytes = 0
+  /// The pod's fsGroup: files and directories are owned by it and group-readable.
+  var group: UInt32?
+  var directoryMode: mode_t { group == nil ? 0o755 : 0o2755 }
 
-  init(_ input: [SecretFile], defaultMode: UInt32) throws {
+  init(_ input: [SecretFile], defaultMode: UInt32, group: UInt32? = nil) throws {
+    self.group = group
     var directoryUsers: [Name: String] = [:]  // directory path -> one file inside it
     for secret in input {
       try PathRules.validate(secret.path)
-      let mode = secret.mode == 0 ? defaultMode : secret.mode
+      var mode = secret.mode == 0 ? defaultMode : secret.mode
       guard mode <= 0o7777 else { throw VolumeFileError(.invalidMode(path: secret.path, mode: mode)) }
+      // kubelet's fsGroup rule for read-only volumes: owner and group may read.
+      if group != nil { mode |= 0o440 }
       let key = Array(secret.path.utf8)
       guard stored[key] == nil else {
         throw VolumeFileError(.invalidPath(path: secret.path, reason: "is listed more than once"))

@@ -4,10 +4,21 @@ import Glibc
 /// The tmpfs that holds a volume's files: secrets stay in memory and never reach a disk.
 public enum Tmpfs {
   /// Mounts a tmpfs of `sizeBytes` at `target` with nosuid, nodev and noexec
-  /// (`size=<sizeBytes>,mode=<octal mode>`). Does not check what is mounted there already.
+  /// (`size=<sizeBytes>,mode=<octal mode>`, and `gid=<group>` when given). Follows
+  /// `target` as given and does not check what is mounted there already: the driver's
+  /// volumes go through `VolumeTarget.mountTmpfs`, which is confined to the kubelet root.
   /// `source` is the name the mount table shows as the mount's source: the driver passes
   /// its own name, so that after a restart it can tell its volumes from other tmpfs mounts.
-  public static func mount(at target: String, sizeBytes: Int, mode: UInt32 = 0o755, source: String = "tmpfs") throws {
+  public static func mount(at target: String, sizeBytes: Int, mode: UInt32 = 0o755, group: UInt32? = nil, source: String = "tmpfs") throws {
+    let options = try options(sizeBytes: sizeBytes, mode: mode, group: group)
+    _ = try sys("mount", target) { Glibc.mount(source, target, "tmpfs", flags, options) }
+  }
+
+  /// nosuid, nodev, noexec: nothing in a secrets volume is a program or a device.
+  static let flags = UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+  /// `size=…,mode=0…[,gid=…]`; refuses a size that tmpfs would take as "no limit".
+  static func options(sizeBytes: Int, mode: UInt32, group: UInt32?) throws -> String {
     // size=0 would mean "unlimited" to tmpfs: never allow that by accident.
     guard sizeBytes > 0 else {
       throw VolumeFileError(.invalidArgument(name: "tmpfs size", reason: "\(sizeBytes) bytes; must be positive"))
@@ -15,9 +26,9 @@ public enum Tmpfs {
     guard mode <= 0o7777 else {
       throw VolumeFileError(.invalidArgument(name: "tmpfs mode", reason: "0o\(String(mode, radix: 8)) is above 0o7777"))
     }
-    let options = "size=\(sizeBytes),mode=0\(String(mode, radix: 8))"
-    let flags = UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    _ = try sys("mount", target) { Glibc.mount(source, target, "tmpfs", flags, options) }
+    var options = "size=\(sizeBytes),mode=0\(String(mode, radix: 8))"
+    if let group { options += ",gid=\(group)" }
+    return options
   }
 
   /// Unmounts `target`. Nothing mounted there (EINVAL) or no such path (ENOENT) counts as

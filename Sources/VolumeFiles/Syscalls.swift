@@ -83,10 +83,13 @@ public func directoryNames(_ path: String) throws -> [String] {
 struct OpenDirectory {
   let fd: Int32
 
-  /// Opens `name` under `parent` without following a symlink in its place.
+  /// Opens the single path element `name` under `parent`, confined by the kernel
+  /// (`openBeneath`): never a symlink, never outside `parent`.
   init(at parent: Int32, _ name: UnsafePointer<CChar>, path: @autoclosure () -> String) throws {
-    fd = try sys("openat", path()) { openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+    fd = try openBeneath(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, path: path())
   }
+
+  init(fd: Int32) { self.fd = fd }
 
   /// Opens the caller-given root of a volume; symlinks in that path are the caller's choice.
   init(root path: String) throws {
@@ -132,7 +135,7 @@ struct OpenDirectory {
 
 func entryType(at dirfd: Int32, _ name: Name, path: @autoclosure () -> String) throws -> EntryType {
   var info = stat()
-  _ = try withCName(name) { cName in
+  _ = try withComponent(name, path: path()) { cName in
     try sys("fstatat", path()) { fstatat(dirfd, cName, &info, AT_SYMLINK_NOFOLLOW) }
   }
   switch info.st_mode & S_IFMT {
@@ -154,7 +157,7 @@ func readLink(at dirfd: Int32, _ name: UnsafePointer<CChar>, path: @autoclosure 
 
 /// Removes `name` under `parent`, recursively if it is a directory, never following symlinks.
 func removeEntry(at parent: Int32, _ name: Name, type: EntryType, path: String) throws {
-  try withCName(name) { cName in
+  try withComponent(name, path: path) { cName in
     guard type == .directory else {
       _ = try sys("unlinkat", path) { unlinkat(parent, cName, 0) }
       return
@@ -179,8 +182,8 @@ func readRegularFile(at dirfd: Int32, _ name: Name, path: @autoclosure () -> Str
   mode: UInt32, contents: [UInt8]
 ) {
   // O_NONBLOCK: should a FIFO have been swapped in, fail instead of hanging.
-  let fd = try withCName(name) { cName in
-    try sys("openat", path()) { openat(dirfd, cName, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK) }
+  let fd = try withComponent(name, path: path()) { cName in
+    try openBeneath(dirfd, cName, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, path: path())
   }
   defer { close(fd) }
   var info = stat()
@@ -200,4 +203,15 @@ func readRegularFile(at dirfd: Int32, _ name: Name, path: @autoclosure () -> Str
     }
   }
   return (info.st_mode & 0o7777, contents)
+}
+
+extension Array where Element == UInt8 {
+  /// Overwrites the bytes with zeros (a store the compiler may not drop) and empties the
+  /// array. Only the array's own buffer is cleared: when the buffer is shared with another
+  /// array (copy-on-write), that one keeps its bytes and this call clears a fresh copy;
+  /// so call it only on arrays nothing else holds.
+  public mutating func zeroize() {
+    withUnsafeMutableBytes { clinux_explicit_bzero($0.baseAddress, $0.count) }
+    removeAll()
+  }
 }

@@ -30,7 +30,7 @@ extension AtomicWriter {
   ///
   /// The caller guarantees no writer is working on the directory (one writer per volume).
   public func repairInterruptedWrite() throws -> WriteRepair {
-    let rootDirectory = try OpenDirectory(root: directory)
+    let rootDirectory = OpenDirectory(fd: try target.openDirectory())
     defer { rootDirectory.close() }
     let root = rootDirectory.fd
     let scan = try scanRoot(rootDirectory)

@@ -52,6 +52,13 @@ struct DriverCommand: AsyncParsableCommand {
   var providerVolume = ProviderSettings.defaultProviderVolume
 
   @Option(
+    name: .customLong("kubelet-root-dir"),
+    help: ArgumentHelp(
+      "kubelet's root directory (its --root-dir; upstream chart value linux.kubeletRootDir). Target paths must lie under <dir>/pods and are reached from <dir> without following symlinks; any other target is refused with INVALID_ARGUMENT.",
+      valueName: "dir"))
+  var kubeletRootDir = DriverConfig.defaultKubeletRootDir
+
+  @Option(
     name: .customLong("additional-provider-volume-paths"),
     help: ArgumentHelp("More provider socket directories, comma-separated; searched before --provider-volume.", valueName: "dirs"))
   var additionalProviderVolumePaths = ProviderSettings.defaultAdditionalProviderVolumePaths.joined(separator: ",")
@@ -280,6 +287,9 @@ struct DriverCommand: AsyncParsableCommand {
       throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
     }
     guard !drivername.isEmpty else { throw ValidationError("--drivername must not be empty") }
+    guard DriverConfig.lexicallyClean(kubeletRootDir) != nil else {
+      throw ValidationError("--kubelet-root-dir must be an absolute path, got \(kubeletRootDir.debugDescription)")
+    }
     for (flag, value) in [("--rotation-poll-interval", rotationPollInterval), ("--provider-health-check-interval", providerHealthCheckInterval)] {
       do {
         guard try GoDuration.parse(value) > .zero else { throw ValidationError("\(flag) must be positive") }
@@ -332,7 +342,9 @@ struct DriverCommand: AsyncParsableCommand {
         "flag accepted for compatibility with upstream, not implemented yet: ignored",
         metadata: ["flag": "\(flag.name)", "value": "\(value)", "effect": "\(flag.help)"])
     }
-    let config = DriverConfig(driverName: drivername, version: DriverVersion.current, nodeID: nodeid!)
+    let config = DriverConfig(
+      driverName: drivername, version: DriverVersion.current, nodeID: nodeid!,
+      kubeletRootDir: DriverConfig.lexicallyClean(kubeletRootDir)!)
     let endpoint = try Endpoint(parsing: endpoint)
     let dirs = additionalProviderVolumePaths.split(separator: ",").map { String($0) }.filter { !$0.isEmpty } + [providerVolume]
     let classes: any SecretProviderClassSource =

@@ -237,12 +237,30 @@ import VolumeFiles
 
   @Test func targetPathsMustBeAbsoluteAndClean() {
     #expect(throws: Never.self) { try NodeService.checkTargetPath("/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/v/mount") }
+    // Element rules only: beneath a kubelet root of "/" (its pods directory is /pods).
     for good in ["/a", "/a/...", "/a/.b", "/a/b..", "/.../x", "/a/b.c/d"] {
-      #expect(throws: Never.self, "\(good)") { try NodeService.checkTargetPath(good) }
+      #expect(throws: Never.self, "\(good)") { try NodeService.checkTargetPath("/pods" + good, kubeletRootDir: "/") }
     }
     for bad in ["relative/path", "/a/../b", "/a/./b", "/a//b", "/a/", "/", "/a\u{0}b", "", "/.", "/..", "/a/.", "/a/..", "//a"] {
       #expect(throws: RPCError.self, "\(bad)") { try NodeService.checkTargetPath(bad) }
     }
+  }
+
+  @Test func targetPathsMustBeUnderTheKubeletRootsPodsDirectory() {
+    #expect(throws: Never.self) { try NodeService.checkTargetPath("/k/pods/u/volumes/v/mount", kubeletRootDir: "/k") }
+    #expect(throws: Never.self) { try NodeService.checkTargetPath("/pods/u/mount", kubeletRootDir: "/") }
+    let longElement = "/k/pods/" + String(repeating: "n", count: 256) + "/mount"
+    let longPath = "/k/pods/" + Array(repeating: String(repeating: "p", count: 250), count: 17).joined(separator: "/")
+    for bad in [longElement, longPath, "/k/pods", "/k/podsx/u/mount", "/k/plugins/u/mount", "/kk/pods/u/mount", "/k/pods/../etc/passwd", "/other/pods/u"] {
+      #expect(throws: RPCError.self, "\(bad)") { try NodeService.checkTargetPath(bad, kubeletRootDir: "/k") }
+    }
+  }
+
+  @Test func theKubeletRootFlagIsCleanedLexically() {
+    #expect(DriverConfig.lexicallyClean("/var/lib//kubelet/") == "/var/lib/kubelet")
+    #expect(DriverConfig.lexicallyClean("/var/lib/x/../kubelet/.") == "/var/lib/kubelet")
+    #expect(DriverConfig.lexicallyClean("/../..") == "/")
+    #expect(DriverConfig.lexicallyClean("var/lib/kubelet") == nil)
   }
 }
 

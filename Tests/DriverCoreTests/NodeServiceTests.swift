@@ -13,10 +13,10 @@ import Testing
     }
   }
 
-  @Test func advertisesNoNodeCapabilities() async throws {
+  @Test func advertisesVolumeMountGroupOnly() async throws {
     try await withDriver { client in
       let response = try await client.call(CSI.Node.nodeGetCapabilities, .init())
-      #expect(response.capabilities == [])
+      #expect(response.capabilities == [CSI.NodeServiceCapability(type: .rpc(.init(type: .volumeMountGroup)))])
     }
   }
 
@@ -33,13 +33,20 @@ import Testing
     relativeTarget.targetPath = "pods/uid/volumes/kubernetes.io~csi/secrets/mount"
     var dottedTarget = validPublish
     dottedTarget.targetPath = "/var/lib/kubelet/pods/uid/../../../../etc"
+    var outsideRoot = validPublish
+    outsideRoot.targetPath = "/tmp/pods/uid/volumes/kubernetes.io~csi/secrets/mount"
+    var rootItself = validPublish
+    rootItself.targetPath = "/var/lib/kubelet/pods"
+    var besidePods = validPublish
+    besidePods.targetPath = "/var/lib/kubelet/plugins/x/mount"
     var noClass = validPublish
     noClass.volumeContext["secretProviderClass"] = nil
     var noNamespace = validPublish
     noNamespace.volumeContext["csi.storage.k8s.io/pod.namespace"] = nil
     return [
       ("volume_id", noVolumeID), ("target_path", noTarget), ("volume_capability", noCapability), ("readonly", writable),
-      ("target_path", relativeTarget), ("target_path", dottedTarget), ("secretProviderClass", noClass),
+      ("target_path", relativeTarget), ("target_path", dottedTarget), ("target_path", outsideRoot), ("target_path", rootItself),
+      ("target_path", besidePods), ("secretProviderClass", noClass),
       ("pod.namespace", noNamespace),
     ]
   }()
@@ -64,9 +71,10 @@ import Testing
   }
 
   @Test(arguments: [
-    ("volume_id", CSI.NodeUnpublishVolumeRequest(volumeID: "", targetPath: "/t")),
+    ("volume_id", CSI.NodeUnpublishVolumeRequest(volumeID: "", targetPath: validPublish.targetPath)),
     ("target_path", CSI.NodeUnpublishVolumeRequest(volumeID: "v", targetPath: "")),
     ("target_path", CSI.NodeUnpublishVolumeRequest(volumeID: "v", targetPath: "/a/../b")),
+    ("target_path", CSI.NodeUnpublishVolumeRequest(volumeID: "v", targetPath: "/etc/mount")),
   ])
   func unpublishRejectsAnIncompleteRequest(_ field: String, _ request: CSI.NodeUnpublishVolumeRequest) async throws {
     let publisher = RecordingPublisher()
@@ -80,11 +88,53 @@ import Testing
 
   @Test func unpublishHandsAValidRequestToThePublisher() async throws {
     let publisher = RecordingPublisher()
-    let request = CSI.NodeUnpublishVolumeRequest(volumeID: "v", targetPath: "/t")
+    let request = CSI.NodeUnpublishVolumeRequest(volumeID: "v", targetPath: validPublish.targetPath)
     try await withDriver(publisher: publisher) { client in
       _ = try await client.call(CSI.Node.nodeUnpublishVolume, request)
     }
     #expect(publisher.unpublished.withLock { $0 } == [request])
+  }
+
+  @Test func theKubeletRootComesFromTheConfig() async throws {
+    var config = testConfig
+    config.kubeletRootDir = "/srv/kubelet"
+    var moved = validPublish
+    moved.targetPath = "/srv/kubelet/pods/uid/volumes/kubernetes.io~csi/secrets/mount"
+    let publisher = RecordingPublisher()
+    try await withDriver(config: config, publisher: publisher) { client in
+      _ = try await client.call(CSI.Node.nodePublishVolume, moved)
+      let (code, message) = await status(client, CSI.Node.nodePublishVolume, validPublish)
+      #expect(code == .invalidArgument)
+      #expect(message.contains("/srv/kubelet/pods"))
+    }
+    #expect(publisher.published.withLock { $0 } == [moved])
+  }
+
+  static func withGroup(_ group: String) -> CSI.NodePublishVolumeRequest {
+    var request = validPublish
+    request.volumeCapability = CSI.VolumeCapability(
+      accessType: .mount(.init(volumeMountGroup: group)), accessMode: validPublish.volumeCapability?.accessMode)
+    return request
+  }
+
+  @Test(arguments: ["abc", "-1", "+5", "1e3", " 5", "2147483648", "4294967295", "99999999999999999999"])
+  func anInvalidVolumeMountGroupIsInvalidArgument(_ group: String) async throws {
+    let publisher = RecordingPublisher()
+    try await withDriver(publisher: publisher) { client in
+      let (code, message) = await status(client, CSI.Node.nodePublishVolume, Self.withGroup(group))
+      #expect(code == .invalidArgument)
+      #expect(message.contains("volume_mount_group"))
+    }
+    #expect(publisher.published.withLock { $0.isEmpty })
+  }
+
+  @Test(arguments: ["0", "2000", "2147483647"])
+  func aNumericVolumeMountGroupIsAccepted(_ group: String) async throws {
+    let publisher = RecordingPublisher()
+    try await withDriver(publisher: publisher) { client in
+      _ = try await client.call(CSI.Node.nodePublishVolume, Self.withGroup(group))
+    }
+    #expect(publisher.published.withLock { $0.count } == 1)
   }
 
   @Test func unofferedNodeRPCsAreUnimplemented() async throws {

@@ -74,7 +74,9 @@ def start_driver(driver_path, workdir, csi):
     """Factory: start_driver(*extra_args, endpoint=None, nodeid="test-node", ready=True).
 
     Starts the driver on a unix socket in workdir (or the given endpoint), by
-    default waits until it answers Probe, and kills it at teardown."""
+    default waits until it answers Probe, and kills it at teardown. Unless the
+    arguments name one, the kubelet root is workdir (--kubelet-root-dir), so
+    valid targets are support.target_path(workdir, pod_uid, volume)."""
     procs: list[DriverProcess] = []
 
     def start(*args: str, endpoint: str | None = None, nodeid: str | None = "test-node",
@@ -84,6 +86,9 @@ def start_driver(driver_path, workdir, csi):
         # A state directory per test, as a node has one: never the machine's /run default.
         if not any(a == "--state-dir" or a.startswith("--state-dir=") for a in full):
             full = ["--state-dir", str(workdir / "state"), *full]
+        if not any(a == "--kubelet-root-dir" or a.startswith("--kubelet-root-dir=") for a in full):
+            # Targets made with target_path(workdir, ...) lie under <workdir>/pods.
+            full = ["--kubelet-root-dir", str(workdir), *full]
         if nodeid is not None:
             full = ["--nodeid", nodeid, *full]
         p = DriverProcess(driver_path, workdir, ep, full)

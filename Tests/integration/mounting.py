@@ -10,6 +10,8 @@ import subprocess
 from pathlib import Path
 from typing import Optional
 
+import support
+
 TOKENS_KEY = "csi.storage.k8s.io/serviceAccount.tokens"
 
 
@@ -36,11 +38,8 @@ def write_spc(spc_dir: Path, name: str, provider: str = "fake", parameters: Opti
     return path
 
 
-def target_path(root: Path, pod_uid: str, volume: str = "secrets") -> str:
-    """kubelet's layout; kubelet creates the parent, the driver the target."""
-    parent = root / "pods" / pod_uid / "volumes" / "kubernetes.io~csi" / volume
-    parent.mkdir(parents=True, exist_ok=True)
-    return str(parent / "mount")
+# kubelet's layout under the driver's --kubelet-root-dir; one definition, in support.
+target_path = support.target_path
 
 
 def publish_request(csi, target: str, *, spc: str = "my-spc", namespace: str = "default",

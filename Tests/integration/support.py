@@ -417,8 +417,22 @@ POD_UID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 VOLUME_ID = "csi-" + "ab" * 32  # kubelet: csi-<sha256 hex>
 
 
+def target_path(kubelet_root: Path, pod_uid: str = POD_UID, volume: str = "secrets",
+                *, make_parent: bool = True) -> str:
+    """The one way tests make a target path: kubelet's layout under the driver's
+    --kubelet-root-dir (start_driver passes workdir), i.e.
+    <kubelet_root>/pods/<pod_uid>/volumes/kubernetes.io~csi/<volume>/mount.
+    kubelet creates the parent and the driver the target, so by default the
+    parent is created here too."""
+    parent = Path(kubelet_root) / "pods" / pod_uid / "volumes" / "kubernetes.io~csi" / volume
+    if make_parent:
+        parent.mkdir(parents=True, exist_ok=True)
+    return str(parent / "mount")
+
+
 def target_path_for(root: Path, volume: str = "secrets-store-inline") -> str:
-    return str(root / "pods" / POD_UID / "volumes" / "kubernetes.io~csi" / volume / "mount")
+    """kubelet's target for the fixed POD_UID, without creating anything."""
+    return target_path(root, POD_UID, volume, make_parent=False)
 
 
 def valid_publish_request(csi, root: Path, *, secrets: Optional[dict] = None,

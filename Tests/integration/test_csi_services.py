@@ -52,9 +52,10 @@ def test_node_get_info_other_nodeid(start_driver, csi):
     assert r.node_id == "ip-10-0-0-1.ec2.internal"
 
 
-def test_node_get_capabilities_is_empty(node, csi):
+def test_node_get_capabilities_is_volume_mount_group_only(node, csi):
     r = node.NodeGetCapabilities(csi.pb2.NodeGetCapabilitiesRequest(), timeout=T)
-    assert list(r.capabilities) == []
+    rpc = csi.pb2.NodeServiceCapability.RPC
+    assert [c.rpc.type for c in r.capabilities] == [rpc.VOLUME_MOUNT_GROUP]
 
 
 # ---- NodePublishVolume validation

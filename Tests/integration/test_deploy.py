@@ -207,6 +207,9 @@ def test_driver_container_shape(rendered):
     assert pods["mountPropagation"] == "Bidirectional"
     # kubelet passes host paths: the pods directory must sit at the same path inside the container.
     assert pods["mountPath"] == volumes["mountpoint-dir"]["hostPath"]["path"].rstrip("/")
+    # The driver refuses targets outside <kubelet root>/pods: its root must be the mounted one.
+    root = next(a.split("=", 1)[1] for a in args if a.startswith("--kubelet-root-dir="))
+    assert root.rstrip("/") + "/pods" == pods["mountPath"]
     for name, m in mounts.items():
         if name.startswith("providers-dir"):
             assert m["mountPath"] == volumes[name]["hostPath"]["path"], f"{name} mounted elsewhere than on the host"
@@ -232,6 +235,7 @@ def test_deploy_manifest_passes_upstreams_exact_arguments():
     assert _driver_args(ds) == [
         "--endpoint=$(CSI_ENDPOINT)",
         "--nodeid=$(KUBE_NODE_NAME)",
+        "--kubelet-root-dir=/var/lib/kubelet",  # this driver's own: the one addition to upstream's
         "--provider-volume=/var/run/secrets-store-csi-providers",
         "--additional-provider-volume-paths=/etc/kubernetes/secrets-store-csi-providers",
         "--metrics-addr=:8095",
@@ -428,7 +432,8 @@ def test_containerfile():
     text = (DEPLOY / "Containerfile").read_text()
     froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
     assert len(froms) == 2 and froms[0].startswith("swift:6.3") and froms[1] == "debian:bookworm-slim", froms
-    assert "swift build -c release --product secrets-store-csi-driver" in text
+    # As `make release`: the Swift runtime linked in, so the runtime stage needs no Swift libraries.
+    assert "swift build -c release --static-swift-stdlib --product secrets-store-csi-driver" in text
     runtime = text.split("FROM debian:bookworm-slim", 1)[1]
     for pkg in ("libuv1", "libnghttp2-14", "libprotobuf-c1", "libcurl4", "libssl3", "ca-certificates"):
         assert re.search(rf"\b{re.escape(pkg)}\b", runtime), f"runtime stage lacks {pkg}"

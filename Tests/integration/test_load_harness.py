@@ -242,7 +242,8 @@ def test_against_a_running_driver(binaries, tmp_path):
         procs.append(subprocess.Popen(
             [str(binaries["driver"]), "--endpoint", f"unix://{dsock}", "--nodeid", "n", "--provider-volume",
              str(providers), "--additional-provider-volume-paths", "", "--spc-dir", str(classes),
-             "--enable-secret-rotation", "--rotation-poll-interval", "1s", "--log-level", "warning"],
+             "--enable-secret-rotation", "--rotation-poll-interval", "1s", "--log-level", "warning",
+             "--kubelet-root-dir", str(kubelet)],
             stdin=subprocess.DEVNULL))
         wait_until(lambda: is_socket(dsock), START_TIMEOUT, "driver socket")
         result, _ = run_load(

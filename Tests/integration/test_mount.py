@@ -539,8 +539,8 @@ def test_missing_parents_are_created_and_removed_again_on_failure(mount_env, csi
     env = mount_env
     env.start()
     node = env.node()
-    base = env.root / "fresh"
-    target = str(base / "pods" / "uid-23" / "volumes" / "kubernetes.io~csi" / "v" / "mount")
+    base = env.root / "pods" / "uid-23"
+    target = str(base / "volumes" / "kubernetes.io~csi" / "v" / "mount")
     env.provider.mount_error = "AccessDenied"
     e = rpc_error(node.NodePublishVolume, publish_request(csi, target, pod_uid="uid-23"), timeout=T)
     assert e.code() == grpc.StatusCode.INTERNAL

@@ -11,7 +11,9 @@ int clinux_clone_newns(void);
 int clinux_is_mountpoint(const char *path);
 // Fills `fstype` (size n) with the filesystem type of the mount at `path`; 0 on success.
 int clinux_mount_fstype(const char *path, char *fstype, size_t n);
-// openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS; -1 and errno on failure.
+// openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS: the walk
+// may not leave `dirfd` (EXDEV), may not pass a symlink anywhere in `path` (ELOOP), and
+// `mode` is used only with O_CREAT. -1 and errno on failure; ENOSYS before Linux 5.6.
 int clinux_openat2_beneath(int dirfd, const char *path, int flags, mode_t mode);
 // openat2 with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS: symlinks are followed but the
 // walk may never leave `dirfd` (an escape fails with EXDEV); -1 and errno on failure.
@@ -27,4 +29,12 @@ int clinux_is_mount_root(const char *path);
 // fstatfs(2)'s f_type (the file system's magic number, e.g. 0x01021994 for tmpfs) of
 // the file system holding the open file `fd`; -1 and errno on failure.
 long clinux_fs_magic(int fd);
+// statx(fd, "", AT_EMPTY_PATH) or statx(dirfd, name, AT_SYMLINK_NOFOLLOW): whether the
+// object is the root of a mount (STATX_ATTR_MOUNT_ROOT). 1 yes, 0 no, -2 the kernel cannot
+// tell (before Linux 5.8), -1 error (errno set; ENOENT when `name` does not exist).
+int clinux_is_mount_root_at(int dirfd, const char *name);
+// O_PATH (a _GNU_SOURCE flag Swift's Glibc module does not expose).
+int clinux_o_path(void);
+// Zeroes n bytes at p in a way the compiler may not drop as a dead store.
+void clinux_explicit_bzero(void *p, size_t n);
 #endif

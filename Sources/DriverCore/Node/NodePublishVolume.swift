@@ -1,5 +1,6 @@
 public import CSIMessages
 import GRPCCore
+import VolumeFiles
 
 extension NodeService {
   /// Validate, then lock, then act: the request is checked here, once, before the
@@ -7,63 +8,95 @@ extension NodeService {
   public func nodePublishVolume(
     _ request: CSI.NodePublishVolumeRequest, deadline: ContinuousClock.Instant? = nil
   ) async throws -> CSI.NodePublishVolumeResponse {
-    return try await self.publisher.publish(try Self.validate(request), deadline: deadline)
+    return try await self.publisher.publish(try Self.validate(request, kubeletRootDir: config.kubeletRootDir), deadline: deadline)
   }
 
   /// The CSI spec's required fields, a target path that is safe to mount on, this
   /// driver's own rule (the volume holds secrets written by the driver, so pods mount
   /// it read-only), and the volume context keys that name the pod and its class.
-  static func validate(_ request: CSI.NodePublishVolumeRequest) throws(RPCError) -> ValidPublishRequest {
-    try validateVolume(id: request.volumeID, targetPath: request.targetPath, in: "NodePublishVolumeRequest")
-    guard request.volumeCapability != nil else {
+  static func validate(
+    _ request: CSI.NodePublishVolumeRequest, kubeletRootDir: String = DriverConfig.defaultKubeletRootDir
+  ) throws(RPCError) -> ValidPublishRequest {
+    try validateVolume(id: request.volumeID, targetPath: request.targetPath, in: "NodePublishVolumeRequest", kubeletRootDir: kubeletRootDir)
+    guard let capability = request.volumeCapability else {
       throw RPCError.invalidArgument("volume_capability is required in NodePublishVolumeRequest")
     }
+    let group = try mountGroup(capability)
     guard request.readonly else {
       throw RPCError.invalidArgument("readonly must be true: secrets store volumes are mounted read-only")
     }
     do {
-      return ValidPublishRequest(csi: request, pod: try PodVolume(volumeContext: request.volumeContext))
+      return ValidPublishRequest(csi: request, pod: try PodVolume(volumeContext: request.volumeContext), mountGroup: group)
     } catch {
       throw error.rpcError
     }
   }
 
-  /// What publish and unpublish both require: a volume id and a target path.
-  static func validateVolume(id: String, targetPath: String, in message: String) throws(RPCError) {
+  /// What publish and unpublish both require: a volume id and a target path under the
+  /// kubelet root's `pods` directory.
+  static func validateVolume(id: String, targetPath: String, in message: String, kubeletRootDir: String) throws(RPCError) {
     guard !id.isEmpty else { throw RPCError.invalidArgument("volume_id is required in \(message)") }
     guard !targetPath.isEmpty else { throw RPCError.invalidArgument("target_path is required in \(message)") }
-    try checkTargetPath(targetPath)
+    try checkTargetPath(targetPath, kubeletRootDir: kubeletRootDir)
   }
 
-  /// Target paths come from kubelet; still, mount and rmdir only absolute, clean paths.
-  static func checkTargetPath(_ path: String) throws(RPCError) {
-    guard isAbsoluteAndClean(path.utf8) else {
-      throw RPCError.invalidArgument("target_path \"\(path)\" must be an absolute, clean path")
+  /// Target paths come from kubelet; still, mount and rmdir only absolute, clean paths
+  /// strictly beneath `<kubelet root>/pods`, where kubelet keeps pod volumes. (Symlinks on
+  /// the way are refused later, when the volume walks the path with openat2.)
+  static func checkTargetPath(_ path: String, kubeletRootDir: String = DriverConfig.defaultKubeletRootDir) throws(RPCError) {
+    guard VolumeTarget.isClean(path), path.utf8.count > 1 else {
+      throw RPCError.invalidArgument("target_path \(quotedPath(path)) must be an absolute, clean path (no \".\", \"..\", \"//\", trailing \"/\" or NUL)")
+    }
+    // What the kernel would refuse with ENAMETOOLONG: refuse it as the caller's mistake.
+    if path.utf8.count >= PathRules.maxPathBytes || longestElement(path.utf8) > PathRules.maxElementBytes
+    {
+      throw RPCError.invalidArgument(
+        "target_path \(quotedPath(path)) is too long (at most \(PathRules.maxPathBytes - 1) bytes, \(PathRules.maxElementBytes) per element)")
+    }
+    let pods = (kubeletRootDir == "/" ? "" : kubeletRootDir) + "/pods"
+    guard VolumeTarget(path: path, under: pods) != nil else {
+      throw RPCError.invalidArgument(
+        "target_path \(quotedPath(path)) is not under \(pods), where kubelet keeps pod volumes (set --kubelet-root-dir to kubelet's --root-dir)")
     }
   }
 
-  /// An absolute path whose elements are neither empty, "." nor "..", without a trailing
-  /// slash or a NUL byte, judged by its bytes as the kernel reads it: one pass, no
-  /// substrings (splitting into `Substring`s and comparing grapheme clusters cost ~50 000
-  /// instructions per call, a tenth of a publish+unpublish pair).
-  static func isAbsoluteAndClean(_ bytes: String.UTF8View) -> Bool {
-    let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
-    guard bytes.first == slash, bytes.count > 1 else { return false }
-    var length = 0  // of the current element
-    var onlyDots = true
-    for byte in bytes.dropFirst() {
-      switch byte {
-      case 0: return false
-      case slash:
-        if length == 0 || (onlyDots && length <= 2) { return false }
-        length = 0
-        onlyDots = true
-      default:
-        length += 1
-        if byte != dot { onlyDots = false }
+  /// A path quoted for a message, cut when very long.
+  private static func quotedPath(_ path: String) -> String {
+    path.utf8.count <= 300 ? path.debugDescription : String(decoding: path.utf8.prefix(300), as: UTF8.self).debugDescription + "…"
+  }
+
+  /// The largest group id accepted as volume_mount_group: Kubernetes' limit for fsGroup.
+  static let maxMountGroup: UInt32 = 2_147_483_647
+
+  /// `volume_capability.mount.volume_mount_group` (kubelet's fsGroup for this pod, sent
+  /// because the CSIDriver says `fsGroupPolicy: File` and the driver advertises
+  /// VOLUME_MOUNT_GROUP) as a group id; nil when not set. Decimal digits only, at most
+  /// 2147483647.
+  static func mountGroup(_ capability: CSI.VolumeCapability) throws(RPCError) -> UInt32? {
+    guard case .mount(let mount) = capability.accessType, !mount.volumeMountGroup.isEmpty else { return nil }
+    let text = mount.volumeMountGroup
+    guard text.utf8.count <= 10, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let value = UInt64(text),
+      value <= UInt64(maxMountGroup)
+    else {
+      throw RPCError.invalidArgument(
+        "volume_capability.mount.volume_mount_group \(quotedPath(text)) must be a numeric group id from 0 to \(maxMountGroup)")
+    }
+    return UInt32(value)
+  }
+
+  /// The length in bytes of the longest element of a path, in one pass (no substrings).
+  static func longestElement(_ bytes: String.UTF8View) -> Int {
+    var longest = 0
+    var current = 0
+    for byte in bytes {
+      if byte == UInt8(ascii: "/") {
+        current = 0
+      } else {
+        current += 1
+        longest = max(longest, current)
       }
     }
-    return length > 0 && !(onlyDots && length <= 2)
+    return longest
   }
 }
 
@@ -72,4 +105,12 @@ extension NodeService {
 public struct ValidPublishRequest: Sendable {
   public let csi: CSI.NodePublishVolumeRequest
   public let pod: PodVolume
+  /// The pod's fsGroup (volume_mount_group): files are group-owned by it and group-readable.
+  public let mountGroup: UInt32?
+
+  public init(csi: CSI.NodePublishVolumeRequest, pod: PodVolume, mountGroup: UInt32? = nil) {
+    self.csi = csi
+    self.pod = pod
+    self.mountGroup = mountGroup
+  }
 }

@@ -111,7 +111,7 @@ struct VolumeRecovery: Sendable {
     guard settle else { return summary }
     // Under each volume's lock, serialised with any request this run has taken meanwhile.
     for (target, entry) in mounts
-    where recorded.contains(target) || (entry.source == ours && Self.isKubeletVolumeTarget(target)) {
+    where recorded.contains(target) || (entry.source == ours && Self.isKubeletVolumeTarget(target, kubeletRootDir: env.settings.kubeletRootDir)) {
       let result = (try? await registry.withVolume(target) { volume in await volume.settleAfterRestart(env: env) }) ?? .none
       switch result {
       case .none: break
@@ -132,7 +132,9 @@ struct VolumeRecovery: Sendable {
 
   /// kubelet's target for a CSI volume: `.../pods/<uid>/volumes/kubernetes.io~csi/<volume>/mount`.
   /// An unrecorded mount elsewhere is not taken for one of ours, whatever its source says.
-  static func isKubeletVolumeTarget(_ path: String) -> Bool {
+  static func isKubeletVolumeTarget(_ path: String, kubeletRootDir: String) -> Bool {
+    // Beneath <kubelet root>/pods, as every target this driver serves (NodeService checks it).
+    guard VolumeTarget(path: path, under: (kubeletRootDir == "/" ? "" : kubeletRootDir) + "/pods") != nil else { return false }
     let parts = path.split(separator: "/")
     guard parts.count >= 6 else { return false }
     let n = parts.count

@@ -42,6 +42,9 @@ struct VolumeStateRecord: Codable, Sendable, Hashable {
   var lastFetch: Double
   /// The class's own rotation interval in seconds, when it sets one.
   var rotationInterval: Double?
+  /// The pod's fsGroup (volume_mount_group) when kubelet sent one: a rebuilt request
+  /// keeps the files group-owned. Absent in records of earlier versions.
+  var mountGroup: UInt32?
 
   init(
     request: ValidPublishRequest, provider: String, versions: [Provider.ObjectVersion], files: [SecretFile],
@@ -62,6 +65,7 @@ struct VolumeStateRecord: Codable, Sendable, Hashable {
     self.files = files.map { File(path: $0.path, mode: $0.mode == 0 ? defaultMode : $0.mode) }.sorted { $0.path < $1.path }
     self.lastFetch = lastFetch
     self.rotationInterval = rotationInterval.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 }
+    mountGroup = request.mountGroup
   }
 
   var versions: [Provider.ObjectVersion] { objects.map { Provider.ObjectVersion(id: $0.id, version: $0.version) } }
@@ -74,9 +78,10 @@ struct VolumeStateRecord: Codable, Sendable, Hashable {
     guard timerRefresh else { return nil }
     let csi = CSI.NodePublishVolumeRequest(
       volumeID: volumeID, targetPath: targetPath,
-      volumeCapability: CSI.VolumeCapability(accessType: .mount(.init()), accessMode: .init(mode: .singleNodeWriter)),
+      volumeCapability: CSI.VolumeCapability(
+        accessType: .mount(.init(volumeMountGroup: mountGroup.map { String($0) } ?? "")), accessMode: .init(mode: .singleNodeWriter)),
       readonly: true, volumeContext: volumeContext)
     guard let pod = try? PodVolume(volumeContext: volumeContext) else { return nil }
-    return ValidPublishRequest(csi: csi, pod: pod)
+    return ValidPublishRequest(csi: csi, pod: pod, mountGroup: mountGroup)
   }
 }

@@ -24,14 +24,19 @@ public struct VolumeSettings: Sendable, Hashable {
   /// The source name of the volumes' tmpfs mounts in the mount table: the driver's name,
   /// so that a restarted driver tells its volumes from other tmpfs mounts.
   public var mountSource: String = DriverConfig.defaultDriverName
+  /// `--kubelet-root-dir`: every target lies under `<this>/pods` and is reached from it
+  /// with openat2 (no symlinks). `Driver` sets it from `DriverConfig.kubeletRootDir`.
+  public var kubeletRootDir: String
 
   public init(
     rotationEnabled: Bool = false,
     rotationPollInterval: Duration = .seconds(120),
     rotationMinInterval: Duration = .seconds(10),
     tmpfsSizeBytes: Int = 16 << 20,
-    defaultCallTimeout: Duration = .seconds(100)
+    defaultCallTimeout: Duration = .seconds(100),
+    kubeletRootDir: String = DriverConfig.defaultKubeletRootDir
   ) {
+    self.kubeletRootDir = kubeletRootDir
     self.rotationEnabled = rotationEnabled
     self.rotationPollInterval = rotationPollInterval
     self.rotationMinInterval = rotationMinInterval
@@ -107,6 +112,8 @@ public actor VolumeActor {
   }
 
   private var record: Record?
+  /// The pod's fsGroup from the latest publish (volume_mount_group), for the writer.
+  private var mountGroup: UInt32?
   /// The provider of the last class this volume resolved ("" before one resolves): the metrics' `provider` label.
   var lastProvider = ""
   private var busy = false
@@ -163,13 +170,15 @@ public actor VolumeActor {
     await acquire()
     defer { release() }
     let (request, pod) = (valid.csi, valid.pod)
+    mountGroup = valid.mountGroup
+    let target = try volumeTarget(env)
     let mounted: Bool
     do {
-      mounted = try Mounts.isMountPoint(targetPath)
+      mounted = try target.isMountPoint()
     } catch {
-      throw PublishError(.mountPoint, "cannot read the mount table for \(targetPath): \(error)")
+      throw targetError("cannot read the mount table for \(targetPath)", error)
     }
-    if mounted, try hasContent() {
+    if mounted, try hasContent(target) {
       if record == nil {
         // Mounted by an earlier run of the driver: adopt it; its age is unknown, so it is due.
         record = Record(versions: [], lastFetch: nil)
@@ -183,7 +192,7 @@ public actor VolumeActor {
     }
     if mounted {
       // A tmpfs without content: an earlier run stopped mid-publish. Start over.
-      try unmountAll()
+      try unmountAll(target)
     }
     record = nil
     try await firstMount(request, pod: pod, deadline: deadline, env: env)
@@ -191,17 +200,31 @@ public actor VolumeActor {
   }
 
   /// Whether the writer's `..data` link is there.
-  private func hasContent() throws(PublishError) -> Bool {
-    let path = targetPath + "/..data"
-    var st = stat()
+  private nonisolated func hasContent(_ target: VolumeTarget) throws(PublishError) -> Bool {
     do {
-      _ = try sys("lstat", path) { lstat(path, &st) }
-      return true
-    } catch let error as VolumeFileError where error.errno == ENOENT || error.errno == ENOTDIR {
-      return false
+      return try target.hasEntry("..data")
     } catch {
-      throw PublishError(.mountPoint, "cannot inspect the volume at \(targetPath): \(error)")
+      throw targetError("cannot inspect the volume at \(targetPath)", error)
     }
+  }
+
+  /// The target beneath the kubelet root, reached without symlinks. `NodeService`
+  /// already checked that the path lies under `<root>/pods`.
+  nonisolated func volumeTarget(_ env: VolumeEnvironment) throws(PublishError) -> VolumeTarget {
+    guard let target = VolumeTarget(path: targetPath, under: env.settings.kubeletRootDir) else {
+      throw PublishError.invalidArgument("target_path \(targetPath.debugDescription) is not under \(env.settings.kubeletRootDir)")
+    }
+    return target
+  }
+
+  /// A target that leads out of the kubelet root (through a symlink) is the caller's
+  /// mistake: INVALID_ARGUMENT; anything else is a mount point failure.
+  nonisolated func targetError(_ what: String, _ error: any Error) -> PublishError {
+    if let error = error as? PublishError { return error }
+    if let error = error as? VolumeFileError, case .escapesRoot = error.kind {
+      return PublishError.invalidArgument("target_path refused: \(error)")
+    }
+    return PublishError(.mountPoint, "\(what): \(error)")
   }
 
   private func firstMount(
@@ -212,13 +235,21 @@ public actor VolumeActor {
     let t1 = ContinuousClock.now
     let size = env.settings.tmpfsSizeBytes
     let source = env.settings.mountSource
+    let target = try volumeTarget(env)
+    // With an fsGroup the volume root is the group's too (0o2755, as kubelet's rule for dirs).
+    let group = mountGroup
     let created = try await onPool { [self] () throws(PublishError) -> [String] in
-      let created = try makeTargetDirectory()
+      let created: [String]
       do {
-        try Tmpfs.mount(at: targetPath, sizeBytes: size, mode: 0o755, source: source)
+        created = try target.makeDirectory()
       } catch {
-        removeDirectories(created)
-        throw PublishError(.mountPoint, "cannot mount tmpfs at \(targetPath): \(error)")
+        throw targetError("cannot create \(targetPath)", error)
+      }
+      do {
+        try target.mountTmpfs(sizeBytes: size, mode: group == nil ? 0o755 : 0o2755, group: group, source: source)
+      } catch {
+        target.removeCreated(created)
+        throw targetError("cannot mount tmpfs at \(targetPath)", error)
       }
       return created
     }
@@ -232,8 +263,10 @@ public actor VolumeActor {
           "first mount phases",
           metadata: ["target": "\(targetPath)", "class_ms": "\(ms(t1 - t0))", "mount_ms": "\(ms(t2 - t1))", "fetch_write_ms": "\(ms(ContinuousClock.now - t2))"])
       }
-      record = Record(versions: versions, lastFetch: env.now(), request: ValidPublishRequest(csi: request, pod: pod), interval: spc.rotationInterval)
-      saveState(ValidPublishRequest(csi: request, pod: pod), spc: spc, versions: versions, files: files, env: env)
+      record = Record(
+        versions: versions, lastFetch: env.now(), request: ValidPublishRequest(csi: request, pod: pod, mountGroup: mountGroup),
+        interval: spc.rotationInterval)
+      saveState(ValidPublishRequest(csi: request, pod: pod, mountGroup: mountGroup), spc: spc, versions: versions, files: files, env: env)
       report(pod: pod, spc: spc, versions: versions, files: files, rotated: false, env: env)
       scheduleNext(pod: pod, spc: spc, request: request, env: env)
     } catch {
@@ -241,8 +274,8 @@ public actor VolumeActor {
       // and no pod starts on an empty or partial volume.
       do {
         try await onPool { [self] () throws(PublishError) in
-          try unmountAll()
-          removeDirectories(created)
+          try unmountAll(target)
+          target.removeCreated(created)
         }
       } catch let cleanup {
         env.logger.error("cannot clean up after a failed mount", metadata: ["target": "\(targetPath)", "error": "\(cleanup)"])
@@ -285,7 +318,14 @@ public actor VolumeActor {
     await acquire()
     defer { release() }
     guard let current = record, let valid = current.request else { return false }
-    guard (try? Mounts.isMountPoint(targetPath)) == true, (try? hasContent()) == true else {
+    mountGroup = valid.mountGroup
+    let target: VolumeTarget
+    do {
+      target = try volumeTarget(env)
+    } catch {
+      return false
+    }
+    guard (try? target.isMountPoint()) == true, (try? hasContent(target)) == true else {
       // Unmounted behind this driver's back (or by the driver it took over from): never
       // write where no tmpfs is; forget the volume.
       record = nil
@@ -319,7 +359,7 @@ public actor VolumeActor {
       current.lastFetch = env.now()
       current.interval = spc.rotationInterval
       record = current
-      saveState(ValidPublishRequest(csi: request, pod: pod), spc: spc, versions: versions, files: files, env: env)
+      saveState(ValidPublishRequest(csi: request, pod: pod, mountGroup: mountGroup), spc: spc, versions: versions, files: files, env: env)
       if changed || adopted || versionsMoved {
         report(pod: pod, spc: spc, versions: versions, files: files, rotated: changed, env: env)
       }
@@ -472,14 +512,18 @@ public actor VolumeActor {
     let files = try Self.check(response, provider: spc.provider, scrubber: scrubber)
     if files.isEmpty { return (response.objectVersion, false, [], origin) }  // a legacy provider wrote the files itself
     let provider = spc.provider
+    let target = try volumeTarget(env)
+    let group = mountGroup
     // On the pool when other volumes are busy (a burst), so the loop keeps
     // receiving provider answers and replying to kubelet meanwhile; alone, inline.
     let outcome = try await onPool { [targetPath, scrubber] () throws(PublishError) -> WriteOutcome in
       do {
-        return try AtomicWriter(directory: targetPath).write(files, defaultMode: MountRequestBuilder.defaultFileMode)
+        return try AtomicWriter(target: target).write(files, defaultMode: MountRequestBuilder.defaultFileMode, group: group)
       } catch let error as VolumeFileError {
         // These quote the provider's file names.
         switch error.kind {
+        case .escapesRoot:
+          throw PublishError.invalidArgument("target_path refused: \(error)")
         case .invalidPath, .invalidMode:
           throw PublishError(.badProviderResponse, "provider \"\(provider)\" returned a bad file: \(scrubber.scrub("\(error)"))")
         default: throw PublishError(.writeFailed, "cannot write secrets to \(targetPath): \(scrubber.scrub("\(error)"))")
@@ -554,17 +598,17 @@ public actor VolumeActor {
     defer { release() }
     env.status?.unmounted(targetPath: targetPath)
     env.rotation?.noteGone(target: targetPath)
+    let target = try volumeTarget(env)
     try await onPool { [self] () throws(PublishError) in
-      try unmountAll()
+      try unmountAll(target)
       do {
-        _ = try sys("rmdir", targetPath) { rmdir(targetPath) }
+        try target.removeDirectory()
       } catch {
         switch (error as? VolumeFileError)?.errno {
-        case ENOENT: break
         case ENOTEMPTY, EEXIST:
           throw PublishError(.mountPoint, "\(targetPath) is not a mount point and not empty; left in place")
         default:
-          throw PublishError(.mountPoint, "cannot remove \(targetPath): \(error)")
+          throw targetError("cannot remove \(targetPath)", error)
         }
       }
     }
@@ -580,18 +624,18 @@ public actor VolumeActor {
   func settleAfterRestart(env: VolumeEnvironment) async -> RestartSettlement {
     await acquire()
     defer { release() }
-    guard (try? Mounts.isMountPoint(targetPath)) == true else { return .none }
+    guard let target = try? volumeTarget(env), (try? target.isMountPoint()) == true else { return .none }
     let repair: WriteRepair
     do {
-      repair = try AtomicWriter(directory: targetPath).repairInterruptedWrite()
+      repair = try AtomicWriter(target: target).repairInterruptedWrite()
     } catch {
       return .failed("\(error)")
     }
     if repair.hasContent { return repair.removed.isEmpty && repair.linksFixed == 0 ? .none : .repaired(repair) }
     guard record == nil else { return .none }
     do {
-      try unmountAll()
-      _ = try? sys("rmdir", targetPath) { rmdir(targetPath) }
+      try unmountAll(target)
+      try? target.removeDirectory()
       removeState(env: env)
       return .removedHalfBuilt
     } catch {
@@ -599,72 +643,15 @@ public actor VolumeActor {
     }
   }
 
-  /// Unmounts every mount stacked on the target.
-  private nonisolated func unmountAll() throws(PublishError) {
-    var st = stat()
-    // Gone or unreadable is not a link: the mount table decides below.
-    if (try? sys("lstat", targetPath) { lstat(targetPath, &st) }) != nil, (st.st_mode & S_IFMT) == S_IFLNK {
-      // Never follow a link out of kubelet's volume directory to unmount something else.
-      throw PublishError(.mountPoint, "\(targetPath) is a symbolic link, not a volume; left in place")
-    }
+  /// Unmounts every mount stacked on the target, never following a symlink on the way.
+  private nonisolated func unmountAll(_ target: VolumeTarget) throws(PublishError) {
     do {
-      var rounds = 0
-      while try Mounts.isMountPoint(targetPath) {
-        try Tmpfs.unmount(targetPath)
-        rounds += 1
-        if rounds > 16 { throw PublishError(.mountPoint, "\(targetPath) stays mounted after \(rounds) unmounts") }
-      }
-    } catch let error as PublishError {
-      throw error
+      try target.unmountAll()
+    } catch let error as VolumeFileError {
+      if case .unexpectedEntry = error.kind { throw PublishError(.mountPoint, "\(error)") }
+      throw targetError("cannot unmount \(targetPath)", error)
     } catch {
-      throw PublishError(.mountPoint, "cannot unmount \(targetPath): \(error)")
+      throw targetError("cannot unmount \(targetPath)", error)
     }
-  }
-
-  /// Creates the target and any missing parents; returns what it created, shallowest first.
-  /// kubelet has made the parent, so one mkdir is the usual cost; walking the
-  /// path from the root every time would cost a failing mkdir per element.
-  private nonisolated func makeTargetDirectory() throws(PublishError) -> [String] {
-    var created: [String] = []
-    // Deepest first: climb until a directory exists or could be made.
-    var pending: [String] = []
-    var path = targetPath
-    while true {
-      do {
-        _ = try sys("mkdir", path) { mkdir(path, 0o750) }
-        created.append(path)
-        break
-      } catch {
-        let code = (error as? VolumeFileError)?.errno
-        if code == EEXIST { break }
-        guard code == ENOENT, let slash = path.lastIndex(of: "/"), slash != path.startIndex else {
-          throw PublishError(.mountPoint, "cannot create \(path): \(error)")
-        }
-        pending.append(path)
-        path = String(path[..<slash])
-      }
-    }
-    // Then back down, making what was missing.
-    for dir in pending.reversed() {
-      do {
-        _ = try sys("mkdir", dir) { mkdir(dir, 0o750) }
-        created.append(dir)
-      } catch let error as VolumeFileError where error.errno == EEXIST {
-        continue
-      } catch {
-        removeDirectories(created)
-        throw PublishError(.mountPoint, "cannot create \(dir): \(error)")
-      }
-    }
-    var st = stat()
-    guard (try? sys("lstat", targetPath) { lstat(targetPath, &st) }) != nil, (st.st_mode & S_IFMT) == S_IFDIR else {
-      removeDirectories(created)
-      throw PublishError(.mountPoint, "\(targetPath) exists and is not a directory")
-    }
-    return created
-  }
-
-  private nonisolated func removeDirectories(_ created: [String]) {
-    for dir in created.reversed() { _ = try? sys("rmdir", dir) { rmdir(dir) } }
   }
 }
