@@ -106,7 +106,70 @@ class WatchStream:
         self._t.join(5)
 
 
-class KubeAPI:
+class APIClient:
+    """Requests to an API server over HTTPS with bearer tokens, shared by the test API
+    server (KubeAPI) and the real one (real_kube.RealKube). Needs host, port, ssl (a
+    client SSLContext trusting the server), admin_token and _watches."""
+
+    def _conn(self, timeout=30):
+        return http.client.HTTPSConnection(self.host, self.port, context=self.ssl, timeout=timeout)
+
+    def request(self, method, path, body=None, token: str | None = "admin", content_type="application/json",
+                query: dict | None = None, headers: dict | None = None, timeout=30):
+        """One request. Returns (status code, parsed JSON body or text)."""
+        if query:
+            path += ("&" if "?" in path else "?") + urllib.parse.urlencode(query)
+        h = dict(headers or {})
+        if token == "admin":
+            token = self.admin_token
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        data = None
+        if body is not None:
+            data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+            if isinstance(data, str):
+                data = data.encode()
+            h["Content-Type"] = content_type
+        c = self._conn(timeout)
+        try:
+            c.request(method, path, body=data, headers=h)
+            r = c.getresponse()
+            raw = r.read()
+            try:
+                return r.status, json.loads(raw) if raw else None
+            except ValueError:
+                return r.status, raw.decode(errors="replace")
+        finally:
+            c.close()
+
+    def ok(self, method, path, body=None, **kw):
+        code, obj = self.request(method, path, body, **kw)
+        if code >= 300:
+            raise AssertionError(f"{method} {path} -> {code}: {obj}")
+        return obj
+
+    def get(self, path, **kw):
+        return self.ok("GET", path, **kw)
+
+    def create(self, path, body, **kw):
+        return self.ok("POST", path, body, **kw)
+
+
+    def watch(self, path, token="admin", **params) -> WatchStream:
+        """Starts a watch (params are query parameters; watch=1 is added)."""
+        q = dict(params)
+        q["watch"] = "1"
+        full = path + "?" + urllib.parse.urlencode(q)
+        c = self._conn(timeout=120)
+        h = {"Authorization": f"Bearer {self.admin_token if token == 'admin' else token}"}
+        c.request("GET", full, headers=h)
+        r = c.getresponse()
+        w = WatchStream(c, r)
+        self._watches.append(w)
+        return w
+
+
+class KubeAPI(APIClient):
     """A running test API server: url, ca, admin_token, kubeconfig, control_url."""
 
     def __init__(self, state_dir: Path, proc: subprocess.Popen, info: dict):
@@ -156,51 +219,6 @@ class KubeAPI:
         p.write_text(json.dumps(src))
         return p
 
-    # -------------------------------------------------------------- HTTPS API
-
-    def _conn(self, timeout=30):
-        return http.client.HTTPSConnection(self.host, self.port, context=self.ssl, timeout=timeout)
-
-    def request(self, method, path, body=None, token: str | None = "admin", content_type="application/json",
-                query: dict | None = None, headers: dict | None = None, timeout=30):
-        """One request. Returns (status code, parsed JSON body or text)."""
-        if query:
-            path += ("&" if "?" in path else "?") + urllib.parse.urlencode(query)
-        h = dict(headers or {})
-        if token == "admin":
-            token = self.admin_token
-        if token:
-            h["Authorization"] = f"Bearer {token}"
-        data = None
-        if body is not None:
-            data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-            if isinstance(data, str):
-                data = data.encode()
-            h["Content-Type"] = content_type
-        c = self._conn(timeout)
-        try:
-            c.request(method, path, body=data, headers=h)
-            r = c.getresponse()
-            raw = r.read()
-            try:
-                return r.status, json.loads(raw) if raw else None
-            except ValueError:
-                return r.status, raw.decode(errors="replace")
-        finally:
-            c.close()
-
-    def ok(self, method, path, body=None, **kw):
-        code, obj = self.request(method, path, body, **kw)
-        if code >= 300:
-            raise AssertionError(f"{method} {path} -> {code}: {obj}")
-        return obj
-
-    def get(self, path, **kw):
-        return self.ok("GET", path, **kw)
-
-    def create(self, path, body, **kw):
-        return self.ok("POST", path, body, **kw)
-
     def wait_for_object(self, path, cond=lambda obj: True, timeout=10.0, what=None):
         """Polls GET path until the object exists and cond(obj) holds; returns it."""
         def probe():
@@ -241,19 +259,6 @@ class KubeAPI:
         return self.create(f"/apis/secrets-store.csi.x-k8s.io/{version}/namespaces/{namespace}/secretproviderclasses",
                            {"apiVersion": f"secrets-store.csi.x-k8s.io/{version}", "kind": "SecretProviderClass",
                             "metadata": {"name": name}, "spec": spec})
-
-    def watch(self, path, token="admin", **params) -> WatchStream:
-        """Starts a watch (params are query parameters; watch=1 is added)."""
-        q = dict(params)
-        q["watch"] = "1"
-        full = path + "?" + urllib.parse.urlencode(q)
-        c = self._conn(timeout=120)
-        h = {"Authorization": f"Bearer {self.admin_token if token == 'admin' else token}"}
-        c.request("GET", full, headers=h)
-        r = c.getresponse()
-        w = WatchStream(c, r)
-        self._watches.append(w)
-        return w
 
     # -------------------------------------------------------------- control API
 

@@ -57,7 +57,7 @@ from pathlib import Path
 
 import pytest
 
-from kubeapi_fixture import WatchStream  # one watch-stream reader for both API servers
+from kubeapi_fixture import APIClient, WatchStream  # one client and watch reader for both API servers
 
 REPO = Path(__file__).resolve().parents[2]
 KUBE_VERSION = "v1.20.2"
@@ -162,7 +162,7 @@ def write_kubeconfig(path: Path, server: str, ca: Path, token: str, user: str = 
     path.chmod(0o600)
 
 
-class RealKube:
+class RealKube(APIClient):
     """A running etcd + kube-apiserver + kube-controller-manager."""
 
     backend = "real"
@@ -418,64 +418,6 @@ class RealKube:
         p = self.state_dir / f"kubeconfig-{name}-{token[:8]}"
         write_kubeconfig(p, self.url, Path(self.ca), token, user=name)
         return p
-
-    # -------------------------------------------------------------- HTTPS API
-
-    def _conn(self, timeout=30):
-        return http.client.HTTPSConnection(self.host, self.port, context=self.ssl, timeout=timeout)
-
-    def request(self, method, path, body=None, token: str | None = "admin", content_type="application/json",
-                query: dict | None = None, headers: dict | None = None, timeout=30):
-        """One request. Returns (status code, parsed JSON body or text)."""
-        if query:
-            path += ("&" if "?" in path else "?") + urllib.parse.urlencode(query)
-        h = dict(headers or {})
-        if token == "admin":
-            token = self.admin_token
-        if token:
-            h["Authorization"] = f"Bearer {token}"
-        data = None
-        if body is not None:
-            data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-            if isinstance(data, str):
-                data = data.encode()
-            h["Content-Type"] = content_type
-        c = self._conn(timeout)
-        try:
-            c.request(method, path, body=data, headers=h)
-            r = c.getresponse()
-            raw = r.read()
-            try:
-                return r.status, json.loads(raw) if raw else None
-            except ValueError:
-                return r.status, raw.decode(errors="replace")
-        finally:
-            c.close()
-
-    def ok(self, method, path, body=None, **kw):
-        code, obj = self.request(method, path, body, **kw)
-        if code >= 300:
-            raise AssertionError(f"{method} {path} -> {code}: {obj}")
-        return obj
-
-    def get(self, path, **kw):
-        return self.ok("GET", path, **kw)
-
-    def create(self, path, body, **kw):
-        return self.ok("POST", path, body, **kw)
-
-    def watch(self, path, token="admin", **params) -> WatchStream:
-        """Starts a watch (params are query parameters; watch=1 is added)."""
-        q = dict(params)
-        q["watch"] = "1"
-        full = path + "?" + urllib.parse.urlencode(q)
-        c = self._conn(timeout=120)
-        h = {"Authorization": f"Bearer {self.admin_token if token == 'admin' else token}"}
-        c.request("GET", full, headers=h)
-        r = c.getresponse()
-        w = WatchStream(c, r)
-        self._watches.append(w)
-        return w
 
     # -------------------------------------------------------------- helpers
 
