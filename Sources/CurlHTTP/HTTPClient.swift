@@ -202,7 +202,7 @@ public final class HTTPClient: @unchecked Sendable {
       if let multi { curl_multi_remove_handle(multi, easy) }
       curl_easy_cleanup(easy)
       transfer.easy = nil
-      if case .failure = outcome, transfer.request.version == .http2 { flushHTTP2Output() }
+      if case .failure = outcome, transfer.request.version == .http2, !isShutdown { flushHTTP2Output() }
     }
     transfer.releaseResources()
     transfer.didFinish(outcome.map { info })
@@ -217,7 +217,7 @@ public final class HTTPClient: @unchecked Sendable {
   /// sending its events, until the connection's next traffic. Un-pausing is the one
   /// way in from outside, so every running HTTP/2 transfer that its reader has not
   /// paused is paused and un-paused at once: nothing arrives in between, nothing else
-  /// changes for libcurl.
+  /// changes for libcurl. (A paused one writes the buffer when its reader resumes it.)
   private func flushHTTP2Output() {
     for other in transfers.values where other.request.version == .http2 && !other.isReceivePaused && !other.finished {
       guard let easy = other.easy else { continue }
