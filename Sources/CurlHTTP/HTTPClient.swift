@@ -194,18 +194,37 @@ public final class HTTPClient: @unchecked Sendable {
       if ccurl_easy_getinfo_long(easy, CURLINFO_NUM_CONNECTS, &value) == CURLE_OK { info.newConnections = value }
       if ccurl_easy_getinfo_long(easy, CURLINFO_HTTP_VERSION, &value) == CURLE_OK { info.version = HTTPVersion(curl: value) }
       if case .failure = outcome {
-        // Stopped mid-exchange. An HTTP/1.1 connection is closed anyway. On HTTP/2
-        // libcurl 7.88 only queues the stream's RST_STREAM, sent with the connection's
-        // next traffic: when no other request shares the connection, close it, so
-        // the server stops sending (a cancelled watch) and sees the client go away.
+        // Stopped mid-exchange. An HTTP/1.1 connection is closed anyway. An HTTP/2
+        // connection no other request uses is closed too; on one that others share,
+        // libcurl resets the stream (flushed below).
         _ = ccurl_easy_setopt_long(easy, CURLOPT_FORBID_REUSE, 1)
       }
       if let multi { curl_multi_remove_handle(multi, easy) }
       curl_easy_cleanup(easy)
       transfer.easy = nil
+      if case .failure = outcome, transfer.request.version == .http2, !isShutdown { flushHTTP2Output() }
     }
     transfer.releaseResources()
     transfer.didFinish(outcome.map { info })
+  }
+
+  /// Sends what libcurl holds back on the HTTP/2 connections still open: above all the
+  /// RST_STREAM of a stream that `finish` just ended early. libcurl 7.88 submits that
+  /// frame when the transfer is removed but keeps frames under 1 KiB in its
+  /// connection's output buffer, which it writes only when one of the connection's
+  /// transfers next sends, receives a frame, or is un-paused. Without this, a cancelled
+  /// watch on a shared connection would stay open on the API server, which goes on
+  /// sending its events, until the connection's next traffic. Un-pausing is the one
+  /// way in from outside, so every running HTTP/2 transfer that its reader has not
+  /// paused is paused and un-paused at once: nothing arrives in between, nothing else
+  /// changes for libcurl. (A paused one writes the buffer when its reader resumes it.)
+  private func flushHTTP2Output() {
+    for other in transfers.values where other.request.version == .http2 && !other.isReceivePaused && !other.finished {
+      guard let easy = other.easy else { continue }
+      if curl_easy_pause(easy, ccurl_pause_recv()) == CURLE_OK {
+        _ = curl_easy_pause(easy, ccurl_pause_cont())
+      }
+    }
   }
 
   /// libcurl's socket callback: watch `socket` for `what` (CURL_POLL_*), or stop watching it.

@@ -111,6 +111,8 @@ final class LineTransfer: Transfer, @unchecked Sendable {
     super.init(client: client, request: request, isStream: true)
   }
 
+  override var isReceivePaused: Bool { paused }
+
   var statistics: HTTPLineStream.Statistics {
     .init(paused: paused, pauses: pauses, peakBufferedBytes: peakBufferedBytes)
   }

@@ -29,6 +29,8 @@ class Transfer: @unchecked Sendable {
   private var lastActivityMs: UInt64 = 0
   /// While set (a stream whose reader lags), waiting is not idleness.
   var idlePaused = false
+  /// Whether the transfer is paused because its reader lags (only a stream's can be).
+  var isReceivePaused: Bool { false }
 
   init(client: HTTPClient, request: HTTPRequest, isStream: Bool) {
     self.client = client

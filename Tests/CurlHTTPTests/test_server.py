@@ -23,7 +23,9 @@ Endpoints (same on HTTP/1.1 and HTTP/2):
   /drip                   "first\\n", then nothing, holding the response open
   /whoami                 the client certificate's CN, or "anonymous"
   /status?code=N          status N
-  /stats                  JSON counters: connections per protocol, requests, aborted
+  /stats                  JSON counters: connections per protocol, requests (all but
+                          /stats itself: a test that polls /stats to learn that the
+                          server has its request must not count its own polls), aborted
                           (responses the client went away from), endless_lines_sent
 """
 import argparse
@@ -94,7 +96,8 @@ async def chunks_of(data, size):
 
 async def handle(req):
     """Returns (status, headers, async iterable of body pieces)."""
-    STATS["requests"] += 1
+    if req.path != "/stats":
+        STATS["requests"] += 1
     text = [("content-type", "text/plain"), ("x-proto", req.proto)]
 
     async def body(*pieces):

@@ -43,6 +43,7 @@ static inline CURLcode ccurl_msg_result(const CURLMsg *m) { return m->data.resul
 // Macros Swift does not import.
 static inline CURLcode ccurl_global_init(void) { return curl_global_init(CURL_GLOBAL_DEFAULT); }
 static inline int ccurl_pause_cont(void) { return CURLPAUSE_CONT; }
+static inline int ccurl_pause_recv(void) { return CURLPAUSE_RECV; }
 static inline size_t ccurl_writefunc_pause(void) { return CURL_WRITEFUNC_PAUSE; }
 static inline curl_socket_t ccurl_socket_timeout(void) { return CURL_SOCKET_TIMEOUT; }
 #endif
