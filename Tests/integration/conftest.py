@@ -56,7 +56,10 @@ def workdir():
     try:
         yield d
     finally:
-        shutil.rmtree(d, ignore_errors=True)
+        if os.environ.get("KEEP_WORKDIR"):
+            print(f"work directory kept: {d}")
+        else:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

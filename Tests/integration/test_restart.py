@@ -182,6 +182,11 @@ def test_restart_removes_half_built_volumes_and_finishes_interrupted_writes(node
     half = target_path(env.root, "half-0")
     os.mkdir(half)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", SOURCE, half], check=True)
+    # Another driver's first mount in progress, under another kubelet root (as tests and
+    # benchmarks run several drivers on one machine): not this driver's to remove.
+    foreign = target_path(env.root / "other-kubelet", "foreign-0")
+    os.mkdir(foreign)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", SOURCE, foreign], check=True)
     # A write killed half-way in the kept volume: a partial version and a temporary link.
     partial = Path(kept) / "..2020_01_01_00_00_00.000000001_deadbeef"
     partial.mkdir()
@@ -198,6 +203,9 @@ def test_restart_removes_half_built_volumes_and_finishes_interrupted_writes(node
     line = recovered_line(env.driver)
     assert (line["adopted"], line["half_built_removed"], line["records_removed"], line["repaired"]) == ("1", "1", "1", "1"), line
     assert mount_of(half) is None and not os.path.lexists(half), "the half-built first mount is still there"
+    assert mount_of(foreign) is not None, "the driver removed a mount under another kubelet root"
+    assert line["unrecorded"] == "0", line
+    subprocess.run(["umount", foreign], check=True)
     assert mount_ids(kept)[kept][0] == kept_id
     assert {n for n in os.listdir(kept) if n.startswith("..")} == {"..data", os.readlink(Path(kept) / "..data")}
     assert read_volume(kept) == expected(b"first")

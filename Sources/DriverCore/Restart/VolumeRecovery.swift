@@ -57,7 +57,14 @@ struct VolumeRecovery: Sendable {
       // The topmost tmpfs per mount point (a later line is mounted over an earlier one).
       var top: [String: MountEntry] = [:]
       for entry in try MountTable.read() { top[entry.mountPoint] = entry }
-      mounts = top.filter { $0.value.fsType == "tmpfs" && ($0.value.source == ours || $0.value.source == Self.legacySource) }
+      // Only beneath this driver's kubelet root: another driver on the machine (another
+      // kubelet root, as tests and benchmarks run them) owns what lies elsewhere, and its
+      // first mounts have no `..data` until their provider answers.
+      let pods = (env.settings.kubeletRootDir == "/" ? "" : env.settings.kubeletRootDir) + "/pods"
+      mounts = top.filter {
+        $0.value.fsType == "tmpfs" && ($0.value.source == ours || $0.value.source == Self.legacySource)
+          && VolumeTarget(path: $0.key, under: pods) != nil
+      }
       loaded = try store.loadAll()
     } catch {
       logger.error("cannot look for volumes an earlier run served; they are adopted at their next republish", metadata: ["error": "\(error)"])
@@ -111,7 +118,7 @@ struct VolumeRecovery: Sendable {
     guard settle else { return summary }
     // Under each volume's lock, serialised with any request this run has taken meanwhile.
     for (target, entry) in mounts
-    where recorded.contains(target) || (entry.source == ours && Self.isKubeletVolumeTarget(target, kubeletRootDir: env.settings.kubeletRootDir)) {
+    where recorded.contains(target) || (entry.source == ours && Self.isKubeletVolumeTarget(target)) {
       let result = (try? await registry.withVolume(target) { volume in await volume.settleAfterRestart(env: env) }) ?? .none
       switch result {
       case .none: break
@@ -132,9 +139,7 @@ struct VolumeRecovery: Sendable {
 
   /// kubelet's target for a CSI volume: `.../pods/<uid>/volumes/kubernetes.io~csi/<volume>/mount`.
   /// An unrecorded mount elsewhere is not taken for one of ours, whatever its source says.
-  static func isKubeletVolumeTarget(_ path: String, kubeletRootDir: String) -> Bool {
-    // Beneath <kubelet root>/pods, as every target this driver serves (NodeService checks it).
-    guard VolumeTarget(path: path, under: (kubeletRootDir == "/" ? "" : kubeletRootDir) + "/pods") != nil else { return false }
+  static func isKubeletVolumeTarget(_ path: String) -> Bool {
     let parts = path.split(separator: "/")
     guard parts.count >= 6 else { return false }
     let n = parts.count
