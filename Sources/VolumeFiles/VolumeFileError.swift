@@ -21,9 +21,6 @@ public struct VolumeFileError: Error, Sendable, CustomStringConvertible {
     case unexpectedEntry(path: String, reason: String)
     /// The path to a target passes through a symlink or would leave the trusted root.
     case escapesRoot(path: String, root: String)
-    /// The kernel lacks a call that confinement needs (openat2: Linux 5.6); the driver
-    /// refuses to work without it rather than write unconfined.
-    case unsupportedKernel(call: String, path: String)
   }
 
   public var kind: Kind
@@ -56,9 +53,6 @@ public struct VolumeFileError: Error, Sendable, CustomStringConvertible {
       return "\(quoted(path)): \(reason)"
     case .escapesRoot(let path, let root):
       return "\(quoted(path)) passes through a symbolic link or leaves \(quoted(root)): refused"
-    case .unsupportedKernel(let call, let path):
-      return "\(call) \(quoted(path)): the kernel does not have \(call) (Linux 5.6 or later is needed);"
-        + " the driver does not write volumes without kernel-enforced path confinement"
     }
   }
 }

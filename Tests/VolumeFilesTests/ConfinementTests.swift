@@ -1,6 +1,7 @@
 import Glibc
 import Synchronization
 import Testing
+import CLinux
 import VolumeFiles
 
 @Suite struct VolumeTargetPathTests {
@@ -198,4 +199,45 @@ func mountOptions(_ path: String) throws -> String? {
     if fields.count > 5, fields[4] == path { found = text }
   }
   return found
+}
+
+/// The walk the C shim falls back to where openat2 is missing (old kernels, valgrind):
+/// the same rule as openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS.
+@Suite struct OpenatBeneathWalkTests {
+  private func walk(_ dir: Int32, _ path: String, _ flags: Int32 = O_RDONLY | O_DIRECTORY | O_CLOEXEC) -> (fd: Int32, errno: Int32) {
+    let fd = clinux_openat_beneath_walk(dir, path, flags, 0)
+    let code = errno
+    if fd >= 0 { close(fd) }
+    return (fd, fd >= 0 ? 0 : code)
+  }
+
+  @Test func opensBeneathAndRefusesLinksDotDotAndAbsolutePaths() throws {
+    let scratch = try Scratch()
+    defer { scratch.remove() }
+    #expect(mkdir(scratch.root + "/pods/a", 0o755) == 0 && mkdir(scratch.root + "/pods/a/b", 0o755) == 0)
+    #expect(symlink(scratch.outside, scratch.root + "/pods/out") == 0)
+    #expect(symlink("b", scratch.root + "/pods/a/link") == 0)
+    let root = open(scratch.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    #expect(root >= 0)
+    defer { close(root) }
+
+    #expect(walk(root, "pods/a/b").fd >= 0)
+    #expect(walk(root, "pods/a/b", clinux_o_path() | O_DIRECTORY | O_CLOEXEC).fd >= 0)
+    #expect(walk(root, "pods/out").errno == ELOOP, "a symlink as the last element")
+    #expect(walk(root, "pods/out/x").errno == ELOOP, "a symlink on the way")
+    #expect(walk(root, "pods/a/link", clinux_o_path() | O_CLOEXEC).errno == ELOOP, "O_PATH must not open the link itself")
+    #expect(walk(root, "pods/../pods/a").errno == EXDEV)
+    #expect(walk(root, "pods/./a").errno == EXDEV)
+    #expect(walk(root, "pods//a").errno == EXDEV)
+    #expect(walk(root, scratch.root + "/pods/a").errno == EXDEV, "absolute")
+    #expect(walk(root, "pods/missing").errno == ENOENT)
+
+    // Creating a file: only beneath, and never through a link.
+    let created = clinux_openat_beneath_walk(root, "pods/a/b/new", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    #expect(created >= 0)
+    if created >= 0 { close(created) }
+    #expect(access(scratch.root + "/pods/a/b/new", F_OK) == 0)
+    #expect(walk(root, "pods/out/new", O_WRONLY | O_CREAT | O_CLOEXEC).errno == ELOOP)
+    #expect(access(scratch.outside + "/new", F_OK) != 0, "nothing may appear outside")
+  }
 }

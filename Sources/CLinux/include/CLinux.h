@@ -13,8 +13,12 @@ int clinux_is_mountpoint(const char *path);
 int clinux_mount_fstype(const char *path, char *fstype, size_t n);
 // openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS: the walk
 // may not leave `dirfd` (EXDEV), may not pass a symlink anywhere in `path` (ELOOP), and
-// `mode` is used only with O_CREAT. -1 and errno on failure; ENOSYS before Linux 5.6.
+// `mode` is used only with O_CREAT. -1 and errno on failure. Where the kernel (or a tool
+// such as valgrind) lacks openat2, the same rule is kept by clinux_openat_beneath_walk.
 int clinux_openat2_beneath(int dirfd, const char *path, int flags, mode_t mode);
+// The fallback: one element at a time with openat(O_NOFOLLOW), never "", ".", ".." or an
+// absolute path (EXDEV), never a symlink (ELOOP). Exposed for tests.
+int clinux_openat_beneath_walk(int dirfd, const char *path, int flags, mode_t mode);
 // openat2 with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS: symlinks are followed but the
 // walk may never leave `dirfd` (an escape fails with EXDEV); -1 and errno on failure.
 int clinux_openat2_within(int dirfd, const char *path, int flags);
