@@ -106,7 +106,7 @@ import Testing
   }
 
   @Test func validUTF8PassesExactly() throws {
-    let text = "секрет/ü-€-😀"
+    let text = "секрет/ü-€-😀-\u{FFFD}"  // U+FFFD itself is valid, not a sign of repair
     let request = try CSI.NodePublishVolumeRequest(serializedBytes: Self.publish(Wire.mapEntry(8, "naïve", text)))
     #expect(request.volumeContext == ["naïve": text])
     let file = try Provider.File(serializedBytes: Wire.stringField(1, text))
