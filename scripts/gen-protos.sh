@@ -40,12 +40,12 @@ mkdir -p "$work/in/google/protobuf" "$work/out"
 cp "$root/Protos/google/protobuf/wrappers.proto" "$work/in/google/protobuf/"
 for proto in csi.proto provider.proto; do
   perl -pe '
-    s/^(\s*)(repeated\s+)?string(\s+\w+\s*=\s*\d+)/$1$2bytes$3/;
+    s/^(\s*)((?:repeated|optional)\s+)?string(\s+\w+\s*=\s*\d+)/$1$2bytes$3/;
     s{^(\s*)map<string,\s*string>\s+(\w+)\s*=\s*(\d+);}{
       my ($i, $f, $n) = ($1, $2, $3); (my $e = $f) =~ s/(?:^|_)([a-z0-9])/\u$1/g;
       "${i}repeated ${e}Entry $f = $n; message ${e}Entry { bytes key = 1; bytes value = 2; }"}e;
   ' "$root/Protos/$proto" > "$work/in/$proto"
-  if grep -nE '^\s*(repeated\s+)?string\s|map<' "$work/in/$proto" >&2; then
+  if grep -nE '^\s*((repeated|optional)\s+)?string\s|map<' "$work/in/$proto" >&2; then
     echo "gen-protos: a string or map field above was not rewritten to bytes" >&2; exit 1
   fi
 done
