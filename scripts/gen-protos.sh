@@ -25,7 +25,32 @@ protos=(csi.proto provider.proto google/protobuf/wrappers.proto)
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-(cd "$root/Protos" && protoc-c --c_out="$work" -I . "${protos[@]}")
+# protoc-c hands a `string` field over as a NUL-terminated C string, without its
+# length: a value with a NUL byte in it would reach Swift cut short. So the C code is
+# generated from a copy of Protos/ in which every string of the CSI and provider
+# messages is `bytes`, which protoc-c hands over as (length, data). The wire encoding
+# of the two is the same (length-delimited), so peers see no difference; the Swift
+# bridge (Sources/CSIMessages/CBridge.swift) refuses a NUL byte or invalid UTF-8.
+# A map may not have a bytes key, so each map<string, string> becomes what the
+# protobuf spec defines it to be on the wire: a repeated entry message, here with
+# bytes key (1) and value (2), named as protoc names a map's entry (FieldNameEntry),
+# so the C names stay those of the map. Protos/ itself stays the upstream schema
+# (the Python tests compile it).
+mkdir -p "$work/in/google/protobuf" "$work/out"
+cp "$root/Protos/google/protobuf/wrappers.proto" "$work/in/google/protobuf/"
+for proto in csi.proto provider.proto; do
+  perl -pe '
+    s/^(\s*)((?:repeated|optional)\s+)?string(\s+\w+\s*=\s*\d+)/$1$2bytes$3/;
+    s{^(\s*)map<string,\s*string>\s+(\w+)\s*=\s*(\d+);}{
+      my ($i, $f, $n) = ($1, $2, $3); (my $e = $f) =~ s/(?:^|_)([a-z0-9])/\u$1/g;
+      "${i}repeated ${e}Entry $f = $n; message ${e}Entry { bytes key = 1; bytes value = 2; }"}e;
+  ' "$root/Protos/$proto" > "$work/in/$proto"
+  if grep -nE '^\s*((repeated|optional)\s+)?string\s|map<' "$work/in/$proto" >&2; then
+    echo "gen-protos: a string or map field above was not rewritten to bytes" >&2; exit 1
+  fi
+done
+
+(cd "$work/in" && protoc-c --c_out="$work/out" -I . "${protos[@]}")
 
 for proto in "${protos[@]}"; do
   base="${proto%.proto}"          # e.g. google/protobuf/wrappers
@@ -33,8 +58,8 @@ for proto in "${protos[@]}"; do
   # Generated files include each other by their path under Protos/; the
   # target has one flat include/ directory, so drop the directories.
   sed -e 's|#include "google/protobuf/\([a-z_]*\.pb-c\.h\)"|#include "\1"|' \
-    "$work/$base.pb-c.h" > "$out/include/$flat.pb-c.h"
+    "$work/out/$base.pb-c.h" > "$out/include/$flat.pb-c.h"
   sed -e 's|#include "google/protobuf/\([a-z_]*\.pb-c\.h\)"|#include "\1"|' \
-    "$work/$base.pb-c.c" > "$out/$flat.pb-c.c"
+    "$work/out/$base.pb-c.c" > "$out/$flat.pb-c.c"
   echo "generated $flat.pb-c.c include/$flat.pb-c.h"
 done

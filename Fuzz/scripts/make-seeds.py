@@ -80,6 +80,10 @@ MESSAGES = {
                      + field_bytes(4, "420") + field_bytes(5, field_bytes(1, "db") + field_bytes(2, "v1"))),
     "mountresponse": (12, mount_response([("db/password", 0o440, b"s3cret"), ("config.json", 0, b"{}")])),
     "version": (14, field_bytes(1, "v1alpha1") + field_bytes(2, "fuzz") + field_bytes(3, "0.1")),
+    # Strings that must be refused whole: a NUL byte in the target, invalid UTF-8 in a map value.
+    "publish-nul": (0, field_bytes(1, "csi-1234") + field_bytes(4, TARGET + "\0/../../x") + pb_map(8, CONTEXT)),
+    "publish-bad-utf8": (0, field_bytes(1, "csi-1234") + field_bytes(4, TARGET)
+                         + field_bytes(8, field_bytes(1, "k") + field_bytes(2, b"\xc0\x80"))),
     "probe-response": (16, field_bytes(1, field_varint(1, 1))),
     "node-info-response": (19, field_bytes(1, "node-1") + field_varint(2, 10)),
 }
@@ -93,6 +97,8 @@ PROVIDER_RESPONSES = {
     "bad-mode": mount_response([("a", 0o17777, b"x"), ("b", -1, b"y")]),
     "reserved": mount_response([("..data/x", 0o644, b"x"), ("d/..2026", 0o644, b"y")]),
     "no-versions": mount_response([("a", 0o644, b"x")], versions=()),
+    "nul-path": mount_response([("ok", 0o644, b"x"), ("ok\0/../../escape", 0o644, b"y")]),
+    "bad-utf8-version": mount_response([("a", 0o644, b"x")], versions=(("a", b"\xed\xa0\x80"),)),
 }
 
 

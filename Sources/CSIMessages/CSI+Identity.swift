@@ -14,7 +14,7 @@ extension CSI.GetPluginInfoRequest: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__GetPluginInfoRequest>) { csi__v1__get_plugin_info_request__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__GetPluginInfoRequest>) {
+  init(c: UnsafePointer<Csi__V1__GetPluginInfoRequest>) throws(ProtoFieldError) {
     self.init()
   }
 
@@ -49,11 +49,11 @@ extension CSI.GetPluginInfoResponse: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__GetPluginInfoResponse>) { csi__v1__get_plugin_info_response__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__GetPluginInfoResponse>) {
+  init(c: UnsafePointer<Csi__V1__GetPluginInfoResponse>) throws(ProtoFieldError) {
     self.init(
-      name: swiftString(c.pointee.name),
-      vendorVersion: swiftString(c.pointee.vendor_version),
-      manifest: swiftMap(c.pointee.n_manifest, c.pointee.manifest)
+      name: try swiftString(c.pointee.name, "name"),
+      vendorVersion: try swiftString(c.pointee.vendor_version, "vendor_version"),
+      manifest: try swiftMap(c.pointee.n_manifest, c.pointee.manifest, "manifest")
     )
   }
 
@@ -79,7 +79,7 @@ extension CSI.GetPluginCapabilitiesRequest: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__GetPluginCapabilitiesRequest>) { csi__v1__get_plugin_capabilities_request__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__GetPluginCapabilitiesRequest>) {
+  init(c: UnsafePointer<Csi__V1__GetPluginCapabilitiesRequest>) throws(ProtoFieldError) {
     self.init()
   }
 
@@ -106,9 +106,9 @@ extension CSI.GetPluginCapabilitiesResponse: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__GetPluginCapabilitiesResponse>) { csi__v1__get_plugin_capabilities_response__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__GetPluginCapabilitiesResponse>) {
+  init(c: UnsafePointer<Csi__V1__GetPluginCapabilitiesResponse>) throws(ProtoFieldError) {
     self.init(
-      capabilities: swiftRepeated(c.pointee.n_capabilities, c.pointee.capabilities)
+      capabilities: try swiftRepeated(c.pointee.n_capabilities, c.pointee.capabilities, "capabilities")
     )
   }
 
@@ -145,9 +145,9 @@ extension CSI.PluginCapability: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__PluginCapability>) { csi__v1__plugin_capability__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__PluginCapability>) {
+  init(c: UnsafePointer<Csi__V1__PluginCapability>) throws(ProtoFieldError) {
     self.init(
-      type: Kind(c)
+      type: try Kind(c)
     )
   }
 
@@ -206,7 +206,7 @@ extension CSI.PluginCapability.Service: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__PluginCapability__Service>) { csi__v1__plugin_capability__service__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__PluginCapability__Service>) {
+  init(c: UnsafePointer<Csi__V1__PluginCapability__Service>) throws(ProtoFieldError) {
     self.init(
       type: ServiceType(rawValue: enumValue(c.pointee.type))
     )
@@ -254,7 +254,7 @@ extension CSI.PluginCapability.VolumeExpansion: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__PluginCapability__VolumeExpansion>) { csi__v1__plugin_capability__volume_expansion__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__PluginCapability__VolumeExpansion>) {
+  init(c: UnsafePointer<Csi__V1__PluginCapability__VolumeExpansion>) throws(ProtoFieldError) {
     self.init(
       type: ExpansionType(rawValue: enumValue(c.pointee.type))
     )
@@ -279,7 +279,7 @@ extension CSI.ProbeRequest: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__ProbeRequest>) { csi__v1__probe_request__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__ProbeRequest>) {
+  init(c: UnsafePointer<Csi__V1__ProbeRequest>) throws(ProtoFieldError) {
     self.init()
   }
 
@@ -307,7 +307,7 @@ extension CSI.ProbeResponse: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__ProbeResponse>) { csi__v1__probe_response__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__ProbeResponse>) {
+  init(c: UnsafePointer<Csi__V1__ProbeResponse>) throws(ProtoFieldError) {
     self.init(
       ready: c.pointee.ready.map { $0.pointee.value != 0 }
     )

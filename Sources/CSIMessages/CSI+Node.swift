@@ -36,14 +36,14 @@ extension CSI.NodeStageVolumeRequest: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeStageVolumeRequest>) { csi__v1__node_stage_volume_request__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeStageVolumeRequest>) {
+  init(c: UnsafePointer<Csi__V1__NodeStageVolumeRequest>) throws(ProtoFieldError) {
     self.init(
-      volumeID: swiftString(c.pointee.volume_id),
-      publishContext: swiftMap(c.pointee.n_publish_context, c.pointee.publish_context),
-      stagingTargetPath: swiftString(c.pointee.staging_target_path),
-      volumeCapability: swiftOptional(c.pointee.volume_capability),
-      secrets: swiftMap(c.pointee.n_secrets, c.pointee.secrets),
-      volumeContext: swiftMap(c.pointee.n_volume_context, c.pointee.volume_context)
+      volumeID: try swiftString(c.pointee.volume_id, "volume_id"),
+      publishContext: try swiftMap(c.pointee.n_publish_context, c.pointee.publish_context, "publish_context"),
+      stagingTargetPath: try swiftString(c.pointee.staging_target_path, "staging_target_path"),
+      volumeCapability: try swiftOptional(c.pointee.volume_capability, "volume_capability"),
+      secrets: try swiftMap(c.pointee.n_secrets, c.pointee.secrets, "secrets", secret: true),
+      volumeContext: try swiftMap(c.pointee.n_volume_context, c.pointee.volume_context, "volume_context")
     )
   }
 
@@ -74,7 +74,7 @@ extension CSI.NodeStageVolumeResponse: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeStageVolumeResponse>) { csi__v1__node_stage_volume_response__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeStageVolumeResponse>) {
+  init(c: UnsafePointer<Csi__V1__NodeStageVolumeResponse>) throws(ProtoFieldError) {
     self.init()
   }
 
@@ -104,10 +104,10 @@ extension CSI.NodeUnstageVolumeRequest: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeUnstageVolumeRequest>) { csi__v1__node_unstage_volume_request__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeUnstageVolumeRequest>) {
+  init(c: UnsafePointer<Csi__V1__NodeUnstageVolumeRequest>) throws(ProtoFieldError) {
     self.init(
-      volumeID: swiftString(c.pointee.volume_id),
-      stagingTargetPath: swiftString(c.pointee.staging_target_path)
+      volumeID: try swiftString(c.pointee.volume_id, "volume_id"),
+      stagingTargetPath: try swiftString(c.pointee.staging_target_path, "staging_target_path")
     )
   }
 
@@ -131,7 +131,7 @@ extension CSI.NodeUnstageVolumeResponse: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeUnstageVolumeResponse>) { csi__v1__node_unstage_volume_response__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeUnstageVolumeResponse>) {
+  init(c: UnsafePointer<Csi__V1__NodeUnstageVolumeResponse>) throws(ProtoFieldError) {
     self.init()
   }
 
@@ -181,16 +181,16 @@ extension CSI.NodePublishVolumeRequest: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodePublishVolumeRequest>) { csi__v1__node_publish_volume_request__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodePublishVolumeRequest>) {
+  init(c: UnsafePointer<Csi__V1__NodePublishVolumeRequest>) throws(ProtoFieldError) {
     self.init(
-      volumeID: swiftString(c.pointee.volume_id),
-      publishContext: swiftMap(c.pointee.n_publish_context, c.pointee.publish_context),
-      stagingTargetPath: swiftString(c.pointee.staging_target_path),
-      targetPath: swiftString(c.pointee.target_path),
-      volumeCapability: swiftOptional(c.pointee.volume_capability),
+      volumeID: try swiftString(c.pointee.volume_id, "volume_id"),
+      publishContext: try swiftMap(c.pointee.n_publish_context, c.pointee.publish_context, "publish_context"),
+      stagingTargetPath: try swiftString(c.pointee.staging_target_path, "staging_target_path"),
+      targetPath: try swiftString(c.pointee.target_path, "target_path"),
+      volumeCapability: try swiftOptional(c.pointee.volume_capability, "volume_capability"),
       readonly: c.pointee.readonly != 0,
-      secrets: swiftMap(c.pointee.n_secrets, c.pointee.secrets),
-      volumeContext: swiftMap(c.pointee.n_volume_context, c.pointee.volume_context)
+      secrets: try swiftMap(c.pointee.n_secrets, c.pointee.secrets, "secrets", secret: true),
+      volumeContext: try swiftMap(c.pointee.n_volume_context, c.pointee.volume_context, "volume_context")
     )
   }
 
@@ -223,7 +223,7 @@ extension CSI.NodePublishVolumeResponse: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodePublishVolumeResponse>) { csi__v1__node_publish_volume_response__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodePublishVolumeResponse>) {
+  init(c: UnsafePointer<Csi__V1__NodePublishVolumeResponse>) throws(ProtoFieldError) {
     self.init()
   }
 
@@ -253,10 +253,10 @@ extension CSI.NodeUnpublishVolumeRequest: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeUnpublishVolumeRequest>) { csi__v1__node_unpublish_volume_request__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeUnpublishVolumeRequest>) {
+  init(c: UnsafePointer<Csi__V1__NodeUnpublishVolumeRequest>) throws(ProtoFieldError) {
     self.init(
-      volumeID: swiftString(c.pointee.volume_id),
-      targetPath: swiftString(c.pointee.target_path)
+      volumeID: try swiftString(c.pointee.volume_id, "volume_id"),
+      targetPath: try swiftString(c.pointee.target_path, "target_path")
     )
   }
 
@@ -280,7 +280,7 @@ extension CSI.NodeUnpublishVolumeResponse: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeUnpublishVolumeResponse>) { csi__v1__node_unpublish_volume_response__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeUnpublishVolumeResponse>) {
+  init(c: UnsafePointer<Csi__V1__NodeUnpublishVolumeResponse>) throws(ProtoFieldError) {
     self.init()
   }
 
@@ -313,11 +313,11 @@ extension CSI.NodeGetVolumeStatsRequest: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeGetVolumeStatsRequest>) { csi__v1__node_get_volume_stats_request__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeGetVolumeStatsRequest>) {
+  init(c: UnsafePointer<Csi__V1__NodeGetVolumeStatsRequest>) throws(ProtoFieldError) {
     self.init(
-      volumeID: swiftString(c.pointee.volume_id),
-      volumePath: swiftString(c.pointee.volume_path),
-      stagingTargetPath: swiftString(c.pointee.staging_target_path)
+      volumeID: try swiftString(c.pointee.volume_id, "volume_id"),
+      volumePath: try swiftString(c.pointee.volume_path, "volume_path"),
+      stagingTargetPath: try swiftString(c.pointee.staging_target_path, "staging_target_path")
     )
   }
 
@@ -351,10 +351,10 @@ extension CSI.NodeGetVolumeStatsResponse: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeGetVolumeStatsResponse>) { csi__v1__node_get_volume_stats_response__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeGetVolumeStatsResponse>) {
+  init(c: UnsafePointer<Csi__V1__NodeGetVolumeStatsResponse>) throws(ProtoFieldError) {
     self.init(
-      usage: swiftRepeated(c.pointee.n_usage, c.pointee.usage),
-      volumeCondition: swiftOptional(c.pointee.volume_condition)
+      usage: try swiftRepeated(c.pointee.n_usage, c.pointee.usage, "usage"),
+      volumeCondition: try swiftOptional(c.pointee.volume_condition, "volume_condition")
     )
   }
 
@@ -410,7 +410,7 @@ extension CSI.VolumeUsage: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__VolumeUsage>) { csi__v1__volume_usage__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__VolumeUsage>) {
+  init(c: UnsafePointer<Csi__V1__VolumeUsage>) throws(ProtoFieldError) {
     self.init(
       available: c.pointee.available,
       total: c.pointee.total,
@@ -450,10 +450,10 @@ extension CSI.VolumeCondition: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__VolumeCondition>) { csi__v1__volume_condition__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__VolumeCondition>) {
+  init(c: UnsafePointer<Csi__V1__VolumeCondition>) throws(ProtoFieldError) {
     self.init(
       abnormal: c.pointee.abnormal != 0,
-      message: swiftString(c.pointee.message)
+      message: try swiftString(c.pointee.message, "message")
     )
   }
 
@@ -477,7 +477,7 @@ extension CSI.NodeGetCapabilitiesRequest: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeGetCapabilitiesRequest>) { csi__v1__node_get_capabilities_request__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeGetCapabilitiesRequest>) {
+  init(c: UnsafePointer<Csi__V1__NodeGetCapabilitiesRequest>) throws(ProtoFieldError) {
     self.init()
   }
 
@@ -504,9 +504,9 @@ extension CSI.NodeGetCapabilitiesResponse: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeGetCapabilitiesResponse>) { csi__v1__node_get_capabilities_response__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeGetCapabilitiesResponse>) {
+  init(c: UnsafePointer<Csi__V1__NodeGetCapabilitiesResponse>) throws(ProtoFieldError) {
     self.init(
-      capabilities: swiftRepeated(c.pointee.n_capabilities, c.pointee.capabilities)
+      capabilities: try swiftRepeated(c.pointee.n_capabilities, c.pointee.capabilities, "capabilities")
     )
   }
 
@@ -541,9 +541,9 @@ extension CSI.NodeServiceCapability: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeServiceCapability>) { csi__v1__node_service_capability__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeServiceCapability>) {
+  init(c: UnsafePointer<Csi__V1__NodeServiceCapability>) throws(ProtoFieldError) {
     self.init(
-      type: Kind(c)
+      type: try Kind(c)
     )
   }
 
@@ -603,7 +603,7 @@ extension CSI.NodeServiceCapability.RPC: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeServiceCapability__RPC>) { csi__v1__node_service_capability__rpc__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeServiceCapability__RPC>) {
+  init(c: UnsafePointer<Csi__V1__NodeServiceCapability__RPC>) throws(ProtoFieldError) {
     self.init(
       type: RPCType(rawValue: enumValue(c.pointee.type))
     )
@@ -628,7 +628,7 @@ extension CSI.NodeGetInfoRequest: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeGetInfoRequest>) { csi__v1__node_get_info_request__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeGetInfoRequest>) {
+  init(c: UnsafePointer<Csi__V1__NodeGetInfoRequest>) throws(ProtoFieldError) {
     self.init()
   }
 
@@ -661,11 +661,11 @@ extension CSI.NodeGetInfoResponse: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeGetInfoResponse>) { csi__v1__node_get_info_response__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeGetInfoResponse>) {
+  init(c: UnsafePointer<Csi__V1__NodeGetInfoResponse>) throws(ProtoFieldError) {
     self.init(
-      nodeID: swiftString(c.pointee.node_id),
+      nodeID: try swiftString(c.pointee.node_id, "node_id"),
       maxVolumesPerNode: c.pointee.max_volumes_per_node,
-      accessibleTopology: swiftOptional(c.pointee.accessible_topology)
+      accessibleTopology: try swiftOptional(c.pointee.accessible_topology, "accessible_topology")
     )
   }
 
@@ -712,14 +712,14 @@ extension CSI.NodeExpandVolumeRequest: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeExpandVolumeRequest>) { csi__v1__node_expand_volume_request__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeExpandVolumeRequest>) {
+  init(c: UnsafePointer<Csi__V1__NodeExpandVolumeRequest>) throws(ProtoFieldError) {
     self.init(
-      volumeID: swiftString(c.pointee.volume_id),
-      volumePath: swiftString(c.pointee.volume_path),
-      capacityRange: swiftOptional(c.pointee.capacity_range),
-      stagingTargetPath: swiftString(c.pointee.staging_target_path),
-      volumeCapability: swiftOptional(c.pointee.volume_capability),
-      secrets: swiftMap(c.pointee.n_secrets, c.pointee.secrets)
+      volumeID: try swiftString(c.pointee.volume_id, "volume_id"),
+      volumePath: try swiftString(c.pointee.volume_path, "volume_path"),
+      capacityRange: try swiftOptional(c.pointee.capacity_range, "capacity_range"),
+      stagingTargetPath: try swiftString(c.pointee.staging_target_path, "staging_target_path"),
+      volumeCapability: try swiftOptional(c.pointee.volume_capability, "volume_capability"),
+      secrets: try swiftMap(c.pointee.n_secrets, c.pointee.secrets, "secrets", secret: true)
     )
   }
 
@@ -754,7 +754,7 @@ extension CSI.NodeExpandVolumeResponse: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__NodeExpandVolumeResponse>) { csi__v1__node_expand_volume_response__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__NodeExpandVolumeResponse>) {
+  init(c: UnsafePointer<Csi__V1__NodeExpandVolumeResponse>) throws(ProtoFieldError) {
     self.init(
       capacityBytes: c.pointee.capacity_bytes
     )

@@ -31,10 +31,10 @@ extension CSI.VolumeCapability: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__VolumeCapability>) { csi__v1__volume_capability__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__VolumeCapability>) {
+  init(c: UnsafePointer<Csi__V1__VolumeCapability>) throws(ProtoFieldError) {
     self.init(
-      accessType: AccessType(c),
-      accessMode: swiftOptional(c.pointee.access_mode)
+      accessType: try AccessType(c),
+      accessMode: try swiftOptional(c.pointee.access_mode, "access_mode")
     )
   }
 
@@ -68,7 +68,7 @@ extension CSI.VolumeCapability.BlockVolume: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__VolumeCapability__BlockVolume>) { csi__v1__volume_capability__block_volume__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__VolumeCapability__BlockVolume>) {
+  init(c: UnsafePointer<Csi__V1__VolumeCapability__BlockVolume>) throws(ProtoFieldError) {
     self.init()
   }
 
@@ -103,11 +103,11 @@ extension CSI.VolumeCapability.MountVolume: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__VolumeCapability__MountVolume>) { csi__v1__volume_capability__mount_volume__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__VolumeCapability__MountVolume>) {
+  init(c: UnsafePointer<Csi__V1__VolumeCapability__MountVolume>) throws(ProtoFieldError) {
     self.init(
-      fsType: swiftString(c.pointee.fs_type),
-      mountFlags: swiftStrings(c.pointee.n_mount_flags, c.pointee.mount_flags),
-      volumeMountGroup: swiftString(c.pointee.volume_mount_group)
+      fsType: try swiftString(c.pointee.fs_type, "fs_type"),
+      mountFlags: try swiftStrings(c.pointee.n_mount_flags, c.pointee.mount_flags, "mount_flags"),
+      volumeMountGroup: try swiftString(c.pointee.volume_mount_group, "volume_mount_group")
     )
   }
 
@@ -165,7 +165,7 @@ extension CSI.VolumeCapability.AccessMode: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__VolumeCapability__AccessMode>) { csi__v1__volume_capability__access_mode__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__VolumeCapability__AccessMode>) {
+  init(c: UnsafePointer<Csi__V1__VolumeCapability__AccessMode>) throws(ProtoFieldError) {
     self.init(
       mode: Mode(rawValue: enumValue(c.pointee.mode))
     )
@@ -199,7 +199,7 @@ extension CSI.CapacityRange: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__CapacityRange>) { csi__v1__capacity_range__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__CapacityRange>) {
+  init(c: UnsafePointer<Csi__V1__CapacityRange>) throws(ProtoFieldError) {
     self.init(
       requiredBytes: c.pointee.required_bytes,
       limitBytes: c.pointee.limit_bytes
@@ -232,9 +232,9 @@ extension CSI.Topology: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<Csi__V1__Topology>) { csi__v1__topology__init(message) }
 
-  init(c: UnsafePointer<Csi__V1__Topology>) {
+  init(c: UnsafePointer<Csi__V1__Topology>) throws(ProtoFieldError) {
     self.init(
-      segments: swiftMap(c.pointee.n_segments, c.pointee.segments)
+      segments: try swiftMap(c.pointee.n_segments, c.pointee.segments, "segments")
     )
   }
 

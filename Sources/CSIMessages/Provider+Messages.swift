@@ -21,9 +21,9 @@ extension Provider.VersionRequest: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<V1alpha1__VersionRequest>) { v1alpha1__version_request__init(message) }
 
-  init(c: UnsafePointer<V1alpha1__VersionRequest>) {
+  init(c: UnsafePointer<V1alpha1__VersionRequest>) throws(ProtoFieldError) {
     self.init(
-      version: swiftString(c.pointee.version)
+      version: try swiftString(c.pointee.version, "version")
     )
   }
 
@@ -58,11 +58,11 @@ extension Provider.VersionResponse: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<V1alpha1__VersionResponse>) { v1alpha1__version_response__init(message) }
 
-  init(c: UnsafePointer<V1alpha1__VersionResponse>) {
+  init(c: UnsafePointer<V1alpha1__VersionResponse>) throws(ProtoFieldError) {
     self.init(
-      version: swiftString(c.pointee.version),
-      runtimeName: swiftString(c.pointee.runtime_name),
-      runtimeVersion: swiftString(c.pointee.runtime_version)
+      version: try swiftString(c.pointee.version, "version"),
+      runtimeName: try swiftString(c.pointee.runtime_name, "runtime_name"),
+      runtimeVersion: try swiftString(c.pointee.runtime_version, "runtime_version")
     )
   }
 
@@ -109,13 +109,13 @@ extension Provider.MountRequest: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<V1alpha1__MountRequest>) { v1alpha1__mount_request__init(message) }
 
-  init(c: UnsafePointer<V1alpha1__MountRequest>) {
+  init(c: UnsafePointer<V1alpha1__MountRequest>) throws(ProtoFieldError) {
     self.init(
-      attributes: swiftString(c.pointee.attributes),
-      secrets: swiftString(c.pointee.secrets),
-      targetPath: swiftString(c.pointee.target_path),
-      permission: swiftString(c.pointee.permission),
-      currentObjectVersion: swiftRepeated(c.pointee.n_current_object_version, c.pointee.current_object_version)
+      attributes: try swiftString(c.pointee.attributes, "attributes"),
+      secrets: try swiftString(c.pointee.secrets, "secrets"),
+      targetPath: try swiftString(c.pointee.target_path, "target_path"),
+      permission: try swiftString(c.pointee.permission, "permission"),
+      currentObjectVersion: try swiftRepeated(c.pointee.n_current_object_version, c.pointee.current_object_version, "current_object_version")
     )
   }
 
@@ -156,11 +156,11 @@ extension Provider.MountResponse: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<V1alpha1__MountResponse>) { v1alpha1__mount_response__init(message) }
 
-  init(c: UnsafePointer<V1alpha1__MountResponse>) {
+  init(c: UnsafePointer<V1alpha1__MountResponse>) throws(ProtoFieldError) {
     self.init(
-      objectVersion: swiftRepeated(c.pointee.n_object_version, c.pointee.object_version),
-      error: swiftOptional(c.pointee.error),
-      files: swiftRepeated(c.pointee.n_files, c.pointee.files)
+      objectVersion: try swiftRepeated(c.pointee.n_object_version, c.pointee.object_version, "object_version"),
+      error: try swiftOptional(c.pointee.error, "error"),
+      files: try swiftRepeated(c.pointee.n_files, c.pointee.files, "files")
     )
   }
 
@@ -199,9 +199,9 @@ extension Provider.File: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<V1alpha1__File>) { v1alpha1__file__init(message) }
 
-  init(c: UnsafePointer<V1alpha1__File>) {
+  init(c: UnsafePointer<V1alpha1__File>) throws(ProtoFieldError) {
     self.init(
-      path: swiftString(c.pointee.path),
+      path: try swiftString(c.pointee.path, "path"),
       mode: c.pointee.mode,
       contents: swiftBytes(c.pointee.contents)
     )
@@ -237,10 +237,10 @@ extension Provider.ObjectVersion: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<V1alpha1__ObjectVersion>) { v1alpha1__object_version__init(message) }
 
-  init(c: UnsafePointer<V1alpha1__ObjectVersion>) {
+  init(c: UnsafePointer<V1alpha1__ObjectVersion>) throws(ProtoFieldError) {
     self.init(
-      id: swiftString(c.pointee.id),
-      version: swiftString(c.pointee.version)
+      id: try swiftString(c.pointee.id, "id"),
+      version: try swiftString(c.pointee.version, "version")
     )
   }
 
@@ -271,9 +271,9 @@ extension Provider.MountError: ProtoMessage, CBridged {
   public func serializedBytes() -> [UInt8] { self.encode() }
   static func cInit(_ message: UnsafeMutablePointer<V1alpha1__Error>) { v1alpha1__error__init(message) }
 
-  init(c: UnsafePointer<V1alpha1__Error>) {
+  init(c: UnsafePointer<V1alpha1__Error>) throws(ProtoFieldError) {
     self.init(
-      code: swiftString(c.pointee.code)
+      code: try swiftString(c.pointee.code, "code")
     )
   }
 

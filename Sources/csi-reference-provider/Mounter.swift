@@ -164,6 +164,9 @@ struct Mounter: Sendable {
     Provider.File(path: "\(i)", mode: 0o644, contents: [UInt8(ascii: "m")])
   }
 
+  /// The hostile mode `nul`'s file name: read up to the NUL, it would be a plain "evil".
+  static let nulPath = "evil\u{0}/../../escape"
+
   /// Turns a good response into one the driver must reject, in the way `mode` names.
   static func corrupt(_ response: inout Provider.MountResponse, _ mode: HostileMode) {
     func add(_ path: String, mode: Int32 = 0o644, _ contents: [UInt8] = Array("hostile".utf8), version: String? = nil, id: String) {
@@ -183,7 +186,9 @@ struct Mounter: Sendable {
       if response.files.isEmpty { add("duplicate", id: "duplicate") }
       let first = response.files[0]
       response.files.append(Provider.File(path: first.path, mode: first.mode, contents: Array("duplicate".utf8)))
-    case .nul: add(NULPatchingSerializer.placeholderPath, id: "nul")
+    // Strings go to protoc-c with their length (see scripts/gen-protos.sh), so the NUL
+    // byte is on the wire as it is here.
+    case .nul: add(nulPath, id: "nul")
     case .many:
       // One version for them all: the message must stay small enough to arrive.
       response.files.append(contentsOf: manyFiles)

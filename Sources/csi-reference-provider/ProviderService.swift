@@ -17,13 +17,8 @@ struct ProviderService: RegistrableRPCService {
 
   func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
     router.registerUnary(Provider.CSIDriverProvider.version) { _, _ in version() }
-    let method = Provider.CSIDriverProvider.mount
-    // Registered by hand for its serializer: see NULPatchingSerializer.
-    router.registerHandler(forMethod: method.descriptor, deserializer: method.deserializer, serializer: NULPatchingSerializer()) {
-      request, context in
-      let single = try await ServerRequest(stream: request)
-      let response = try await mount(single.message, deadlineMs: Self.deadlineMs(context.callDeadline))
-      return StreamingServerResponse(single: ServerResponse(message: response))
+    router.registerUnary(Provider.CSIDriverProvider.mount) { request, context in
+      try await mount(request, deadlineMs: Self.deadlineMs(context.callDeadline))
     }
   }
 

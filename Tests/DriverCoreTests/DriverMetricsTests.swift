@@ -86,11 +86,18 @@ import UVRuntime
     calls.record(method: "Version", error: ProviderCallError(provider: "aws", kind: .unreachable, detail: ""), since: .now)
     calls.record(method: "Mount", error: ProviderCallError(provider: "aws", kind: .status(.permissionDenied), detail: ""), since: .now)
     m.providerCalls(for: "gcp").record(method: "Mount", error: ProviderCallError(provider: "gcp", kind: .deadlineExceeded, detail: ""), since: .now)
+    // An answer the driver refuses (a NUL byte in a path) is INTERNAL, as grpc-go names an unreadable answer.
+    let refused = ProviderCallError(provider: "gcp", kind: .badResponse, detail: "invalid v1alpha1.MountResponse: field files[0].path contains a NUL byte")
+    m.providerCalls(for: "gcp").record(method: "Mount", error: refused, since: .now)
+    let publish = PublishError(refused)
+    #expect(publish.kind == .badProviderResponse && publish.code == .internalError && publish.errorType == "GRPCProviderError")
+    #expect(publish.message == "provider \"gcp\" sent a response the driver refuses: invalid v1alpha1.MountResponse: field files[0].path contains a NUL byte")
     let text = m.registry.render()
     #expect(text.contains("secrets_store_provider_calls_total{provider=\"aws\",method=\"Mount\",code=\"OK\"} 1\n"))
     #expect(text.contains("secrets_store_provider_calls_total{provider=\"aws\",method=\"Version\",code=\"UNAVAILABLE\"} 1\n"))
     #expect(text.contains("secrets_store_provider_calls_total{provider=\"aws\",method=\"Mount\",code=\"PERMISSION_DENIED\"} 1\n"))
     #expect(text.contains("secrets_store_provider_calls_total{provider=\"gcp\",method=\"Mount\",code=\"DEADLINE_EXCEEDED\"} 1\n"))
+    #expect(text.contains("secrets_store_provider_calls_total{provider=\"gcp\",method=\"Mount\",code=\"INTERNAL\"} 1\n"))
     #expect(m.providersThatAnswered == ["aws"])
   }
 }

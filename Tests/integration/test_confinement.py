@@ -66,22 +66,137 @@ def test_hostile_provider_paths_fail_whole_and_write_nothing(mount_env, csi, out
     assert everything_under(outside) == [] and not os.path.exists("/tmp/escape")
 
 
-def test_a_nul_byte_in_a_provider_path_stays_inside(mount_env, csi, outside):
-    """protobuf-c ends strings at the first NUL when it decodes, so the driver sees
-    the path up to it ("ok"): the rest ("/../../escape") never reaches a system call."""
+def test_a_nul_byte_in_a_provider_path_fails_the_publish(mount_env, csi, outside):
+    """Strings reach the driver with their length (never read up to a NUL), so a name
+    "ok\\0/../../../outside/escape" is refused whole, not written as "ok"."""
     env = mount_env
-    env.provider.files = [("ok\x00/../../../outside/escape", 0, b"v")]
+    env.provider.files = [("good.txt", 0, b"fine"), ("ok\x00/../../../outside/escape", 0, b"v")]
     env.start()
     target = target_path(env.root, "uid-nul")
-    node = env.node()
-    try:
-        node.NodePublishVolume(publish_request(csi, target, pod_uid="uid-nul"), timeout=T)
-        assert read_volume(target) == {"ok": (0o644, b"v")}
-        node.NodeUnpublishVolume(unpublish_request(csi, target, "uid-nul"), timeout=T)
-    except grpc.RpcError as e:
-        assert e.code() == grpc.StatusCode.INTERNAL, e
-        assert residue(target) == []
+    e = rpc_error(env.node().NodePublishVolume, publish_request(csi, target, pod_uid="uid-nul"), timeout=T)
+    assert e.code() == grpc.StatusCode.INTERNAL, e
+    assert e.details() == ('provider "fake" sent a response the driver refuses: invalid v1alpha1.MountResponse: '
+                           'field files[1].path contains a NUL byte'), e.details()
+    assert len(env.provider.calls("Mount")) == 1
+    assert residue(target) == []
     assert everything_under(outside) == []
+
+
+def test_a_nul_byte_from_the_reference_provider_fails_the_publish(mount_env, csi, provider_proto, outside):
+    """The reference provider's hostile mode nul sends "evil\\0/../../escape" on the wire:
+    the publish fails and leaves nothing; the same provider's normal answer still mounts."""
+    from mounting import write_spc
+    from support import require_executable
+    from test_reference_provider import ReferenceProvider, reference_provider_bin
+
+    binary = require_executable(reference_provider_bin(), "csi-reference-provider", "REFERENCE_PROVIDER_BIN")
+    ref = ReferenceProvider(binary, mount_env.providers, provider_proto, [], "reference").wait_ready()
+    try:
+        (ref.data_dir / "db").write_bytes(b"v1")
+        objects = '[{"objectName": "db"}]'
+        write_spc(mount_env.spcs, "nul-spc", provider="reference", parameters={"objects": objects, "fault.hostile": "nul"})
+        write_spc(mount_env.spcs, "fine-spc", provider="reference", parameters={"objects": objects})
+        env = mount_env
+        env.start()
+        node = env.node()
+        target = target_path(env.root, "uid-refnul")
+        e = rpc_error(node.NodePublishVolume, publish_request(csi, target, spc="nul-spc", pod_uid="uid-refnul"), timeout=T)
+        assert e.code() == grpc.StatusCode.INTERNAL, e
+        assert "sent a response the driver refuses" in e.details() and "path contains a NUL byte" in e.details(), e.details()
+        assert residue(target) == []
+        fine = target_path(env.root, "uid-reffine")
+        node.NodePublishVolume(publish_request(csi, fine, spc="fine-spc", pod_uid="uid-reffine"), timeout=T)
+        assert read_volume(fine) == {"db": (0o644, b"v1")}
+        node.NodeUnpublishVolume(unpublish_request(csi, fine, "uid-reffine"), timeout=T)
+        assert everything_under(outside) == [] and not os.path.lexists(env.root / "escape")
+
+        def counted() -> bool:  # the stats file is written about once a second
+            try:
+                return ref.stats().get("hostile_responses") == {"nul": 1}
+            except (FileNotFoundError, ValueError):
+                return False
+
+        wait_until(counted, 10, "the provider to count its one nul answer")
+    finally:
+        ref.kill()
+
+
+SECRET_TOKEN = "eyJhbGciOiJSUzI1NiJ9.do-not-echo-this-token"
+
+
+@pytest.mark.parametrize("case", ["target_path", "volume_id", "volume_context", "tokens", "secrets"])
+def test_a_nul_byte_in_a_request_string_is_invalid_argument(mount_env, csi, outside, case):
+    """kubelet's strings are refused whole when they hold a NUL byte, naming the field
+    and never the value; nothing is mounted or created, the provider is never called."""
+    env = mount_env
+    env.start()
+    node = env.node()
+    target = target_path(env.root, "uid-reqnul")
+    req = publish_request(csi, target, pod_uid="uid-reqnul", secrets={"password": "hunter2"},
+                          tokens={"vault": {"token": SECRET_TOKEN, "expirationTimestamp": "2026-11-27T10:00:00Z"}})
+    expect = {
+        "target_path": "field target_path contains a NUL byte",
+        "volume_id": "field volume_id contains a NUL byte",
+        "volume_context": 'the value of volume_context["csi.storage.k8s.io/pod.name"] contains a NUL byte',
+        "tokens": 'the value of volume_context["csi.storage.k8s.io/serviceAccount.tokens"] contains a NUL byte',
+        "secrets": "a value of field secrets contains a NUL byte",
+    }[case]
+    if case == "target_path":
+        req.target_path = target + "\x00/../../../outside/x"
+    elif case == "volume_id":
+        req.volume_id += "\x00x"
+    elif case == "volume_context":
+        req.volume_context["csi.storage.k8s.io/pod.name"] = "app-0\x00/../x"
+    elif case == "tokens":
+        key = "csi.storage.k8s.io/serviceAccount.tokens"
+        req.volume_context[key] = req.volume_context[key].replace(SECRET_TOKEN, SECRET_TOKEN + "\x00")
+    else:
+        req.secrets["password"] = "hunter2\x00" + SECRET_TOKEN
+    e = rpc_error(node.NodePublishVolume, req, timeout=T)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+    assert e.details() == f"invalid csi.v1.NodePublishVolumeRequest: {expect}", e.details()
+    for secret in (SECRET_TOKEN, "hunter2", "do-not-echo"):
+        assert secret not in e.details()
+    if case == "target_path":
+        e = rpc_error(node.NodeUnpublishVolume, unpublish_request(csi, req.target_path, "uid-reqnul"), timeout=T)
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+        assert "field target_path contains a NUL byte" in e.details()
+    assert env.provider.calls("Mount") == []
+    assert residue(target) == [] and everything_under(outside) == []
+    # The driver carries on: the same request without the NUL byte mounts.
+    node.NodePublishVolume(publish_request(csi, target, pod_uid="uid-reqnul"), timeout=T)
+    assert read_volume(target) != {}
+    node.NodeUnpublishVolume(unpublish_request(csi, target, "uid-reqnul"), timeout=T)
+
+
+# Same length as each replacement, so no length prefix changes when patched in raw bytes.
+PLACEHOLDER = "PLACEHOLDER-UTF8"
+INVALID_UTF8 = b"\xc0\x80" + b"x" * (len(PLACEHOLDER) - 4) + b"\xed\xa0"  # an overlong NUL, a cut surrogate
+
+
+@pytest.mark.parametrize("case", ["target_path", "secrets"])
+def test_invalid_utf8_in_a_request_string_is_invalid_argument(mount_env, csi, case):
+    """Raw bytes on the wire (grpcio's message classes cannot hold invalid UTF-8 in a
+    string): proto3 strings must be UTF-8, and the driver refuses the request naming
+    the field, without the secret around it."""
+    env = mount_env
+    env.start()
+    target = target_path(env.root, "uid-utf8")
+    if case == "target_path":
+        req = publish_request(csi, target + PLACEHOLDER, pod_uid="uid-utf8")
+        expect = "field target_path is not valid UTF-8"
+    else:
+        req = publish_request(csi, target, pod_uid="uid-utf8", secrets={"password": SECRET_TOKEN + PLACEHOLDER})
+        expect = "a value of field secrets is not valid UTF-8"
+    raw = req.SerializeToString()
+    assert raw.count(PLACEHOLDER.encode()) == 1 and len(INVALID_UTF8) == len(PLACEHOLDER)
+    raw = raw.replace(PLACEHOLDER.encode(), INVALID_UTF8)
+    call = env.driver.channel().unary_unary("/csi.v1.Node/NodePublishVolume")  # identity (de)serializers
+    e = rpc_error(call, raw, timeout=T)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+    assert e.details() == f"invalid csi.v1.NodePublishVolumeRequest: {expect}", e.details()
+    assert SECRET_TOKEN not in e.details()
+    assert env.provider.calls("Mount") == [] and residue(target) == []
 
 
 def test_a_failed_refresh_keeps_the_old_content_whole(mount_env, csi, outside):
@@ -92,7 +207,7 @@ def test_a_failed_refresh_keeps_the_old_content_whole(mount_env, csi, outside):
     req = publish_request(csi, target, pod_uid="uid-keep")
     node.NodePublishVolume(req, timeout=T)
     before = read_volume(target)
-    for bad in ["../x", "/etc/x", "x" * 256, "a/../../b"]:
+    for bad in ["../x", "/etc/x", "x" * 256, "a/../../b", "ok\x00/../../x"]:
         env.provider.files = [("secret.txt", 0, b"new"), (bad, 0, b"evil")]
         env.provider.object_versions = [("secret.txt", "v2")]
         node.NodePublishVolume(req, timeout=T)  # the refresh fails; the republish does not

@@ -120,12 +120,12 @@ struct  Csi__V1__GetPluginInfoRequest
 struct  Csi__V1__GetPluginInfoResponse__ManifestEntry
 {
   ProtobufCMessage base;
-  char *key;
-  char *value;
+  ProtobufCBinaryData key;
+  ProtobufCBinaryData value;
 };
 #define CSI__V1__GET_PLUGIN_INFO_RESPONSE__MANIFEST_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__get_plugin_info_response__manifest_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Csi__V1__GetPluginInfoResponse
@@ -134,11 +134,11 @@ struct  Csi__V1__GetPluginInfoResponse
   /*
    * Domain-name style, at most 63 characters.
    */
-  char *name;
+  ProtobufCBinaryData name;
   /*
    * Opaque to the CO.
    */
-  char *vendor_version;
+  ProtobufCBinaryData vendor_version;
   /*
    * Optional, opaque to the CO.
    */
@@ -147,7 +147,7 @@ struct  Csi__V1__GetPluginInfoResponse
 };
 #define CSI__V1__GET_PLUGIN_INFO_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__get_plugin_info_response__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
+    , {0,NULL}, {0,NULL}, 0,NULL }
 
 
 struct  Csi__V1__GetPluginCapabilitiesRequest
@@ -251,17 +251,17 @@ struct  Csi__V1__VolumeCapability__BlockVolume
 struct  Csi__V1__VolumeCapability__MountVolume
 {
   ProtobufCMessage base;
-  char *fs_type;
+  ProtobufCBinaryData fs_type;
   /*
    * May hold sensitive values: do not leak to untrusted parties.
    */
   size_t n_mount_flags;
-  char **mount_flags;
-  char *volume_mount_group;
+  ProtobufCBinaryData *mount_flags;
+  ProtobufCBinaryData volume_mount_group;
 };
 #define CSI__V1__VOLUME_CAPABILITY__MOUNT_VOLUME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__volume_capability__mount_volume__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+    , {0,NULL}, 0,NULL, {0,NULL} }
 
 
 struct  Csi__V1__VolumeCapability__AccessMode
@@ -310,12 +310,12 @@ struct  Csi__V1__CapacityRange
 struct  Csi__V1__Topology__SegmentsEntry
 {
   ProtobufCMessage base;
-  char *key;
-  char *value;
+  ProtobufCBinaryData key;
+  ProtobufCBinaryData value;
 };
 #define CSI__V1__TOPOLOGY__SEGMENTS_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__topology__segments_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Csi__V1__Topology
@@ -332,43 +332,43 @@ struct  Csi__V1__Topology
 struct  Csi__V1__NodeStageVolumeRequest__PublishContextEntry
 {
   ProtobufCMessage base;
-  char *key;
-  char *value;
+  ProtobufCBinaryData key;
+  ProtobufCBinaryData value;
 };
 #define CSI__V1__NODE_STAGE_VOLUME_REQUEST__PUBLISH_CONTEXT_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__node_stage_volume_request__publish_context_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Csi__V1__NodeStageVolumeRequest__SecretsEntry
 {
   ProtobufCMessage base;
-  char *key;
-  char *value;
+  ProtobufCBinaryData key;
+  ProtobufCBinaryData value;
 };
 #define CSI__V1__NODE_STAGE_VOLUME_REQUEST__SECRETS_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__node_stage_volume_request__secrets_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Csi__V1__NodeStageVolumeRequest__VolumeContextEntry
 {
   ProtobufCMessage base;
-  char *key;
-  char *value;
+  ProtobufCBinaryData key;
+  ProtobufCBinaryData value;
 };
 #define CSI__V1__NODE_STAGE_VOLUME_REQUEST__VOLUME_CONTEXT_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__node_stage_volume_request__volume_context_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Csi__V1__NodeStageVolumeRequest
 {
   ProtobufCMessage base;
-  char *volume_id;
+  ProtobufCBinaryData volume_id;
   size_t n_publish_context;
   Csi__V1__NodeStageVolumeRequest__PublishContextEntry **publish_context;
-  char *staging_target_path;
+  ProtobufCBinaryData staging_target_path;
   Csi__V1__VolumeCapability *volume_capability;
   /*
    * SECRET.
@@ -380,7 +380,7 @@ struct  Csi__V1__NodeStageVolumeRequest
 };
 #define CSI__V1__NODE_STAGE_VOLUME_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__node_stage_volume_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0,NULL }
+    , {0,NULL}, 0,NULL, {0,NULL}, NULL, 0,NULL, 0,NULL }
 
 
 struct  Csi__V1__NodeStageVolumeResponse
@@ -395,12 +395,12 @@ struct  Csi__V1__NodeStageVolumeResponse
 struct  Csi__V1__NodeUnstageVolumeRequest
 {
   ProtobufCMessage base;
-  char *volume_id;
-  char *staging_target_path;
+  ProtobufCBinaryData volume_id;
+  ProtobufCBinaryData staging_target_path;
 };
 #define CSI__V1__NODE_UNSTAGE_VOLUME_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__node_unstage_volume_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Csi__V1__NodeUnstageVolumeResponse
@@ -415,44 +415,44 @@ struct  Csi__V1__NodeUnstageVolumeResponse
 struct  Csi__V1__NodePublishVolumeRequest__PublishContextEntry
 {
   ProtobufCMessage base;
-  char *key;
-  char *value;
+  ProtobufCBinaryData key;
+  ProtobufCBinaryData value;
 };
 #define CSI__V1__NODE_PUBLISH_VOLUME_REQUEST__PUBLISH_CONTEXT_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__node_publish_volume_request__publish_context_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Csi__V1__NodePublishVolumeRequest__SecretsEntry
 {
   ProtobufCMessage base;
-  char *key;
-  char *value;
+  ProtobufCBinaryData key;
+  ProtobufCBinaryData value;
 };
 #define CSI__V1__NODE_PUBLISH_VOLUME_REQUEST__SECRETS_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__node_publish_volume_request__secrets_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Csi__V1__NodePublishVolumeRequest__VolumeContextEntry
 {
   ProtobufCMessage base;
-  char *key;
-  char *value;
+  ProtobufCBinaryData key;
+  ProtobufCBinaryData value;
 };
 #define CSI__V1__NODE_PUBLISH_VOLUME_REQUEST__VOLUME_CONTEXT_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__node_publish_volume_request__volume_context_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Csi__V1__NodePublishVolumeRequest
 {
   ProtobufCMessage base;
-  char *volume_id;
+  ProtobufCBinaryData volume_id;
   size_t n_publish_context;
   Csi__V1__NodePublishVolumeRequest__PublishContextEntry **publish_context;
-  char *staging_target_path;
-  char *target_path;
+  ProtobufCBinaryData staging_target_path;
+  ProtobufCBinaryData target_path;
   Csi__V1__VolumeCapability *volume_capability;
   protobuf_c_boolean readonly;
   /*
@@ -470,7 +470,7 @@ struct  Csi__V1__NodePublishVolumeRequest
 };
 #define CSI__V1__NODE_PUBLISH_VOLUME_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__node_publish_volume_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0, 0,NULL, 0,NULL }
+    , {0,NULL}, 0,NULL, {0,NULL}, {0,NULL}, NULL, 0, 0,NULL, 0,NULL }
 
 
 struct  Csi__V1__NodePublishVolumeResponse
@@ -485,12 +485,12 @@ struct  Csi__V1__NodePublishVolumeResponse
 struct  Csi__V1__NodeUnpublishVolumeRequest
 {
   ProtobufCMessage base;
-  char *volume_id;
-  char *target_path;
+  ProtobufCBinaryData volume_id;
+  ProtobufCBinaryData target_path;
 };
 #define CSI__V1__NODE_UNPUBLISH_VOLUME_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__node_unpublish_volume_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Csi__V1__NodeUnpublishVolumeResponse
@@ -505,13 +505,13 @@ struct  Csi__V1__NodeUnpublishVolumeResponse
 struct  Csi__V1__NodeGetVolumeStatsRequest
 {
   ProtobufCMessage base;
-  char *volume_id;
-  char *volume_path;
-  char *staging_target_path;
+  ProtobufCBinaryData volume_id;
+  ProtobufCBinaryData volume_path;
+  ProtobufCBinaryData staging_target_path;
 };
 #define CSI__V1__NODE_GET_VOLUME_STATS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__node_get_volume_stats_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL}, {0,NULL} }
 
 
 struct  Csi__V1__NodeGetVolumeStatsResponse
@@ -543,11 +543,11 @@ struct  Csi__V1__VolumeCondition
 {
   ProtobufCMessage base;
   protobuf_c_boolean abnormal;
-  char *message;
+  ProtobufCBinaryData message;
 };
 #define CSI__V1__VOLUME_CONDITION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__volume_condition__descriptor) \
-    , 0, (char *)protobuf_c_empty_string }
+    , 0, {0,NULL} }
 
 
 struct  Csi__V1__NodeGetCapabilitiesRequest
@@ -611,33 +611,33 @@ struct  Csi__V1__NodeGetInfoRequest
 struct  Csi__V1__NodeGetInfoResponse
 {
   ProtobufCMessage base;
-  char *node_id;
+  ProtobufCBinaryData node_id;
   int64_t max_volumes_per_node;
   Csi__V1__Topology *accessible_topology;
 };
 #define CSI__V1__NODE_GET_INFO_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__node_get_info_response__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, NULL }
+    , {0,NULL}, 0, NULL }
 
 
 struct  Csi__V1__NodeExpandVolumeRequest__SecretsEntry
 {
   ProtobufCMessage base;
-  char *key;
-  char *value;
+  ProtobufCBinaryData key;
+  ProtobufCBinaryData value;
 };
 #define CSI__V1__NODE_EXPAND_VOLUME_REQUEST__SECRETS_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__node_expand_volume_request__secrets_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Csi__V1__NodeExpandVolumeRequest
 {
   ProtobufCMessage base;
-  char *volume_id;
-  char *volume_path;
+  ProtobufCBinaryData volume_id;
+  ProtobufCBinaryData volume_path;
   Csi__V1__CapacityRange *capacity_range;
-  char *staging_target_path;
+  ProtobufCBinaryData staging_target_path;
   Csi__V1__VolumeCapability *volume_capability;
   /*
    * SECRET.
@@ -647,7 +647,7 @@ struct  Csi__V1__NodeExpandVolumeRequest
 };
 #define CSI__V1__NODE_EXPAND_VOLUME_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&csi__v1__node_expand_volume_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, NULL, 0,NULL }
+    , {0,NULL}, {0,NULL}, NULL, {0,NULL}, NULL, 0,NULL }
 
 
 struct  Csi__V1__NodeExpandVolumeResponse

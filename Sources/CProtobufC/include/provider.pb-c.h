@@ -35,23 +35,23 @@ struct  V1alpha1__VersionRequest
   /*
    * The API version the driver speaks ("v1alpha1").
    */
-  char *version;
+  ProtobufCBinaryData version;
 };
 #define V1ALPHA1__VERSION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&v1alpha1__version_request__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , {0,NULL} }
 
 
 struct  V1alpha1__VersionResponse
 {
   ProtobufCMessage base;
-  char *version;
-  char *runtime_name;
-  char *runtime_version;
+  ProtobufCBinaryData version;
+  ProtobufCBinaryData runtime_name;
+  ProtobufCBinaryData runtime_version;
 };
 #define V1ALPHA1__VERSION_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&v1alpha1__version_response__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL}, {0,NULL} }
 
 
 struct  V1alpha1__MountRequest
@@ -61,17 +61,17 @@ struct  V1alpha1__MountRequest
    * JSON object: the SecretProviderClass parameters overlaid with the
    * volume context. Carries service-account tokens: never log it.
    */
-  char *attributes;
+  ProtobufCBinaryData attributes;
   /*
    * JSON object of the nodePublishSecretRef Secret, or "null".
    * Carries secrets: never log it.
    */
-  char *secrets;
-  char *target_path;
+  ProtobufCBinaryData secrets;
+  ProtobufCBinaryData target_path;
   /*
    * Decimal file mode for written files, e.g. "420" (0644).
    */
-  char *permission;
+  ProtobufCBinaryData permission;
   /*
    * The object versions last mounted into this volume.
    */
@@ -80,7 +80,7 @@ struct  V1alpha1__MountRequest
 };
 #define V1ALPHA1__MOUNT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&v1alpha1__mount_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
+    , {0,NULL}, {0,NULL}, {0,NULL}, {0,NULL}, 0,NULL }
 
 
 struct  V1alpha1__MountResponse
@@ -106,7 +106,7 @@ struct  V1alpha1__File
   /*
    * Relative path inside the volume.
    */
-  char *path;
+  ProtobufCBinaryData path;
   /*
    * File mode; 0 means use the request's permission.
    */
@@ -115,18 +115,18 @@ struct  V1alpha1__File
 };
 #define V1ALPHA1__FILE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&v1alpha1__file__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, {0,NULL} }
+    , {0,NULL}, 0, {0,NULL} }
 
 
 struct  V1alpha1__ObjectVersion
 {
   ProtobufCMessage base;
-  char *id;
-  char *version;
+  ProtobufCBinaryData id;
+  ProtobufCBinaryData version;
 };
 #define V1ALPHA1__OBJECT_VERSION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&v1alpha1__object_version__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  V1alpha1__Error
@@ -135,11 +135,11 @@ struct  V1alpha1__Error
   /*
    * A non-empty code means the mount failed; it becomes the metric's error type.
    */
-  char *code;
+  ProtobufCBinaryData code;
 };
 #define V1ALPHA1__ERROR__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&v1alpha1__error__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , {0,NULL} }
 
 
 /* V1alpha1__VersionRequest methods */

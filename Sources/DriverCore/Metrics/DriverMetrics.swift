@@ -297,6 +297,8 @@ public struct ProviderCallMetrics: Sendable {
       case .unreachable: "UNAVAILABLE"
       case .deadlineExceeded: "DEADLINE_EXCEEDED"
       case .status(let c): c.canonicalName
+      // As grpc-go names a response it cannot unmarshal.
+      case .badResponse: "INTERNAL"
       }
     record(method: method, code: code, since: start)
   }

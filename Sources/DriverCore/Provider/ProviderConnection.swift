@@ -53,6 +53,10 @@ public struct ProviderCallError: Error, Sendable, CustomStringConvertible {
     case deadlineExceeded
     /// The provider answered with a gRPC error status.
     case status(RPCError.Code)
+    /// The provider's answer could not be read: not a valid protobuf encoding, or a
+    /// string in it (a file path, an object id or version, the error code) that is not
+    /// valid UTF-8 or holds a NUL byte. Such a response is refused whole.
+    case badResponse
   }
 
   public var provider: String
@@ -65,6 +69,7 @@ public struct ProviderCallError: Error, Sendable, CustomStringConvertible {
     case .unreachable: "provider \"\(provider)\" is unreachable: \(detail)"
     case .deadlineExceeded: "provider \"\(provider)\" did not answer in time: \(detail)"
     case .status(let code): "provider \"\(provider)\" failed the call with \(code.canonicalName): \(detail)"
+    case .badResponse: "provider \"\(provider)\" sent a response the driver refuses: \(detail)"
     }
   }
 }
@@ -240,6 +245,14 @@ public actor ProviderConnection {
   private func classify(_ error: any Error, scrubber: SecretScrubber) -> ProviderCallError {
     guard let rpc = error as? RPCError else {
       return ProviderCallError(provider: name, kind: .unreachable, detail: scrubber.scrub("\(error)"))
+    }
+    // Our deserializer failed on the provider's answer (its description names the
+    // message and field, never a value).
+    if let bad = rpc.cause as? ProtoFieldError {
+      return ProviderCallError(provider: name, kind: .badResponse, detail: scrubber.scrub(bad.description))
+    }
+    if let bad = rpc.cause as? ProtoDecodingError {
+      return ProviderCallError(provider: name, kind: .badResponse, detail: scrubber.scrub(bad.description))
     }
     let detail = scrubber.scrub(rpc.message)
     switch rpc.code {

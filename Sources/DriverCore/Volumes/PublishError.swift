@@ -66,6 +66,7 @@ public struct PublishError: Error, Sendable, Hashable, CustomStringConvertible {
     case .unreachable: self.init(.providerUnreachable, error.description)
     case .deadlineExceeded: self.init(.providerDeadline, error.description)
     case .status: self.init(.providerStatus, error.description)
+    case .badResponse: self.init(.badProviderResponse, error.description)
     }
   }
 }
