@@ -228,7 +228,8 @@ fuzz: fuzz-build
 fuzz-smoke: fuzz-build
 	@$(FUZZ)/scripts/run-fuzzers.sh $(FUZZ_SCRATCH)/release $(FUZZ_SCRATCH)/smoke $(FUZZ_SMOKE_SECONDS) -1 $(FUZZ_TARGETS)
 
-# The unit tests under AddressSanitizer / ThreadSanitizer (root, as `make unit-test`).
+# The unit tests under AddressSanitizer / ThreadSanitizer (root, as `make unit-test`). Reports
+# that are not ours to fix are suppressed, each with its reason, in Tests/lsan.supp and Tests/tsan.supp.
 test-asan:
 	@./scripts/stamp-version.sh >/dev/null
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path $(ASAN_SCRATCH)
@@ -238,4 +239,5 @@ test-asan:
 test-tsan:
 	@./scripts/stamp-version.sh >/dev/null
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path $(TSAN_SCRATCH)
-	$(SWIFT) test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH)
+	TSAN_OPTIONS="suppressions=$(abspath Tests/tsan.supp) $(TSAN_OPTIONS)" \
+	  $(SWIFT) test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH)
