@@ -222,6 +222,15 @@ kind: SecretProviderClass
 metadata: {name: anchored}
 spec: *b
 """,
+    # Regression: an anchor on an empty namespace was accepted as namespace "".
+    "empty-namespace-anchor.yaml": """apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata:
+  name: app-secrets
+  namespace: &efault
+spec:
+  provider: vault
+""",
     "json.json": json.dumps({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
                              "metadata": {"name": "j"}, "spec": {"provider": "azure", "parameters": {"k": "v"}}}),
 }

@@ -60,6 +60,20 @@ import VolumeFiles
     #expect(message.contains(reason), "\(message)")
   }
 
+  /// FuzzSecretProviderClass's crash input (trimmed): `namespace: &efault` is an anchor on
+  /// an empty node, and the class came out in namespace "". Null or empty is the default.
+  @Test(arguments: ["&efault", "", "~", "null", "\"\""])
+  func nullOrEmptyNamespaceIsTheDefault(namespace: String) throws {
+    let yaml = "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: app-secrets\n"
+      + "  namespace: \(namespace)\nspec:\n  provider: vault\n"
+    guard case .spc(let spc) = try Self.decode(yaml).first else {
+      Issue.record("expected a class")
+      return
+    }
+    #expect(spc.namespace == "default")
+    #expect(spc.name == "app-secrets")
+  }
+
   @Test func wrongGroupOrMissingNameFailsTheFile() {
     #expect(throws: SPCDecoding.FieldError.self) {
       try Self.decode("apiVersion: example.com/v1\nkind: SecretProviderClass\nmetadata: {name: x}\nspec: {provider: p}\n")

@@ -49,6 +49,18 @@ private func containsFragment(of secret: String, in text: String, length: Int = 
     }
   }
 
+  /// Repetitive secrets and text share windows: every place one occurs is still found
+  /// (the fragment search groups equal windows of the text).
+  @Test func repetitiveSecretsAreFoundWhereverTheyRepeat() {
+    let secret = String(repeating: "ab", count: 30) + "Z9"
+    let text = "before " + secret + " middle " + String(secret.prefix(20)) + " after " + String(repeating: "ab", count: 3000)
+    let out = SecretScrubber(secrets: [secret]).scrub(text, limitBytes: 1 << 20)
+    #expect(!containsFragment(of: secret, in: out, length: SecretScrubber.fragmentBytes))
+    #expect(out.hasPrefix("before "))
+    #expect(out.contains(" middle "))
+    #expect(out.contains(" after "))
+  }
+
   @Test func overlappingAndNestedSecretsLeaveNoPiece() {
     let a = "abcdefgh1234"
     let b = "1234ijklmnop"

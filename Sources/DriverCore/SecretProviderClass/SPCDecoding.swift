@@ -72,7 +72,10 @@ enum SPCDecoding {
     guard let name = node["metadata"]?["name"]?.string, !name.isEmpty else {
       throw FieldError("metadata.name is required")
     }
-    let namespace = node["metadata"]?["namespace"]?.string ?? defaultNamespace
+    // A null or empty namespace is none, as the API server reads it: the default one. (It
+    // was kept as "", a class no pod could match; FuzzSecretProviderClass found it.)
+    let namespace = node["metadata"]?["namespace"].flatMap { $0.isNull ? nil : $0.string }.flatMap { $0.isEmpty ? nil : $0 }
+      ?? defaultNamespace
     func invalid(_ reason: String) -> FieldError { FieldError(reason, name: name, namespace: namespace) }
     guard let provider = node["spec"]?["provider"]?.string, !provider.isEmpty else {
       throw invalid("spec.provider is required")
