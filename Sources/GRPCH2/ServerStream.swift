@@ -5,11 +5,11 @@ import UVRuntime
 /// The server side of one gRPC call on an HTTP/2 stream. Loop thread only,
 /// except `cancellation`, which is locked.
 final class GRPCServerStream: H2Stream, @unchecked Sendable {
-  typealias Inbound = AsyncThrowingStream<RPCRequestPart<[UInt8]>, any Error>
+  typealias Inbound = InboundParts<RPCRequestPart<[UInt8]>>
 
   private let server: H2ServerTransport
   private var deframer: GRPCMessageDeframer
-  private var inbound: Inbound.Continuation?
+  private var inbound: Inbound?
   private var started = false
   private var responseHeadersSent = false
   private var statusSent = false
@@ -83,7 +83,7 @@ final class GRPCServerStream: H2Stream, @unchecked Sendable {
       rejectHTTP(status: "200", code: .unimplemented, message: "malformed method path \(path)")
       return
     }
-    let (stream, continuation) = Inbound.makeStream()
+    let continuation = Inbound()
     inbound = continuation
     continuation.yield(.metadata(metadata))
     continuation.onTermination = { [weak self, loop = connection.loop] reason in
@@ -93,7 +93,7 @@ final class GRPCServerStream: H2Stream, @unchecked Sendable {
     if endStream { didReceiveEndStream() }
     let rpc = RPCStream(
       descriptor: descriptor,
-      inbound: RPCAsyncSequence<RPCRequestPart<[UInt8]>, any Error>(wrapping: stream),
+      inbound: RPCAsyncSequence<RPCRequestPart<[UInt8]>, any Error>(wrapping: ServerInboundParts(parts: continuation)),
       outbound: RPCWriter<RPCResponsePart<[UInt8]>>.Closable(wrapping: ServerStreamWriter(stream: self))
     )
     server.accept(
