@@ -133,7 +133,7 @@ final class InboundParts<Part: Sendable>: @unchecked Sendable {
   }
 }
 
-/// Tells the parts when their reader drops its iterator.
+/// Tells the parts when their reader is gone (the sequence and its iterators).
 final class InboundReader<Part: Sendable>: Sendable {
   let parts: InboundParts<Part>
   init(_ parts: InboundParts<Part>) { self.parts = parts }
@@ -144,7 +144,12 @@ final class InboundReader<Part: Sendable>: Sendable {
 struct ServerInboundParts: AsyncSequence, Sendable {
   typealias Element = RPCRequestPart<[UInt8]>
   typealias Failure = any Error
-  let parts: InboundParts<Element>
+  /// Shared by every iterator, as AsyncThrowingStream shares its context: the parts
+  /// hear `.cancelled` once the sequence and all its iterators are gone, not when one
+  /// iterator is dropped and another made.
+  let reader: InboundReader<Element>
+
+  init(parts: InboundParts<Element>) { reader = InboundReader(parts) }
 
   struct AsyncIterator: AsyncIteratorProtocol {
     typealias Element = RPCRequestPart<[UInt8]>
@@ -157,14 +162,19 @@ struct ServerInboundParts: AsyncSequence, Sendable {
     }
   }
 
-  func makeAsyncIterator() -> AsyncIterator { AsyncIterator(reader: InboundReader(parts)) }
+  func makeAsyncIterator() -> AsyncIterator { AsyncIterator(reader: reader) }
 }
 
 /// A response's parts, as the client reads them.
 struct ClientInboundParts: AsyncSequence, Sendable {
   typealias Element = RPCResponsePart<[UInt8]>
   typealias Failure = any Error
-  let parts: InboundParts<Element>
+  /// Shared by every iterator, as AsyncThrowingStream shares its context: the parts
+  /// hear `.cancelled` once the sequence and all its iterators are gone, not when one
+  /// iterator is dropped and another made.
+  let reader: InboundReader<Element>
+
+  init(parts: InboundParts<Element>) { reader = InboundReader(parts) }
 
   struct AsyncIterator: AsyncIteratorProtocol {
     typealias Element = RPCResponsePart<[UInt8]>
@@ -177,5 +187,5 @@ struct ClientInboundParts: AsyncSequence, Sendable {
     }
   }
 
-  func makeAsyncIterator() -> AsyncIterator { AsyncIterator(reader: InboundReader(parts)) }
+  func makeAsyncIterator() -> AsyncIterator { AsyncIterator(reader: reader) }
 }

@@ -77,4 +77,21 @@ import Testing
     }
     #expect(terminations.all.first == "cancelled")
   }
+
+  @Test func aSecondIteratorOfTheSameSequenceKeepsReading() async throws {
+    let parts = Parts()
+    let terminations = Terminations()
+    parts.onTermination = { terminations.note($0) }
+    parts.yield(.message([1]))
+    parts.yield(.message([2]))
+    let sequence = ServerInboundParts(parts: parts)
+    do {
+      var first = sequence.makeAsyncIterator()
+      _ = try await first.next()
+    }
+    var second = sequence.makeAsyncIterator()
+    guard case .message(let bytes) = try await second.next() else { Issue.record("no second part"); return }
+    #expect(bytes == [2])
+    #expect(terminations.all.isEmpty)
+  }
 }
