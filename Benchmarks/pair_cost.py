@@ -111,6 +111,9 @@ class Rig:
             [*wrapper, str(driver), "--endpoint", f"unix://{self.socket}",
              "--nodeid", "pair-cost-node", "--provider-volume", str(providers),
              "--additional-provider-volume-paths", "", "--spc-dir", str(classes), "--log-level", "warning",
+             # Its own state directory (records are written as by default), not the node-wide
+             # /run one that any other driver on the machine may adopt volumes from.
+             *([] if "--state-dir" in driver_args else ["--state-dir", str(work / "state")]),
              *driver_args],
             stdout=open(self.dlog, "wb"), stderr=subprocess.STDOUT)
         wait_for_socket(self.socket, self.driver, self.dlog, 120 if wrapper else 30)

@@ -188,6 +188,7 @@ func swiftRepeated<B: CBridged>(
 func swiftMap<E: CMapEntry>(_ count: Int, _ array: UnsafeMutablePointer<UnsafeMutablePointer<E>?>?) -> [String: String] {
   guard let array, count > 0 else { return [:] }
   var result: [String: String] = [:]
+  result.reserveCapacity(count)  // no rehashing as the volume context's entries go in
   for index in 0..<count {
     guard let entry = array[index] else { continue }
     result[swiftString(entry.pointee.key)] = swiftString(entry.pointee.value)

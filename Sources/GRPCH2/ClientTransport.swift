@@ -125,7 +125,12 @@ public final class H2ClientTransport: ClientTransport, @unchecked Sendable {
 
   /// The current connection, or a new one.
   private func liveConnection() async throws -> H2Connection {
-    try await withCheckedThrowingContinuation { (c: CheckedContinuation<H2Connection, any Error>) in
+    // Already on the loop (the driver's handlers run there) with a usable connection:
+    // no closure queued and no suspension for a value at hand.
+    if loop.inLoop, !shuttingDown, let connection, !connection.isClosed, !connection.goingAway {
+      return connection
+    }
+    return try await withCheckedThrowingContinuation { (c: CheckedContinuation<H2Connection, any Error>) in
       loop.execute { [self] in
         if shuttingDown {
           c.resume(throwing: RPCError(code: .unavailable, message: "client transport is shutting down"))
