@@ -111,9 +111,21 @@ class Rig:
             [*wrapper, str(driver), "--endpoint", f"unix://{self.socket}",
              "--nodeid", "pair-cost-node", "--provider-volume", str(providers),
              "--additional-provider-volume-paths", "", "--spc-dir", str(classes), "--log-level", "warning",
-             "--kubelet-root-dir", str(self.kubelet), "--state-dir", str(work / "state"), *driver_args],
+             "--kubelet-root-dir", str(self.kubelet),
+             # Its own state directory (records are written as by default), not the node-wide
+             # one that any other driver on the machine may adopt volumes from; on /run (a
+             # tmpfs, as the default) when there is one, so that its fsyncs cost what they do
+             # on a node.
+             *([] if "--state-dir" in driver_args else ["--state-dir", self.state_dir()]),
+             *driver_args],
             stdout=open(self.dlog, "wb"), stderr=subprocess.STDOUT)
         wait_for_socket(self.socket, self.driver, self.dlog, 120 if wrapper else 30)
+
+    def state_dir(self) -> str:
+        if os.path.isdir("/run") and os.access("/run", os.W_OK):
+            self.run_state = tempfile.mkdtemp(prefix="csi-pair-cost-state-", dir="/run")
+            return self.run_state
+        return str(self.work / "state")
 
     def cycles(self, n: int) -> None:
         """n publish+unpublish cycles of one pod volume, one worker, a fresh connection."""
@@ -137,6 +149,8 @@ class Rig:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+        if getattr(self, "run_state", None):
+            shutil.rmtree(self.run_state, ignore_errors=True)
 
 
 def driver_pid(rig: Rig) -> int:

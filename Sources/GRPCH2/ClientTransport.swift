@@ -88,7 +88,7 @@ public final class H2ClientTransport: ClientTransport, @unchecked Sendable {
     defer { loop.execute { [self] in stream.abandon(); streamEnded() } }
     let rpc = RPCStream(
       descriptor: descriptor,
-      inbound: RPCAsyncSequence<RPCResponsePart<[UInt8]>, any Error>(wrapping: stream.inbound),
+      inbound: RPCAsyncSequence<RPCResponsePart<[UInt8]>, any Error>(wrapping: ClientInboundParts(parts: stream.inbound)),
       outbound: RPCWriter<RPCRequestPart<[UInt8]>>.Closable(wrapping: ClientStreamWriter(stream: stream))
     )
     let context = ClientContext(descriptor: descriptor, remotePeer: config.endpoint.description, localPeer: "")
@@ -125,7 +125,12 @@ public final class H2ClientTransport: ClientTransport, @unchecked Sendable {
 
   /// The current connection, or a new one.
   private func liveConnection() async throws -> H2Connection {
-    try await withCheckedThrowingContinuation { (c: CheckedContinuation<H2Connection, any Error>) in
+    // Already on the loop (the driver's handlers run there) with a usable connection:
+    // no closure queued and no suspension for a value at hand.
+    if loop.inLoop, !shuttingDown, let connection, !connection.isClosed, !connection.goingAway {
+      return connection
+    }
+    return try await withCheckedThrowingContinuation { (c: CheckedContinuation<H2Connection, any Error>) in
       loop.execute { [self] in
         if shuttingDown {
           c.resume(throwing: RPCError(code: .unavailable, message: "client transport is shutting down"))
@@ -174,7 +179,7 @@ extension H2ClientTransport: H2ConnectionOwner {
 
 /// The client side of one gRPC call. Loop thread only.
 final class GRPCClientStream: H2Stream, @unchecked Sendable {
-  typealias Inbound = AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>
+  typealias Inbound = InboundParts<RPCResponsePart<[UInt8]>>
 
   let descriptor: MethodDescriptor
   let authority: String
@@ -182,7 +187,7 @@ final class GRPCClientStream: H2Stream, @unchecked Sendable {
   /// When the request headers went out; the call's time is measured from here.
   private var sentAt: ContinuousClock.Instant?
   let inbound: Inbound
-  private var continuation: Inbound.Continuation?
+  private var continuation: Inbound?
   private var deframer: GRPCMessageDeframer
   private var headersReceived = false
   private var requestSent = false
@@ -192,7 +197,8 @@ final class GRPCClientStream: H2Stream, @unchecked Sendable {
     self.transport = transport
     authority = transport.config.authority
     deframer = GRPCMessageDeframer(limit: limit)
-    (inbound, continuation) = Inbound.makeStream()
+    inbound = Inbound()
+    continuation = inbound
     super.init(connection: connection)
     continuation?.onTermination = { [weak self, loop = connection.loop] reason in
       guard case .cancelled = reason, let self else { return }

@@ -13,12 +13,13 @@ public enum JSONText {
     out.reserveCapacity(size)
     out.append(UInt8(ascii: "{"))
     var first = true
-    for key in values.keys.sorted() {
+    // The pairs sorted, rather than the keys sorted and each looked up again.
+    for (key, value) in values.sorted(by: { $0.key < $1.key }) {
       if !first { out.append(UInt8(ascii: ",")) }
       first = false
       appendString(key, to: &out)
       out.append(UInt8(ascii: ":"))
-      appendString(values[key]!, to: &out)
+      appendString(value, to: &out)
     }
     out.append(UInt8(ascii: "}"))
     return String(decoding: out, as: UTF8.self)

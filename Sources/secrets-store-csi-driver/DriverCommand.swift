@@ -162,9 +162,9 @@ struct DriverCommand: AsyncParsableCommand {
   @Option(
     name: .customLong("loop-spin"),
     help: ArgumentHelp(
-      "After handling work, keep polling the socket without sleeping for this long (Go duration, at most 1ms; 0 turns it off). A call that arrives meanwhile needs no thread wakeup: cheaper latency for back-to-back calls, at the cost of at most this much CPU after each burst, none when idle.",
+      "Off by default (0). After handling work, keep polling the socket without sleeping for this long (Go duration, at most 1ms), and poll for a provider's answer when it usually comes within 500us. A call that arrives meanwhile needs no thread wakeup, which can shave tens of microseconds off back-to-back calls on an idle node; the cost is up to this much CPU after every burst of work (a publish+unpublish pair has several) and while waiting for a fast provider, taken from other processes when the node is busy. See docs/performance.md (Knobs).",
       valueName: "duration"))
-  var loopSpin = "50us"
+  var loopSpin = "0"
 
   @Option(
     name: .customLong("state-dir"),

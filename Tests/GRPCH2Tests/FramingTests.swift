@@ -74,5 +74,11 @@ import Testing
     #expect(GRPCServerStream.descriptor(fromPath: "csi.v1.Node/NodeGetInfo") == nil)
     #expect(GRPCServerStream.descriptor(fromPath: "/a/b/c") == nil)
     #expect(GRPCServerStream.descriptor(fromPath: "//x") == nil)
+    #expect(GRPCServerStream.descriptor(fromPath: "/x/") == nil)
+    #expect(GRPCServerStream.descriptor(fromPath: "/x") == nil)
+    #expect(GRPCServerStream.descriptor(fromPath: "/") == nil)
+    #expect(GRPCServerStream.descriptor(fromPath: "") == nil)
+    let odd = GRPCServerStream.descriptor(fromPath: "/pkg.Sérvice/Méthod")
+    #expect(odd?.service.fullyQualifiedService == "pkg.Sérvice" && odd?.method == "Méthod")
   }
 }

@@ -50,6 +50,8 @@ enum MountRequestBuilder {
   ) -> Provider.MountRequest {
     // Class parameters overlaid with the whole volume context (the context wins).
     var attributes = spc.parameters
+    // Room for the context and the tokens up front: no rehashing while merging.
+    attributes.reserveCapacity(attributes.count + publish.volumeContext.count + 1)
     for (k, v) in publish.volumeContext { attributes[k] = v }
     var secrets = publish.secrets
     // Newer kubelets may hand the tokens over in `secrets`; providers read them from attributes.
