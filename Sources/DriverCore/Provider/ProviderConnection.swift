@@ -173,28 +173,53 @@ public actor ProviderConnection {
   }
 }
 
-/// All provider connections, one per provider name, made on first use.
+/// All provider connections: one per provider name and loop, made on first use.
+///
+/// A volume calls its provider on the connection of the loop it runs on, so the
+/// call, its HTTP/2 framing and the answer stay on that loop's thread, and each
+/// loop's connection carries only its own volumes' calls (a provider sees one
+/// connection per loop that has used it).
 public final class ProviderConnections: Sendable {
-  public let loop: EventLoop
+  public let loops: EventLoopGroup
   public let settings: ProviderSettings
   let metrics: DriverMetrics?
-  private let connections = Locked([String: ProviderConnection]())
+  /// One table per loop, in the group's order.
+  private let connections: [Locked<[String: ProviderConnection]>]
 
-  public init(loop: EventLoop, settings: ProviderSettings, metrics: DriverMetrics? = nil) {
-    self.loop = loop
+  public init(loops: EventLoopGroup, settings: ProviderSettings, metrics: DriverMetrics? = nil) {
+    self.loops = loops
     self.settings = settings
     self.metrics = metrics
+    connections = loops.loops.map { _ in Locked([:]) }
   }
 
-  /// The connection for a provider name already checked by `SecretProviderClass.isValidProviderName`.
+  /// One loop: one connection per provider (as before loop groups).
+  public convenience init(loop: EventLoop, settings: ProviderSettings, metrics: DriverMetrics? = nil) {
+    self.init(loops: EventLoopGroup(loops: [loop]), settings: settings, metrics: metrics)
+  }
+
+  /// Loop 0 of the group.
+  public var loop: EventLoop { loops.first }
+
+  /// The connection for a provider name already checked by `SecretProviderClass.isValidProviderName`,
+  /// on the loop the caller runs on (a volume's actor: its own loop), or on loop 0 when
+  /// the caller is on none of the group's loops.
   public func connection(for provider: String) -> ProviderConnection {
-    connections.withLock { all in
+    connection(for: provider, loopIndex: loops.currentIndex ?? 0)
+  }
+
+  /// The connection for a provider on loop `loopIndex` of the group.
+  public func connection(for provider: String, loopIndex: Int) -> ProviderConnection {
+    connections[loopIndex].withLock { all in
       if let c = all[provider] { return c }
-      let c = ProviderConnection(name: provider, loop: loop, settings: settings, metrics: metrics)
+      let c = ProviderConnection(name: provider, loop: loops.loops[loopIndex], settings: settings, metrics: metrics)
       all[provider] = c
       return c
     }
   }
+
+  /// How many connections are open or were made, per loop (for tests and diagnostics).
+  public var connectionCounts: [Int] { connections.map { $0.withLock { $0.count } } }
 
   /// Names of providers with a socket in the search directories now.
   public func discoverProviders() -> [String] {
@@ -210,10 +235,13 @@ public final class ProviderConnections: Sendable {
     return names.sorted()
   }
 
+  /// Closes every connection on every loop; calls in flight finish first.
   public func closeAll() async {
-    let all = connections.withLock { all in
-      defer { all = [:] }
-      return Array(all.values)
+    let all = connections.flatMap { table in
+      table.withLock { all in
+        defer { all = [:] }
+        return Array(all.values)
+      }
     }
     for c in all { await c.close() }
   }
