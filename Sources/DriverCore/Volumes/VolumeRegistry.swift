@@ -70,7 +70,7 @@ public final class VolumeRegistry: Sendable {
     // `body` runs once, on the actor, while this caller waits for it: it is never
     // used from two places at once (the checker cannot see that through the closure).
     nonisolated(unsafe) let body = body
-    let (result, idle) = await { (actor: isolated VolumeActor) async -> (Result<T, PublishError>, Bool) in
+    func visit(_ actor: isolated VolumeActor) async -> (Result<T, PublishError>, Bool) {
       let result: Result<T, PublishError>
       do throws(PublishError) {
         result = .success(try await body(actor))
@@ -78,7 +78,16 @@ public final class VolumeRegistry: Sendable {
         result = .failure(error)
       }
       return (result, actor.isIdle)
-    }(actor)
+    }
+    let (result, idle): (Result<T, PublishError>, Bool)
+    if loops.count == 1 {
+      (result, idle) = await visit(actor)
+    } else {
+      // The nonisolated async code the actor calls (the provider's gRPC client, the
+      // thread-pool hand-off) runs on the task's preferred executor: make that the
+      // volume's loop too, or each such call would hop to the caller's loop and back.
+      (result, idle) = await withTaskExecutorPreference(shard.loop) { await visit(actor) }
+    }
     shard.activity.leave()
     shard.entries.withLock { all in
       guard var entry = all[targetPath], entry.actor === actor else { return }
