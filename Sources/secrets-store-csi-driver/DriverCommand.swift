@@ -166,6 +166,13 @@ struct DriverCommand: AsyncParsableCommand {
       valueName: "dir"))
   var stateDir = "/run/secrets-store-csi-driver"
 
+  @Option(
+    name: .customLong("event-loops"),
+    help: ArgumentHelp(
+      "Event loop threads (1-64). Volumes are spread over them by target path, so publishes of different volumes use different cores; the CSI socket, metrics and the Kubernetes API stay on the first. 0 (the default): one per core the driver may use (its CPU affinity and cgroup CPU quota, rounded up), at most 8. 1: everything on one thread.",
+      valueName: "n"))
+  var eventLoops = 0
+
   // Metrics and health (`--metrics-addr`): kept together so the flag's wiring stays in one place.
   @Option(
     name: .customLong("metrics-addr"),
@@ -293,6 +300,9 @@ struct DriverCommand: AsyncParsableCommand {
     } catch let error as GoDuration.ParseError {
       throw ValidationError("--loop-spin: \(error)")
     }
+    guard (0...EventLoopGroup.maxLoops).contains(eventLoops) else {
+      throw ValidationError("--event-loops must be between 0 (one per usable core) and \(EventLoopGroup.maxLoops)")
+    }
     do {
       _ = try ListenAddress.parse(metricsAddr)
     } catch {
@@ -378,9 +388,10 @@ struct DriverCommand: AsyncParsableCommand {
           "no SecretProviderClass source: not in a cluster (no KUBERNETES_SERVICE_HOST), and neither --kubeconfig nor --spc-dir was given")
       }
     }
-    let loop = EventLoop(name: "csi-loop", spin: try GoDuration.parse(loopSpin))
+    let loops = EventLoopGroup(
+      count: eventLoops == 0 ? EventLoopGroup.defaultLoopCount() : eventLoops, name: "csi-loop", spin: try GoDuration.parse(loopSpin))
     let driver = Driver(
-      config: config, endpoint: endpoint, maxReceiveMessageBytes: maxCallRecvMsgSize, logger: logger, mount: mount, loop: loop,
+      config: config, endpoint: endpoint, maxReceiveMessageBytes: maxCallRecvMsgSize, logger: logger, mount: mount, loops: loops,
       metricsEndpoints: try ListenAddress.parse(metricsAddr))
     do {
       try await driver.run()
