@@ -193,7 +193,7 @@ def test_coalescing_never_merges_namespaces(ref_env, csi):
 def test_unpublish_ends_a_refresh_hung_in_the_provider(ref_env, csi):
     """A refresh waiting for a provider that never answers holds the volume; an unpublish
     ends that wait instead of queueing behind it for the refresh's whole budget, and
-    leaves no mount and no target. The hung call's answer, if any, is dropped."""
+    leaves no mount and no target; a republish with new tokens does not wait for it either."""
     env = ref_env
     write_spc(env.spcs, "hang", provider="reference", parameters={"objects": OBJECTS})
     env.start("--enable-secret-rotation", "--rotation-poll-interval=1s")
@@ -203,6 +203,15 @@ def test_unpublish_ends_a_refresh_hung_in_the_provider(ref_env, csi):
     # From now on the store hangs every call of this class (ten minutes).
     write_spc(env.spcs, "hang", provider="reference", parameters={"objects": OBJECTS, "fault.latency": "600s"})
     wait_for(lambda: stats(env).get("in_flight", 0) >= 1, timeout=20, what="a refresh hung in the provider")
+
+    # A republish with new tokens ends the wait of the refresh asking with the old ones
+    # and asks again itself; that call hangs too, so it fails within kubelet's deadline,
+    # kubelet gets success and the old content stays.
+    tokens = {"vault": {"token": "new-token", "expirationTimestamp": "2099-01-01T00:00:00Z"}}
+    env.node().NodePublishVolume(
+        publish_request(csi, target, spc="hang", pod="pod-hang-0", pod_uid="hang-0", tokens=tokens,
+                        extra_context={SA_KEY: "hang-sa"}), timeout=5)
+    assert read_volume(target)["db"][1] == b"v1"
 
     # Far below the refresh's budget (100 s): the unpublish must not wait for it.
     env.node().NodeUnpublishVolume(unpublish_request(csi, target, pod_uid="hang-0"), timeout=15)

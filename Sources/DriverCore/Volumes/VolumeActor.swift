@@ -115,6 +115,10 @@ public actor VolumeActor {
   /// unpublish, or a republish with new tokens, ends that wait at once (the refresh
   /// then writes nothing) instead of queueing behind a hung provider.
   private var refreshWait: RefreshWait?
+  /// A due refresh was abandoned for a republish with new tokens: that republish
+  /// refreshes whatever the interval says (the volume left the rotation plan when it
+  /// came due, and only a refresh puts it back).
+  private var refreshOwed = false
 
   public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
@@ -167,6 +171,7 @@ public actor VolumeActor {
     if let refreshWait, let kept = record?.request, Self.tokens(of: valid) != Self.tokens(of: kept) {
       // New tokens: the refresh in flight asks with the old ones; this republish asks again.
       refreshWait.abandon()
+      refreshOwed = true
     }
     await acquire()
     defer { release() }
@@ -274,7 +279,9 @@ public actor VolumeActor {
       return .upToDate
     }
     let interval = current.interval.map { max($0, env.settings.rotationMinInterval) } ?? env.settings.rotationPollInterval
-    if let last = current.lastFetch, env.now() - last < interval {
+    let owed = refreshOwed
+    refreshOwed = false
+    if !owed, let last = current.lastFetch, env.now() - last < interval {
       return .upToDate
     }
     if let rotation = env.rotation, rotation.isBackingOff(key: Self.backoffKey(pod)) {
@@ -489,7 +496,10 @@ public actor VolumeActor {
             return .failure(error)
           }
         }
-        let answered: RefreshWait.Answer? = if let wait { await wait.run(on: loop, call) } else { await call() }
+        // With coalescing, the call may be other volumes' answer too: abandoning the wait
+        // leaves it running for them.
+        let answered: RefreshWait.Answer? =
+          if let wait { await wait.run(on: loop, cancelOnAbandon: key == nil, call) } else { await call() }
         guard let result = answered else {
           throw ProviderCallError(provider: spc.provider, kind: .deadlineExceeded, detail: "the refresh was abandoned: the volume was unpublished or republished")
         }
@@ -708,7 +718,8 @@ public actor VolumeActor {
 
 /// Lets a refresh's provider call be abandoned while the refresh waits for it: the
 /// waiting refresh resumes at once with nothing (and writes nothing), and the call's
-/// task is cancelled (it gives back its gate slot when it ends; its answer is dropped).
+/// task is cancelled unless others may share its answer (it gives back its gate slot
+/// when it ends; its answer is dropped).
 final class RefreshWait: Sendable {
   typealias Answer = Result<(Provider.MountResponse, RefreshCoalescer.Origin?), ProviderCallError>
 
@@ -716,6 +727,7 @@ final class RefreshWait: Sendable {
     var abandoned = false
     var waiter: CheckedContinuation<Answer?, Never>?
     var task: Task<Void, Never>?
+    var cancelOnAbandon = true
   }
 
   private let state = Locked(State())
@@ -723,11 +735,12 @@ final class RefreshWait: Sendable {
   var abandoned: Bool { state.withLock { $0.abandoned } }
 
   /// `call`'s answer, or nil once abandoned.
-  func run(on loop: EventLoop, _ call: @escaping @Sendable () async -> Answer) async -> Answer? {
+  func run(on loop: EventLoop, cancelOnAbandon: Bool, _ call: @escaping @Sendable () async -> Answer) async -> Answer? {
     await withCheckedContinuation { (c: CheckedContinuation<Answer?, Never>) in
       let started = state.withLock { s -> Bool in
         guard !s.abandoned else { return false }
         s.waiter = c
+        s.cancelOnAbandon = cancelOnAbandon
         s.task = Task(executorPreference: loop) { self.finish(await call()) }
         return true
       }
@@ -747,7 +760,7 @@ final class RefreshWait: Sendable {
     let (waiter, task) = state.withLock { s in
       s.abandoned = true
       defer { s.waiter = nil; s.task = nil }
-      return (s.waiter, s.task)
+      return (s.waiter, s.cancelOnAbandon ? s.task : nil)
     }
     task?.cancel()
     waiter?.resume(returning: nil)
