@@ -84,13 +84,13 @@ struct DriverCommand: AsyncParsableCommand {
   @Option(
     name: .customLong("provider-qps"),
     help: ArgumentHelp(
-      "Mount calls started per second, per provider, sustained (token bucket; 0: no limit). First mounts take tokens ahead of refreshes.",
+      "Mount calls started per second, per provider, sustained (token bucket; 0: no limit), shared by every event loop. First mounts take tokens ahead of refreshes, and refreshes leave half of --provider-burst in the bucket for first mounts.",
       valueName: "qps"))
   var providerQPS: Double = ProviderSettings.defaultGate.ratePerSecond ?? 0
 
   @Option(
     name: .customLong("provider-burst"),
-    help: ArgumentHelp("Mount calls per provider allowed at once above --provider-qps (the bucket's size).", valueName: "n"))
+    help: ArgumentHelp("Mount calls per provider allowed at once above --provider-qps (the bucket's size). Refreshes may take tokens only while more than half of it is left; first mounts may take all.", valueName: "n"))
   var providerBurst = ProviderSettings.defaultGate.burst
 
   @Option(
