@@ -734,17 +734,23 @@ final class RefreshWait: Sendable {
 
   var abandoned: Bool { state.withLock { $0.abandoned } }
 
-  /// `call`'s answer, or nil once abandoned.
+  /// `call`'s answer, or nil once abandoned. The call runs in a task of its own (so
+  /// that the wait can end before it does); cancelling the waiting task abandons the
+  /// wait too, so a shutdown does not wait for a hung provider either.
   func run(on loop: EventLoop, cancelOnAbandon: Bool, _ call: @escaping @Sendable () async -> Answer) async -> Answer? {
-    await withCheckedContinuation { (c: CheckedContinuation<Answer?, Never>) in
-      let started = state.withLock { s -> Bool in
-        guard !s.abandoned else { return false }
-        s.waiter = c
-        s.cancelOnAbandon = cancelOnAbandon
-        s.task = Task(executorPreference: loop) { self.finish(await call()) }
-        return true
+    await withTaskCancellationHandler {
+      await withCheckedContinuation { (c: CheckedContinuation<Answer?, Never>) in
+        let started = state.withLock { s -> Bool in
+          guard !s.abandoned else { return false }
+          s.waiter = c
+          s.cancelOnAbandon = cancelOnAbandon
+          s.task = Task(executorPreference: loop) { self.finish(await call()) }
+          return true
+        }
+        if !started { c.resume(returning: nil) }
       }
-      if !started { c.resume(returning: nil) }
+    } onCancel: {
+      self.abandon()
     }
   }
 
