@@ -180,7 +180,7 @@ let package = Package(
     .testTarget(
       name: "DriverCoreTests",
       dependencies: [
-        "DriverCore", "CSIMessages", "VolumeFiles", "UVRuntime",
+        "DriverCore", "CSIMessages", "VolumeFiles", "UVRuntime", "GRPCH2",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
       ],

@@ -8,7 +8,9 @@ each against its targets, writes the JSON results and one HTML report.
 
 Scenarios (each starts its own driver and reference provider, release build):
   a-c1         publish/unpublish cycles, concurrency 1, zero-latency provider, 3 objects x 256 B
-  a-c8         the same at concurrency 8
+  a-c8         the same at concurrency 8 (the driver's default loop count: one per usable core, at most 8)
+  a-c8-loops1  a-c8 with --event-loops=1, and
+  a-c8-loops2  with --event-loops=2: the scaling table (the step from one core to two)
   b-burst250   250 pods published at once, provider latency 50 ms
   b-burst250-nojournal  the same with the kubelet root on an ext4 image without a journal
                (mkfs.ext4 -O ^has_journal, loop-mounted for the scenario)
@@ -75,6 +77,15 @@ SCENARIOS = [
                  "--provider-latency", "0"],
         "targets": ["cycles_per_s>=2000", *NO_ERRORS],
     },
+    # The scaling table: a-c8 with one loop and with two. No throughput target of their own
+    # (a-c8 has one); the report puts them side by side.
+    *[{
+        "name": f"a-c8-loops{n}",
+        "title": f"a-c8 with --event-loops={n}",
+        "args": ["--workload", "cycles", "--concurrency", "8", "--duration", "10s", "--warmup", "2s",
+                 "--provider-latency", "0", "--driver-arg", f"--event-loops={n}"],
+        "targets": [*NO_ERRORS],
+    } for n in (1, 2)],
     {
         "name": "b-burst250",
         "title": "250 pods published at once, provider latency 50 ms",

@@ -35,13 +35,19 @@ public struct MountConfig: Sendable {
   }
 }
 
-/// The running driver: one loop, the CSI gRPC server on it, provider
-/// connections, volumes, signal handling. `run()` is its lifetime: it returns
-/// after a graceful shutdown, with every libuv handle closed.
+/// The running driver: a group of loops, the CSI gRPC server on loop 0, volumes
+/// sharded over all loops by target path, provider connections per loop, signal
+/// handling. `run()` is its lifetime: it returns after a graceful shutdown, with
+/// every libuv handle of every loop closed and every loop thread joined.
+/// Who runs where: docs/architecture.md, "Threads and loops".
 public final class Driver: Sendable {
   public let config: DriverConfig
   public let endpoint: Endpoint
+  /// Loop 0: the CSI listener, the metrics endpoint, signals, rotation timing,
+  /// cluster mode (Kubernetes API), provider health checks.
   public let loop: EventLoop
+  /// Every loop; volumes and their provider connections are spread over them.
+  public let loops: EventLoopGroup
   public let volumes: VolumeRegistry
   public let providers: ProviderConnections
   let mount: MountConfig
@@ -64,7 +70,7 @@ public final class Driver: Sendable {
 
   public init(
     config: DriverConfig, endpoint: Endpoint, maxReceiveMessageBytes: Int, logger: Logger, mount: MountConfig = MountConfig(),
-    loop: EventLoop? = nil, loopHealth: LoopHealthSettings = LoopHealthSettings(), metricsEndpoints: [Endpoint]? = nil
+    loop: EventLoop? = nil, loops: EventLoopGroup? = nil, loopHealth: LoopHealthSettings = LoopHealthSettings(), metricsEndpoints: [Endpoint]? = nil
   ) {
     self.config = config
     self.endpoint = endpoint
@@ -72,12 +78,15 @@ public final class Driver: Sendable {
     self.mount = mount
     self.loopHealth = loopHealth
     readiness = Readiness(recovery: loopHealth.recovery)
-    let loop = loop ?? EventLoop(name: "csi-loop")
+    // `loops` wins; a single `loop` is a group of one; neither: one new loop.
+    let loops = loops ?? EventLoopGroup(loops: [loop ?? EventLoop(name: "csi-loop")])
+    self.loops = loops
+    let loop = loops.first
     self.loop = loop
     let metrics = DriverMetrics(version: config.version)
     self.metrics = metrics
-    providers = ProviderConnections(loop: loop, settings: mount.providers, metrics: metrics)
-    volumes = VolumeRegistry(loop: loop)
+    providers = ProviderConnections(loops: loops, settings: mount.providers, metrics: metrics)
+    volumes = VolumeRegistry(loops: loops)
     let cluster = mount.cluster.map { ClusterMode(settings: $0, loop: loop, logger: logger, metrics: metrics) }
     self.cluster = cluster
     if let cluster {
@@ -124,16 +133,21 @@ public final class Driver: Sendable {
         try UVSignal(on: loop, signal: signum) { [self] signum in onSignal(signum) }
       }
     }
-    let heartbeat = try await loop.submit { [self, logger, loopHealth] in
-      LoopHeartbeat(on: loop, interval: loopHealth.interval, stallAfter: loopHealth.stallAfter) { length in
-        logger.warning("event loop stalled; Probe answers not ready for a while", metadata: ["stall": "\(length)"])
+    // Every loop has a heartbeat: a stall on any of them makes the driver not ready.
+    var heartbeats: [LoopHeartbeat] = []
+    for each in loops.loops {
+      let heartbeat = try await each.submit { [logger, loopHealth] in
+        LoopHeartbeat(on: each, interval: loopHealth.interval, stallAfter: loopHealth.stallAfter) { length in
+          logger.warning("event loop stalled; Probe answers not ready for a while", metadata: ["loop": "\(each.name)", "stall": "\(length)"])
+        }
       }
+      readiness.watch(heartbeat)
+      heartbeats.append(heartbeat)
     }
-    readiness.watch(heartbeat)
     logger.info(
       "serving CSI",
       metadata: [
-        "endpoint": "\(endpoint)", "driver": "\(config.driverName)", "node": "\(config.nodeID)", "version": "\(config.version)", "kubelet_root": "\(config.kubeletRootDir)",
+        "endpoint": "\(endpoint)", "event_loops": "\(loops.count)", "driver": "\(config.driverName)", "node": "\(config.nodeID)", "version": "\(config.version)", "kubelet_root": "\(config.kubeletRootDir)",
         "provider_dirs": "\(mount.providers.searchDirectories)", "rotation": "\(mount.volumes.rotationEnabled)",
         "classes": "\(cluster.map { "cluster \($0.client.config.server)" } ?? "\(type(of: mount.classes))")",
       ])
@@ -173,11 +187,14 @@ public final class Driver: Sendable {
     await providers.closeAll()
     try await loop.submit {
       for s in signals { s.close() }
-      heartbeat.stop()
     }
-    await loop.shutdownAndWait()
-    if !loop.leakedHandles.isEmpty {
-      logger.warning("libuv handles left open at shutdown", metadata: ["handles": "\(loop.leakedHandles)"])
+    for (each, heartbeat) in zip(loops.loops, heartbeats) {
+      try await each.submit { heartbeat.stop() }
+    }
+    await loops.shutdownAndWait()
+    let leaked = loops.leakedHandles
+    if !leaked.isEmpty {
+      logger.warning("libuv handles left open at shutdown", metadata: ["handles": "\(leaked)"])
     }
     try result.get()
     logger.info("stopped")

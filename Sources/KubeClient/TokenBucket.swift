@@ -30,6 +30,31 @@ public struct TokenBucket: Sendable {
 extension TokenBucket {
   /// Gives back a token taken by `reserve` when the caller decided not to wait.
   public mutating func refund() { tokens = min(Double(burst), tokens + 1) }
+
+  /// Takes one token only if at least `floor` tokens stay in the bucket afterwards
+  /// (0: any token will do). Answers zero when it took one, else how long until one
+  /// may be taken this way, if nobody else takes tokens meanwhile. Never goes into debt.
+  public mutating func take(keeping floor: Double, now: Duration) -> Duration {
+    if now > last {
+      tokens = min(Double(burst), tokens + (now - last).seconds * ratePerSecond)
+      last = now
+    }
+    if tokens - 1 >= floor {
+      tokens -= 1
+      return .zero
+    }
+    let missing = floor + 1 - tokens
+    return .nanoseconds(max(1, Int64((missing / ratePerSecond * 1e9).rounded(.up))))
+  }
+
+  /// Tokens in the bucket at `now` (tests, metrics).
+  public mutating func available(now: Duration) -> Double {
+    if now > last {
+      tokens = min(Double(burst), tokens + (now - last).seconds * ratePerSecond)
+      last = now
+    }
+    return tokens
+  }
 }
 
 extension Duration {

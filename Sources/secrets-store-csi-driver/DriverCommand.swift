@@ -91,13 +91,13 @@ struct DriverCommand: AsyncParsableCommand {
   @Option(
     name: .customLong("provider-qps"),
     help: ArgumentHelp(
-      "Mount calls started per second, per provider, sustained (token bucket; 0: no limit). First mounts take tokens ahead of refreshes.",
+      "Mount calls started per second, per provider, sustained (token bucket; 0: no limit), shared by every event loop. First mounts take tokens ahead of refreshes, and refreshes leave half of --provider-burst in the bucket for first mounts.",
       valueName: "qps"))
   var providerQPS: Double = ProviderSettings.defaultGate.ratePerSecond ?? 0
 
   @Option(
     name: .customLong("provider-burst"),
-    help: ArgumentHelp("Mount calls per provider allowed at once above --provider-qps (the bucket's size).", valueName: "n"))
+    help: ArgumentHelp("Mount calls per provider allowed at once above --provider-qps (the bucket's size). Refreshes may take tokens only while more than half of it is left; first mounts may take all.", valueName: "n"))
   var providerBurst = ProviderSettings.defaultGate.burst
 
   @Option(
@@ -172,6 +172,13 @@ struct DriverCommand: AsyncParsableCommand {
       "Keep a small record per served volume here (no secret values, no tokens), so that a restarted driver finds the volumes it served and keeps serving them without a remount. Under /run by default, so records vanish with the node's mounts at a reboot; the DaemonSet mounts it from the host. Empty: keep no records.",
       valueName: "dir"))
   var stateDir = "/run/secrets-store-csi-driver"
+
+  @Option(
+    name: .customLong("event-loops"),
+    help: ArgumentHelp(
+      "Event loop threads (1-64). Volumes are spread over them by target path, so publishes of different volumes use different cores; the CSI socket, metrics and the Kubernetes API stay on the first. 0 (the default): one per core the driver may use (its CPU affinity and cgroup CPU quota, rounded up), at most 8. 1: everything on one thread.",
+      valueName: "n"))
+  var eventLoops = 0
 
   // Metrics and health (`--metrics-addr`): kept together so the flag's wiring stays in one place.
   @Option(
@@ -303,6 +310,9 @@ struct DriverCommand: AsyncParsableCommand {
     } catch let error as GoDuration.ParseError {
       throw ValidationError("--loop-spin: \(error)")
     }
+    guard (0...EventLoopGroup.maxLoops).contains(eventLoops) else {
+      throw ValidationError("--event-loops must be between 0 (one per usable core) and \(EventLoopGroup.maxLoops)")
+    }
     do {
       _ = try ListenAddress.parse(metricsAddr)
     } catch {
@@ -390,9 +400,10 @@ struct DriverCommand: AsyncParsableCommand {
           "no SecretProviderClass source: not in a cluster (no KUBERNETES_SERVICE_HOST), and neither --kubeconfig nor --spc-dir was given")
       }
     }
-    let loop = EventLoop(name: "csi-loop", spin: try GoDuration.parse(loopSpin))
+    let loops = EventLoopGroup(
+      count: eventLoops == 0 ? EventLoopGroup.defaultLoopCount() : eventLoops, name: "csi-loop", spin: try GoDuration.parse(loopSpin))
     let driver = Driver(
-      config: config, endpoint: endpoint, maxReceiveMessageBytes: maxCallRecvMsgSize, logger: logger, mount: mount, loop: loop,
+      config: config, endpoint: endpoint, maxReceiveMessageBytes: maxCallRecvMsgSize, logger: logger, mount: mount, loops: loops,
       metricsEndpoints: try ListenAddress.parse(metricsAddr))
     do {
       try await driver.run()

@@ -99,7 +99,7 @@ import UVRuntime
     {
       calls.withLock { $0 += 1 }
       _ = try? await hold.acquire(.refresh)
-      await hold.release()
+      hold.release()
       return .success(answer)
     }
   }
@@ -128,7 +128,7 @@ import UVRuntime
           if i == 0 { await Self.waitFor("the first call") { calls.withLock { $0 } == 1 } }
         }
         await Self.waitFor("four refreshes waiting") { await coalescer.waiting == 4 }
-        await hold.release()
+        hold.release()
         try await group.waitForAll()
       }
       #expect(calls.withLock { $0 } == 1)
@@ -144,7 +144,7 @@ import UVRuntime
       try await hold.acquire(.refresh)
       let separate = Task { await coalescer.refresh(other, target: "/x", timeout: .seconds(30), call: call) }
       await Self.waitFor("the other identity's own call") { calls.withLock { $0 } == 2 }
-      await hold.release()
+      hold.release()
       guard case .called = await separate.value else {
         Issue.record("another namespace shared the answer")
         return
@@ -169,7 +169,7 @@ import UVRuntime
       await Self.waitFor("the first call") { calls.withLock { $0 } == 1 }
       let followers = (0..<3).map { i in Task { await coalescer.refresh(key, target: "/f\(i)", timeout: .seconds(30), call: call) } }
       await Self.waitFor("three waiting") { await coalescer.waiting == 3 }
-      await hold.release()
+      hold.release()
       for f in followers {
         guard case .called = await f.value else { Issue.record("a fileless answer was handed on"); return }
       }
@@ -192,7 +192,7 @@ import UVRuntime
       await Self.waitFor("the first call") { calls.withLock { $0 } == 1 }
       let followers = (0..<3).map { i in Task { await coalescer.refresh(key, target: "/f\(i)", timeout: .seconds(30), call: call) } }
       await Self.waitFor("three waiting") { await coalescer.waiting == 3 }
-      await hold.release()
+      hold.release()
       for f in followers {
         guard case .shared(.success(let r), _) = await f.value else { Issue.record("the throttled answer was not shared"); return }
         #expect(r.error?.code == "ThrottlingException")
@@ -218,7 +218,7 @@ import UVRuntime
         return
       }
       #expect(error.kind == .deadlineExceeded)
-      await hold.release()
+      hold.release()
       _ = await leader.value
       await coalescer.close()
     }

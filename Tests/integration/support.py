@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import queue
+import shlex
 import shutil
 import signal
 import socket
@@ -212,6 +213,12 @@ def run_cmd(args: list[str], timeout: float = 20.0) -> subprocess.CompletedProce
 # The driver process
 
 
+def driver_extra_args() -> list[str]:
+    """Flags every driver the tests start gets first (a test's own flags come after and win):
+    CSI_DRIVER_EXTRA_ARGS="--event-loops=2" runs a suite against a driver with two loops."""
+    return shlex.split(os.environ.get("CSI_DRIVER_EXTRA_ARGS", ""))
+
+
 class DriverProcess:
     """One running driver. stderr goes to a file (never a pipe that could fill
     up and block the driver)."""
@@ -223,7 +230,7 @@ class DriverProcess:
         self.binary = binary
         self.workdir = workdir
         self.endpoint = connect_endpoint or endpoint
-        self.args = [*prefix, str(binary), "--endpoint", endpoint, *args]
+        self.args = [*prefix, str(binary), "--endpoint", endpoint, *driver_extra_args(), *args]
         self.stderr_path = workdir / f"driver-{id(self)}.stderr"
         self.stdout_path = workdir / f"driver-{id(self)}.stdout"
         self._stderr_f = open(self.stderr_path, "wb")

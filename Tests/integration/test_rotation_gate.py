@@ -6,13 +6,14 @@ share one provider call (counted by the provider itself), never across namespace
 from __future__ import annotations
 
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from kubeapi_fixture import wait_for
-from mounting import publish_request, read_volume, target_path, write_spc
+from mounting import mount_of, publish_request, read_volume, target_path, unpublish_request, write_spc
 from support import free_tcp_port, require_executable
 from test_metrics import http_get, parse, value
 from test_reference_provider import ReferenceProvider, reference_provider_bin
@@ -187,3 +188,31 @@ def test_coalescing_never_merges_namespaces(ref_env, csi):
     # less its jitter is up to 10 % shorter than 1 s).
     for ns, calls in (("ns-a", a), ("ns-b", b)):
         assert intervals - 1.5 <= calls <= intervals + 2.5, f"{ns}: {calls} calls in {intervals:.1f} intervals"
+
+
+def test_unpublish_ends_a_refresh_hung_in_the_provider(ref_env, csi):
+    """A refresh waiting for a provider that never answers holds the volume; an unpublish
+    ends that wait instead of queueing behind it for the refresh's whole budget, and
+    leaves no mount and no target; a republish with new tokens does not wait for it either."""
+    env = ref_env
+    write_spc(env.spcs, "hang", provider="reference", parameters={"objects": OBJECTS})
+    env.start("--enable-secret-rotation", "--rotation-poll-interval=1s")
+    target = publish(env, csi, "hang-0", spc="hang", sa="hang-sa")
+    assert read_volume(target)["db"][1] == b"v1"
+
+    # From now on the store hangs every call of this class (ten minutes).
+    write_spc(env.spcs, "hang", provider="reference", parameters={"objects": OBJECTS, "fault.latency": "600s"})
+    wait_for(lambda: stats(env).get("in_flight", 0) >= 1, timeout=20, what="a refresh hung in the provider")
+
+    # A republish with new tokens ends the wait of the refresh asking with the old ones
+    # and asks again itself; that call hangs too, so it fails within kubelet's deadline,
+    # kubelet gets success and the old content stays.
+    tokens = {"vault": {"token": "new-token", "expirationTimestamp": "2099-01-01T00:00:00Z"}}
+    env.node().NodePublishVolume(
+        publish_request(csi, target, spc="hang", pod="pod-hang-0", pod_uid="hang-0", tokens=tokens,
+                        extra_context={SA_KEY: "hang-sa"}), timeout=5)
+    assert read_volume(target)["db"][1] == b"v1"
+
+    # Far below the refresh's budget (100 s): the unpublish must not wait for it.
+    env.node().NodeUnpublishVolume(unpublish_request(csi, target, pod_uid="hang-0"), timeout=15)
+    assert mount_of(target) is None and not os.path.lexists(target)

@@ -29,7 +29,7 @@ public final class Readiness: Sendable {
 
   /// How long after a stall the driver still reports not ready.
   public let recovery: Duration
-  private let state = Locked<(shuttingDown: Bool, heartbeat: LoopHeartbeat?)>((false, nil))
+  private let state = Locked<(shuttingDown: Bool, heartbeats: [LoopHeartbeat])>((false, []))
   private let conditions = Locked<[(name: String, met: @Sendable () -> Bool)]>([])
 
   /// Not ready until `met` says so (e.g. the SecretProviderClass cache has synced).
@@ -41,9 +41,9 @@ public final class Readiness: Sendable {
     self.recovery = recovery
   }
 
-  /// From now on, the loop's health counts.
+  /// From now on, this loop's health counts too (one heartbeat per loop).
   public func watch(_ heartbeat: LoopHeartbeat) {
-    state.withLock { $0.heartbeat = heartbeat }
+    state.withLock { $0.heartbeats.append(heartbeat) }
   }
 
   /// A graceful shutdown has begun: never ready again.
@@ -53,9 +53,11 @@ public final class Readiness: Sendable {
 
   /// Why the driver cannot serve now; nil when it can. Any thread.
   public var notReady: NotReady? {
-    let (shuttingDown, heartbeat) = state.withLock { ($0.shuttingDown, $0.heartbeat) }
+    let (shuttingDown, heartbeats) = state.withLock { ($0.shuttingDown, $0.heartbeats) }
     if shuttingDown { return .shuttingDown }
-    if let stall = heartbeat?.stall(recovery: recovery) { return .loopStalled(stall) }
+    for heartbeat in heartbeats {
+      if let stall = heartbeat.stall(recovery: recovery) { return .loopStalled(stall) }
+    }
     for condition in conditions.withLock({ $0 }) where !condition.met() { return .waitingFor(condition.name) }
     return nil
   }

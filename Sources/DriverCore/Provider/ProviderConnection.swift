@@ -95,13 +95,19 @@ public actor ProviderConnection {
 
   public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
-  public init(name: String, loop: EventLoop, settings: ProviderSettings, metrics: DriverMetrics? = nil) {
+  /// `shared` is the provider's gate and coalescer when other loops' connections to the
+  /// same provider use them too (``ProviderConnections``); nil: this connection's own.
+  public init(
+    name: String, loop: EventLoop, settings: ProviderSettings, metrics: DriverMetrics? = nil,
+    shared: ProviderConnections.PerProvider? = nil
+  ) {
     self.name = name
     self.loop = loop
     self.settings = settings
     self.metrics = metrics?.providerCalls(for: name)
-    self.gate = ProviderGate(limits: settings.gate, loop: loop)
-    self.coalescer = settings.coalesceWindow > .zero ? RefreshCoalescer(provider: name, window: settings.coalesceWindow, loop: loop) : nil
+    let shared = shared ?? ProviderConnections.PerProvider(name: name, settings: settings, loop: loop)
+    self.gate = shared.gate
+    self.coalescer = shared.coalescer
   }
 
   /// A refresh's Mount call, shared with refreshes of the same `key` when coalescing
@@ -170,7 +176,7 @@ public actor ProviderConnection {
     } else {
       result = .failure(ProviderCallError(provider: name, kind: .deadlineExceeded, detail: "no time left for the call after waiting to start"))
     }
-    await gate.release()
+    gate.release()
     return try result.get()
   }
 
@@ -263,28 +269,84 @@ public actor ProviderConnection {
   }
 }
 
-/// All provider connections, one per provider name, made on first use.
+/// All provider connections: one per provider name and loop, made on first use.
+///
+/// A volume calls its provider on the connection of the loop it runs on, so the
+/// call, its HTTP/2 framing and the answer stay on that loop's thread, and each
+/// loop's connection carries only its own volumes' calls (a provider sees one
+/// connection per loop that has used it).
+///
+/// The limits are per provider, not per connection: every loop's connection to a
+/// provider passes the same ``ProviderGate`` (one concurrency limit, one token bucket,
+/// one queue with first mounts ahead of refreshes, whichever loop they come from) and
+/// offers its refreshes to the same ``RefreshCoalescer``.
 public final class ProviderConnections: Sendable {
-  public let loop: EventLoop
-  public let settings: ProviderSettings
-  let metrics: DriverMetrics?
-  private let connections = Locked([String: ProviderConnection]())
+  /// What the connections of one provider on every loop share.
+  public struct PerProvider: Sendable {
+    public let gate: ProviderGate
+    public let coalescer: RefreshCoalescer?
 
-  public init(loop: EventLoop, settings: ProviderSettings, metrics: DriverMetrics? = nil) {
-    self.loop = loop
-    self.settings = settings
-    self.metrics = metrics
+    /// Both run their timers on `loop`; the coalescer is an actor on it (refreshes
+    /// from other loops hop there only when coalescing is on).
+    public init(name: String, settings: ProviderSettings, loop: EventLoop) {
+      gate = ProviderGate(limits: settings.gate, loop: loop)
+      coalescer = settings.coalesceWindow > .zero ? RefreshCoalescer(provider: name, window: settings.coalesceWindow, loop: loop) : nil
+    }
   }
 
-  /// The connection for a provider name already checked by `SecretProviderClass.isValidProviderName`.
+  public let loops: EventLoopGroup
+  public let settings: ProviderSettings
+  let metrics: DriverMetrics?
+  /// One table per loop, in the group's order.
+  private let connections: [Locked<[String: ProviderConnection]>]
+  /// Per provider, across loops.
+  private let perProvider = Locked([String: PerProvider]())
+
+  public init(loops: EventLoopGroup, settings: ProviderSettings, metrics: DriverMetrics? = nil) {
+    self.loops = loops
+    self.settings = settings
+    self.metrics = metrics
+    connections = loops.loops.map { _ in Locked([:]) }
+  }
+
+  /// One loop: one connection per provider (as before loop groups).
+  public convenience init(loop: EventLoop, settings: ProviderSettings, metrics: DriverMetrics? = nil) {
+    self.init(loops: EventLoopGroup(loops: [loop]), settings: settings, metrics: metrics)
+  }
+
+  /// Loop 0 of the group.
+  public var loop: EventLoop { loops.first }
+
+  /// The connection for a provider name already checked by `SecretProviderClass.isValidProviderName`,
+  /// on the loop the caller runs on (a volume's actor: its own loop), or on loop 0 when
+  /// the caller is on none of the group's loops.
   public func connection(for provider: String) -> ProviderConnection {
-    connections.withLock { all in
+    connection(for: provider, loopIndex: loops.currentIndex ?? 0)
+  }
+
+  /// The connection for a provider on loop `loopIndex` of the group.
+  public func connection(for provider: String, loopIndex: Int) -> ProviderConnection {
+    connections[loopIndex].withLock { all in
       if let c = all[provider] { return c }
-      let c = ProviderConnection(name: provider, loop: loop, settings: settings, metrics: metrics)
+      let c = ProviderConnection(
+        name: provider, loop: loops.loops[loopIndex], settings: settings, metrics: metrics, shared: shared(provider))
       all[provider] = c
       return c
     }
   }
+
+  /// The gate and coalescer of `provider`, made on first use (on loop 0).
+  public func shared(_ provider: String) -> PerProvider {
+    perProvider.withLock { all in
+      if let p = all[provider] { return p }
+      let p = PerProvider(name: provider, settings: settings, loop: loops.first)
+      all[provider] = p
+      return p
+    }
+  }
+
+  /// How many connections are open or were made, per loop (for tests and diagnostics).
+  public var connectionCounts: [Int] { connections.map { $0.withLock { $0.count } } }
 
   /// Names of providers with a socket in the search directories now.
   public func discoverProviders() -> [String] {
@@ -300,10 +362,13 @@ public final class ProviderConnections: Sendable {
     return names.sorted()
   }
 
+  /// Closes every connection on every loop; calls in flight finish first.
   public func closeAll() async {
-    let all = connections.withLock { all in
-      defer { all = [:] }
-      return Array(all.values)
+    let all = connections.flatMap { table in
+      table.withLock { all in
+        defer { all = [:] }
+        return Array(all.values)
+      }
     }
     for c in all { await c.close() }
   }

@@ -1,11 +1,25 @@
-import KubeClient
+public import KubeClient
 public import UVRuntime
 
 /// Bounds the calls the driver makes to one provider (`--provider-max-concurrency`,
 /// `--provider-qps`/`--provider-burst`), and orders the waiting ones: a first mount
 /// (a pod waiting to start) always goes ahead of every refresh, whatever arrived first.
 /// Within a priority, calls go in arrival order.
-public actor ProviderGate {
+///
+/// Refreshes never spend the tokens first mounts need: a refresh takes a token only
+/// while more than ``Limits/refreshReserve`` tokens (half the burst) stay in the bucket
+/// afterwards; a first mount may take every token. So a storm of refreshes drains the
+/// bucket at most to the reserve, and a burst of first mounts that follows finds the
+/// reserve there (docs/rotation-and-sync.md, "Provider gate").
+///
+/// One gate per provider, shared by every event loop: its state is behind a lock, so
+/// a call that passes at once (a free slot and a token, nobody queued ahead of it)
+/// takes the lock once to acquire and once to release and never leaves its loop.
+/// A call that must wait parks its continuation in the queue; whoever frees a slot
+/// or a pacing timer resumes it, and it continues on its own executor (its provider
+/// connection's loop). Continuations are resumed outside the lock. Timers (the
+/// pacing one, and each waiter's budget) run on the gate's `loop`.
+public final class ProviderGate: Sendable {
   public enum Priority: Sendable {
     case firstMount
     case refresh
@@ -22,6 +36,10 @@ public actor ProviderGate {
       self.ratePerSecond = ratePerSecond
       self.burst = burst
     }
+
+    /// Tokens refreshes leave in the bucket for first mounts: half the burst
+    /// (rounded down; zero with a burst of one).
+    public var refreshReserve: Int { max(1, burst) / 2 }
   }
 
   private struct Waiter {
@@ -37,28 +55,58 @@ public actor ProviderGate {
     public var description: String { "waited \(waited) for the provider's call limit" }
   }
 
-  let limits: Limits
-  nonisolated let loop: EventLoop
-  public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+  private struct State {
+    var inFlight = 0
+    var firstMounts: [Waiter] = []
+    var refreshes: [Waiter] = []
+    var nextID = 0
+    var bucket: TokenBucket?
+    var pacer: Task<Void, Never>?
+    var waited: (firstMounts: Int, refreshes: Int) = (0, 0)
+  }
 
-  private var inFlight = 0
-  private var firstMounts: [Waiter] = []
-  private var refreshes: [Waiter] = []
-  private var nextID = 0
-  private var bucket: TokenBucket?
-  private var pacer: Task<Void, Never>?
-  /// Calls that had to wait for a slot or a token, by priority (metrics and tests).
-  public private(set) var waited: (firstMounts: Int, refreshes: Int) = (0, 0)
-
-  public init(limits: Limits, loop: EventLoop) {
-    self.limits = limits
-    self.loop = loop
-    if let rate = limits.ratePerSecond {
-      bucket = TokenBucket(ratePerSecond: rate, burst: max(1, limits.burst), now: KubeClient.monotonicNow())
+  /// What to do once the lock is let go.
+  private struct Wakeups {
+    var resume: [CheckedContinuation<Void, any Error>] = []
+    var fail: [(CheckedContinuation<Void, any Error>, any Error)] = []
+    var cancel: [Task<Void, Never>] = []
+    func run() {
+      for t in cancel { t.cancel() }
+      for c in resume { c.resume() }
+      for (c, e) in fail { c.resume(throwing: e) }
     }
   }
 
-  public var queued: (firstMounts: Int, refreshes: Int) { (firstMounts.count, refreshes.count) }
+  public let limits: Limits
+  /// Where the gate's timers run.
+  public let loop: EventLoop
+  private let now: @Sendable () -> Duration
+  private let state: Locked<State>
+
+  /// `now` is the monotonic clock the token bucket refills by (tests pass a manual one).
+  public init(limits: Limits, loop: EventLoop, now: @escaping @Sendable () -> Duration = { KubeClient.monotonicNow() }) {
+    self.limits = limits
+    self.loop = loop
+    self.now = now
+    var s = State()
+    if let rate = limits.ratePerSecond {
+      s.bucket = TokenBucket(ratePerSecond: rate, burst: max(1, limits.burst), now: now())
+    }
+    state = Locked(s)
+  }
+
+  public var queued: (firstMounts: Int, refreshes: Int) { state.withLock { ($0.firstMounts.count, $0.refreshes.count) } }
+  /// Calls that had to wait for a slot or a token, by priority (metrics and tests).
+  public var waited: (firstMounts: Int, refreshes: Int) { state.withLock { $0.waited } }
+  /// Tokens in the bucket now (nil: no rate limit).
+  public var tokens: Double? {
+    let t = now()
+    return state.withLock { s in
+      guard var b = s.bucket else { return nil }
+      defer { s.bucket = b }
+      return b.available(now: t)
+    }
+  }
 
   /// Runs `body` once the gate lets this call through.
   public func withPermit<T: Sendable>(
@@ -69,100 +117,148 @@ public actor ProviderGate {
     return try await body()
   }
 
+  /// Takes a permit now if one is free for `priority` without waiting; answers whether it did.
+  public func tryAcquire(_ priority: Priority) -> Bool {
+    let t = now()
+    var wake = Wakeups()
+    let got = state.withLock { s in passesAtOnce(priority, &s, t, &wake) }
+    wake.run()
+    return got
+  }
+
   /// Waits for a permit; with a `timeout`, throws ``TimedOut`` once it has waited that
   /// long (the wait counts against the call's deadline), and `CancellationError` when
   /// the task is cancelled. Every permit is given back with `release()`.
   /// Answers whether the call had to wait.
   @discardableResult
   public func acquire(_ priority: Priority, timeout: Duration? = nil) async throws -> Bool {
-    if firstMounts.isEmpty && refreshes.isEmpty && hasSlot() && takeToken() {
-      inFlight += 1
-      return false
+    if tryAcquire(priority) { return false }
+    let id = state.withLock { s in
+      switch priority {
+      case .firstMount: s.waited.firstMounts += 1
+      case .refresh: s.waited.refreshes += 1
+      }
+      s.nextID += 1
+      return s.nextID
     }
-    switch priority {
-    case .firstMount: waited.firstMounts += 1
-    case .refresh: waited.refreshes += 1
-    }
-    nextID += 1
-    let id = nextID
     try await withTaskCancellationHandler {
       try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
         var waiter = Waiter(id: id, continuation: c)
         if let timeout {
           let started = ContinuousClock.now
-          waiter.timer = Task { [loop] in
+          waiter.timer = Task(executorPreference: loop) { [loop] in
             do { try await loop.sleep(milliseconds: max(1, timeout.timerMilliseconds)) } catch { return }
             self.expire(id, error: TimedOut(waited: ContinuousClock.now - started))
           }
         }
-        switch priority {
-        case .firstMount: firstMounts.append(waiter)
-        case .refresh: refreshes.append(waiter)
+        let t = now()
+        var wake = Wakeups()
+        state.withLock { s in
+          // Cancelled before it queued: the cancellation handler found nothing to remove.
+          if Task.isCancelled {
+            wake.fail.append((c, CancellationError()))
+            if let timer = waiter.timer { wake.cancel.append(timer) }
+            return
+          }
+          switch priority {
+          case .firstMount: s.firstMounts.append(waiter)
+          case .refresh: s.refreshes.append(waiter)
+          }
+          dispatch(&s, t, &wake)
         }
-        dispatch()
+        wake.run()
       }
     } onCancel: {
-      Task { await self.expire(id, error: CancellationError()) }
+      self.expire(id, error: CancellationError())
     }
     return true
   }
 
   public func release() {
-    inFlight -= 1
-    dispatch()
+    let t = now()
+    var wake = Wakeups()
+    state.withLock { s in
+      s.inFlight -= 1
+      dispatch(&s, t, &wake)
+    }
+    wake.run()
   }
 
   /// Ends a wait that is still queued (cancelled or timed out); a waiter already let
   /// through holds its permit and is left alone.
   private func expire(_ id: Int, error: any Error) {
-    var removed: Waiter?
-    if let i = firstMounts.firstIndex(where: { $0.id == id }) {
-      removed = firstMounts.remove(at: i)
-    } else if let i = refreshes.firstIndex(where: { $0.id == id }) {
-      removed = refreshes.remove(at: i)
+    var wake = Wakeups()
+    state.withLock { s in
+      var removed: Waiter?
+      if let i = s.firstMounts.firstIndex(where: { $0.id == id }) {
+        removed = s.firstMounts.remove(at: i)
+      } else if let i = s.refreshes.firstIndex(where: { $0.id == id }) {
+        removed = s.refreshes.remove(at: i)
+      }
+      if let removed {
+        if let timer = removed.timer { wake.cancel.append(timer) }
+        wake.fail.append((removed.continuation, error))
+      }
+      if s.firstMounts.isEmpty && s.refreshes.isEmpty, let pacer = s.pacer {
+        // Nobody left to pace for: stop the timer rather than leave it on the loop.
+        wake.cancel.append(pacer)
+        s.pacer = nil
+      }
     }
-    if let removed {
-      removed.timer?.cancel()
-      removed.continuation.resume(throwing: error)
-    }
-    if firstMounts.isEmpty && refreshes.isEmpty {
-      // Nobody left to pace for: stop the timer rather than leave it on the loop.
-      pacer?.cancel()
-      pacer = nil
-    }
+    wake.run()
   }
 
-  private func hasSlot() -> Bool { limits.concurrency <= 0 || inFlight < limits.concurrency }
+  /// A call that nobody of its priority (or above) waits ahead of, with a slot and a
+  /// token for it, passes without queueing. A first mount does not wait behind queued
+  /// refreshes: they are behind it in any case.
+  private func passesAtOnce(_ priority: Priority, _ s: inout State, _ t: Duration, _ wake: inout Wakeups) -> Bool {
+    let ahead = priority == .firstMount ? !s.firstMounts.isEmpty : !(s.firstMounts.isEmpty && s.refreshes.isEmpty)
+    guard !ahead, hasSlot(s), takeToken(priority, &s, t, pacing: false) else { return false }
+    s.inFlight += 1
+    return true
+  }
 
-  private func takeToken() -> Bool {
-    guard var b = bucket else { return true }
-    let wait = b.reserve(now: KubeClient.monotonicNow())
+  private func hasSlot(_ s: State) -> Bool { limits.concurrency <= 0 || s.inFlight < limits.concurrency }
+
+  /// A token for `priority`: a refresh leaves the reserve in the bucket. Without one,
+  /// and `pacing` (a waiter is queued for it), a timer looks again when one is due.
+  private func takeToken(_ priority: Priority, _ s: inout State, _ t: Duration, pacing: Bool) -> Bool {
+    guard var b = s.bucket else { return true }
+    let floor = priority == .refresh ? Double(limits.refreshReserve) : 0
+    let wait = b.take(keeping: floor, now: t)
+    s.bucket = b
     if wait > .zero {
-      b.refund()
-      bucket = b
-      pace(after: wait)
+      if pacing { pace(after: wait, &s) }
       return false
     }
-    bucket = b
     return true
   }
 
   /// Lets waiters through while there are slots and tokens, first mounts first.
-  private func dispatch() {
-    while hasSlot(), !(firstMounts.isEmpty && refreshes.isEmpty), takeToken() {
-      let next = firstMounts.isEmpty ? refreshes.removeFirst() : firstMounts.removeFirst()
-      inFlight += 1
-      next.timer?.cancel()
-      next.continuation.resume()
+  private func dispatch(_ s: inout State, _ t: Duration, _ wake: inout Wakeups) {
+    while hasSlot(s) {
+      let priority: Priority
+      if !s.firstMounts.isEmpty {
+        priority = .firstMount
+      } else if !s.refreshes.isEmpty {
+        priority = .refresh
+      } else {
+        return
+      }
+      guard takeToken(priority, &s, t, pacing: true) else { return }
+      let next = priority == .firstMount ? s.firstMounts.removeFirst() : s.refreshes.removeFirst()
+      s.inFlight += 1
+      if let timer = next.timer { wake.cancel.append(timer) }
+      wake.resume.append(next.continuation)
     }
   }
 
   /// Out of tokens: look again when the next one is due (one timer at a time).
-  private func pace(after wait: Duration) {
-    guard pacer == nil else { return }
-    pacer = Task {
+  private func pace(after wait: Duration, _ s: inout State) {
+    guard s.pacer == nil else { return }
+    s.pacer = Task(executorPreference: loop) { [loop] in
       do {
-        try await loop.sleep(milliseconds: wait.timerMilliseconds)
+        try await loop.sleep(milliseconds: max(1, wait.timerMilliseconds))
       } catch {
         return  // cancelled: the queue emptied
       }
@@ -171,7 +267,12 @@ public actor ProviderGate {
   }
 
   private func paced() {
-    pacer = nil
-    dispatch()
+    let t = now()
+    var wake = Wakeups()
+    state.withLock { s in
+      s.pacer = nil
+      dispatch(&s, t, &wake)
+    }
+    wake.run()
   }
 }

@@ -118,6 +118,14 @@ public actor VolumeActor {
   var lastProvider = ""
   private var busy = false
   private var waiters: [CheckedContinuation<Void, Never>] = []
+  /// The refresh holding this volume's lock while it waits for its provider: an
+  /// unpublish, or a republish with new tokens, ends that wait at once (the refresh
+  /// then writes nothing) instead of queueing behind a hung provider.
+  private var refreshWait: RefreshWait?
+  /// A due refresh was abandoned for a republish with new tokens: that republish
+  /// refreshes whatever the interval says (the volume left the rotation plan when it
+  /// came due, and only a refresh puts it back).
+  private var refreshOwed = false
 
   public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
@@ -167,6 +175,11 @@ public actor VolumeActor {
   public func publish(
     _ valid: ValidPublishRequest, deadline: ContinuousClock.Instant?, env: VolumeEnvironment
   ) async throws(PublishError) -> PublishOutcome {
+    if let refreshWait, let kept = record?.request, Self.tokens(of: valid) != Self.tokens(of: kept) {
+      // New tokens: the refresh in flight asks with the old ones; this republish asks again.
+      refreshWait.abandon()
+      refreshOwed = true
+    }
     await acquire()
     defer { release() }
     let (request, pod) = (valid.csi, valid.pod)
@@ -299,7 +312,9 @@ public actor VolumeActor {
       return .upToDate
     }
     let interval = current.interval.map { max($0, env.settings.rotationMinInterval) } ?? env.settings.rotationPollInterval
-    if let last = current.lastFetch, env.now() - last < interval {
+    let owed = refreshOwed
+    refreshOwed = false
+    if !owed, let last = current.lastFetch, env.now() - last < interval {
       return .upToDate
     }
     if let rotation = env.rotation, rotation.isBackingOff(key: Self.backoffKey(pod)) {
@@ -332,7 +347,8 @@ public actor VolumeActor {
       env.rotation?.noteGone(target: targetPath)
       return false
     }
-    let timeout = env.settings.defaultCallTimeout
+    // The provider call timeout (gate wait included): docs/rotation-and-sync.md.
+    let timeout = env.providers.settings.callTimeout
     let started = ContinuousClock.now
     let outcome = await refresh(valid.csi, pod: valid.pod, deadline: started + timeout, env: env)
     env.metrics.rotationReconciled(outcome, provider: lastProvider, target: targetPath, since: started, trigger: trigger.rawValue)
@@ -349,10 +365,13 @@ public actor VolumeActor {
     _ request: CSI.NodePublishVolumeRequest, pod: PodVolume, deadline: ContinuousClock.Instant?, env: VolumeEnvironment
   ) async -> PublishOutcome {
     guard var current = record else { return .upToDate }
+    let wait = RefreshWait()
+    refreshWait = wait
+    defer { if refreshWait === wait { refreshWait = nil } }
     do {
       let spc = try await resolveClass(pod, env: env, scrubber: SecretScrubber(publishing: request))
       let (versions, changed, files, origin) = try await fetchAndWrite(
-        request, spc: spc, currentVersions: current.versions, deadline: deadline, env: env, priority: .refresh)
+        request, spc: spc, currentVersions: current.versions, deadline: deadline, env: env, priority: .refresh, wait: wait)
       let adopted = current.lastFetch == nil
       let versionsMoved = versions != current.versions
       current.versions = versions
@@ -372,6 +391,12 @@ public actor VolumeActor {
       env.metrics.rotationGate.fetched(target: targetPath)
       return .refreshed(changed: changed)
     } catch {
+      if wait.abandoned {
+        // Ended by an unpublish or newer tokens: nothing was written, the old content
+        // stays; not the store's failure, so no backoff and no event.
+        env.logger.debug("refresh abandoned", metadata: ["target": "\(targetPath)"])
+        return .upToDate
+      }
       // Stale until a refresh succeeds; the class and identity back off (timer and
       // republish alike).
       env.metrics.rotationGate.refreshFailed(target: targetPath)
@@ -420,6 +445,11 @@ public actor VolumeActor {
   }
 
   /// Refreshes back off per class and identity.
+  /// The service account tokens kubelet sent with a publish (nil: none).
+  static func tokens(of request: ValidPublishRequest) -> String? {
+    request.csi.volumeContext[PodVolume.tokensKey] ?? request.csi.secrets[PodVolume.tokensKey]
+  }
+
   static func backoffKey(_ pod: PodVolume) -> String {
     RotationScheduler.backoffKey(namespace: pod.podNamespace, serviceAccount: pod.serviceAccount, className: pod.secretProviderClass)
   }
@@ -483,7 +513,7 @@ public actor VolumeActor {
   /// and whether any file changed on disk.
   private func fetchAndWrite(
     _ request: CSI.NodePublishVolumeRequest, spc: SecretProviderClass, currentVersions: [Provider.ObjectVersion],
-    deadline: ContinuousClock.Instant?, env: VolumeEnvironment, priority: ProviderGate.Priority
+    deadline: ContinuousClock.Instant?, env: VolumeEnvironment, priority: ProviderGate.Priority, wait: RefreshWait? = nil
   ) async throws(PublishError) -> ([Provider.ObjectVersion], Bool, [SecretFile], RefreshCoalescer.Origin?) {
     let timeout = try Self.callBudget(deadline: deadline, now: env.now(), fallback: env.settings.defaultCallTimeout)
     let mountRequest = MountRequestBuilder.build(spc: spc, publish: request, currentVersions: currentVersions)
@@ -492,13 +522,28 @@ public actor VolumeActor {
     let response: Provider.MountResponse
     var origin: RefreshCoalescer.Origin?
     let connection = env.providers.connection(for: spc.provider)
-    do {
+    do throws(ProviderCallError) {
       if priority == .refresh {
         // Refreshes of one identity may share a call (--rotation-coalesce-window); first mounts never do.
         let key = connection.coalescer == nil ? nil : CoalesceKey(
           provider: spc.provider, parameters: spc.parameters, volumeContext: request.volumeContext, secrets: request.secrets,
           currentVersions: currentVersions)
-        let (answer, sharedFrom) = try await connection.refresh(mountRequest, key: key, timeout: timeout, scrubber: scrubber)
+        let call = { @Sendable [scrubber] () async -> Result<(Provider.MountResponse, RefreshCoalescer.Origin?), ProviderCallError> in
+          do throws(ProviderCallError) {
+            let (answer, sharedFrom) = try await connection.refresh(mountRequest, key: key, timeout: timeout, scrubber: scrubber)
+            return .success((answer, sharedFrom))
+          } catch {
+            return .failure(error)
+          }
+        }
+        // With coalescing, the call may be other volumes' answer too: abandoning the wait
+        // leaves it running for them.
+        let answered: RefreshWait.Answer? =
+          if let wait { await wait.run(on: loop, cancelOnAbandon: key == nil, call) } else { await call() }
+        guard let result = answered else {
+          throw ProviderCallError(provider: spc.provider, kind: .deadlineExceeded, detail: "the refresh was abandoned: the volume was unpublished or republished")
+        }
+        let (answer, sharedFrom) = try result.get()
         if sharedFrom != nil { env.metrics.coalescedRefresh(provider: spc.provider) }
         response = answer
         origin = sharedFrom
@@ -594,6 +639,8 @@ public actor VolumeActor {
   /// Unmounts and removes the target. Idempotent, never calls the provider,
   /// and works for volumes mounted before the driver restarted.
   public func unpublish(env: VolumeEnvironment) async throws(PublishError) {
+    // A refresh waiting for its provider would hold the lock until its budget ends.
+    refreshWait?.abandon()
     await acquire()
     defer { release() }
     env.status?.unmounted(targetPath: targetPath)
@@ -653,5 +700,62 @@ public actor VolumeActor {
     } catch {
       throw targetError("cannot unmount \(targetPath)", error)
     }
+  }
+}
+
+/// Lets a refresh's provider call be abandoned while the refresh waits for it: the
+/// waiting refresh resumes at once with nothing (and writes nothing), and the call's
+/// task is cancelled unless others may share its answer (it gives back its gate slot
+/// when it ends; its answer is dropped).
+final class RefreshWait: Sendable {
+  typealias Answer = Result<(Provider.MountResponse, RefreshCoalescer.Origin?), ProviderCallError>
+
+  private struct State {
+    var abandoned = false
+    var waiter: CheckedContinuation<Answer?, Never>?
+    var task: Task<Void, Never>?
+    var cancelOnAbandon = true
+  }
+
+  private let state = Locked(State())
+
+  var abandoned: Bool { state.withLock { $0.abandoned } }
+
+  /// `call`'s answer, or nil once abandoned. The call runs in a task of its own (so
+  /// that the wait can end before it does); cancelling the waiting task abandons the
+  /// wait too, so a shutdown does not wait for a hung provider either.
+  func run(on loop: EventLoop, cancelOnAbandon: Bool, _ call: @escaping @Sendable () async -> Answer) async -> Answer? {
+    await withTaskCancellationHandler {
+      await withCheckedContinuation { (c: CheckedContinuation<Answer?, Never>) in
+        let started = state.withLock { s -> Bool in
+          guard !s.abandoned else { return false }
+          s.waiter = c
+          s.cancelOnAbandon = cancelOnAbandon
+          s.task = Task(executorPreference: loop) { self.finish(await call()) }
+          return true
+        }
+        if !started { c.resume(returning: nil) }
+      }
+    } onCancel: {
+      self.abandon()
+    }
+  }
+
+  private func finish(_ answer: Answer) {
+    let waiter = state.withLock { s in
+      defer { s.waiter = nil; s.task = nil }
+      return s.waiter
+    }
+    waiter?.resume(returning: answer)
+  }
+
+  func abandon() {
+    let (waiter, task) = state.withLock { s in
+      s.abandoned = true
+      defer { s.waiter = nil; s.task = nil }
+      return (s.waiter, s.cancelOnAbandon ? s.task : nil)
+    }
+    task?.cancel()
+    waiter?.resume(returning: nil)
   }
 }

@@ -6,56 +6,102 @@ public import UVRuntime
 
 /// One ``VolumeActor`` per target path, made on first use and forgotten when
 /// nothing is mounted there and no request is using it.
+///
+/// Volumes are sharded over the loops of `loops` by target path (a stable hash):
+/// a target's actor always runs on the same loop, so its mount, provider call and
+/// writes stay on one thread, while different targets run on different cores.
+/// Each shard has its own table and its own count of requests in flight.
 public final class VolumeRegistry: Sendable {
-  public let loop: EventLoop
+  public let loops: EventLoopGroup
 
   private struct Entry {
     var actor: VolumeActor
     var users: Int
   }
 
-  private let entries = Locked([String: Entry]())
-  /// Publish and unpublish requests in flight, across all volumes.
-  public let activity = VolumeActivity()
-
-  public init(loop: EventLoop) {
-    self.loop = loop
+  private struct Shard: Sendable {
+    let loop: EventLoop
+    let entries = Locked([String: Entry]())
+    /// Publish and unpublish requests in flight on this shard's loop.
+    let activity = VolumeActivity()
   }
 
+  private let shards: [Shard]
+
+  public init(loops: EventLoopGroup) {
+    self.loops = loops
+    shards = loops.loops.map { Shard(loop: $0) }
+  }
+
+  /// One loop: every volume on it (as before loop groups).
+  public convenience init(loop: EventLoop) {
+    self.init(loops: EventLoopGroup(loops: [loop]))
+  }
+
+  /// Loop 0 of the group.
+  public var loop: EventLoop { loops.first }
+
+  /// The loop the actor of `targetPath` runs on.
+  public func loop(for targetPath: String) -> EventLoop {
+    shards[loops.index(forKey: targetPath)].loop
+  }
+
+  /// Publish and unpublish requests in flight, across all loops.
+  public var inFlight: Int { shards.reduce(0) { $0 + $1.activity.inFlight } }
+
   /// Registers an actor for a volume found mounted at startup, unless the target has one.
-  /// Answers whether it did.
+  /// The actor is made for the loop (and the activity count) of the shard `targetPath`
+  /// belongs to, as ``withVolume(_:_:)`` would make it. Answers whether it did.
   func adopt(_ targetPath: String, _ make: (EventLoop, VolumeActivity) -> VolumeActor) -> Bool {
-    entries.withLock { all in
+    let shard = shards[loops.index(forKey: targetPath)]
+    return shard.entries.withLock { all in
       guard all[targetPath] == nil else { return false }
-      all[targetPath] = Entry(actor: make(loop, activity), users: 0)
+      all[targetPath] = Entry(actor: make(shard.loop, shard.activity), users: 0)
       return true
     }
   }
 
   /// Runs `body` on the target's actor; the entry lives at least until it returns.
+  /// The caller may be on any loop: `body` runs isolated to the actor, on the target's loop.
   public func withVolume<T: Sendable>(
     _ targetPath: String, _ body: (isolated VolumeActor) async throws(PublishError) -> T
   ) async throws(PublishError) -> T {
-    let actor = entries.withLock { all -> VolumeActor in
+    let shard = shards[loops.index(forKey: targetPath)]
+    let actor = shard.entries.withLock { all -> VolumeActor in
       if var entry = all[targetPath] {
         entry.users += 1
         all[targetPath] = entry
         return entry.actor
       }
-      let actor = VolumeActor(targetPath: targetPath, loop: loop, activity: activity)
+      let actor = VolumeActor(targetPath: targetPath, loop: shard.loop, activity: shard.activity)
       all[targetPath] = Entry(actor: actor, users: 1)
       return actor
     }
-    activity.enter()
-    let result: Result<T, PublishError>
-    do {
-      result = .success(try await body(actor))
-    } catch {
-      result = .failure(error)
+    shard.activity.enter()
+    // One trip to the actor's loop and back: the body and the idle check together.
+    // `body` runs once, on the actor, while this caller waits for it: it is never
+    // used from two places at once (the checker cannot see that through the closure).
+    nonisolated(unsafe) let body = body
+    func visit(_ actor: isolated VolumeActor) async -> (Result<T, PublishError>, Bool) {
+      let result: Result<T, PublishError>
+      do throws(PublishError) {
+        result = .success(try await body(actor))
+      } catch {
+        result = .failure(error)
+      }
+      return (result, actor.isIdle)
     }
-    activity.leave()
-    let idle = await actor.isIdle
-    entries.withLock { all in
+    let (result, idle): (Result<T, PublishError>, Bool)
+    if loops.count == 1 {
+      (result, idle) = await visit(actor)
+    } else {
+      // The nonisolated async code the actor calls (the provider's gRPC client, the
+      // thread-pool hand-off) runs on the task's preferred executor: make that the
+      // volume's loop too, or each such call would hop to the caller's loop and back.
+      (result, idle) = await withTaskExecutorPreference(shard.loop) { await visit(actor) }
+    }
+    shard.activity.leave()
+    shard.entries.withLock { all in
       guard var entry = all[targetPath], entry.actor === actor else { return }
       entry.users -= 1
       if entry.users == 0 && idle {
@@ -136,8 +182,8 @@ public struct MountingPublisher: VolumePublisher {
   }
 }
 
-/// How many volume requests are in flight: lets a volume decide whether
-/// blocking filesystem work is worth moving off the loop.
+/// How many volume requests are in flight on one loop: lets a volume decide
+/// whether blocking filesystem work is worth moving off its loop.
 public final class VolumeActivity: Sendable {
   private let count = Locked(0)
 
