@@ -58,7 +58,7 @@ public struct VolumeTarget: Sendable, Hashable, CustomStringConvertible {
   public init?(path: String, under root: String) {
     guard Self.isClean(path), Self.isClean(root) else { return nil }
     let prefix = root == "/" ? "/" : root + "/"
-    guard path.utf8.count > prefix.utf8.count, path.utf8.starts(with: prefix.utf8) else { return nil }
+    guard path.utf8.count > prefix.utf8.count, Self.hasBytePrefix(path, prefix) else { return nil }
     self.root = root
     self.relative = String(decoding: path.utf8.dropFirst(prefix.utf8.count), as: UTF8.self)
   }
@@ -85,28 +85,41 @@ public struct VolumeTarget: Sendable, Hashable, CustomStringConvertible {
 
   /// Absolute, clean, no NUL: the shape kubelet's paths have.
   public static func isClean(_ path: String) -> Bool {
-    // One pass over the bytes as the kernel reads them, no substrings: splitting into
-    // elements and comparing them cost ~50 000 instructions per call, a tenth of a
-    // publish+unpublish pair (callgrind).
-    let bytes = path.utf8
-    let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
-    guard bytes.first == slash else { return false }
-    if bytes.count == 1 { return true }
-    var length = 0  // of the current element
-    var onlyDots = true
-    for byte in bytes.dropFirst() {
-      switch byte {
-      case 0: return false
-      case slash:
-        if length == 0 || (onlyDots && length <= 2) { return false }
-        length = 0
-        onlyDots = true
-      default:
-        length += 1
-        if byte != dot { onlyDots = false }
+    // One pass over the contiguous UTF-8 bytes as the kernel reads them, no substrings
+    // and no String index arithmetic (callgrind: splitting into elements cost ~50 000
+    // instructions per call; iterating `utf8.dropFirst()` still ~5 000).
+    var path = path
+    return path.withUTF8 { bytes in
+      let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+      guard bytes.first == slash else { return false }
+      if bytes.count == 1 { return true }
+      var length = 0  // of the current element
+      var onlyDots = true
+      for index in 1..<bytes.count {
+        let byte = bytes[index]
+        switch byte {
+        case 0: return false
+        case slash:
+          if length == 0 || (onlyDots && length <= 2) { return false }
+          length = 0
+          onlyDots = true
+        default:
+          length += 1
+          if byte != dot { onlyDots = false }
+        }
       }
+      return length > 0 && !(onlyDots && length <= 2)
     }
-    return length > 0 && !(onlyDots && length <= 2)
+  }
+
+  /// Whether `path` starts with `prefix`, byte for byte (String's `hasPrefix` compares
+  /// characters, which costs far more and is not what the kernel compares).
+  static func hasBytePrefix(_ path: String, _ prefix: String) -> Bool {
+    var path = path
+    var prefix = prefix
+    return path.withUTF8 { p in
+      prefix.withUTF8 { q in p.count >= q.count && (q.isEmpty || memcmp(p.baseAddress!, q.baseAddress!, q.count) == 0) }
+    }
   }
 
   // MARK: - Descriptors

@@ -48,7 +48,7 @@ extension NodeService {
       throw RPCError.invalidArgument("target_path \(quotedPath(path)) must be an absolute, clean path (no \".\", \"..\", \"//\", trailing \"/\" or NUL)")
     }
     // What the kernel would refuse with ENAMETOOLONG: refuse it as the caller's mistake.
-    if path.utf8.count >= PathRules.maxPathBytes || longestElement(path.utf8) > PathRules.maxElementBytes
+    if path.utf8.count >= PathRules.maxPathBytes || longestElement(path) > PathRules.maxElementBytes
     {
       throw RPCError.invalidArgument(
         "target_path \(quotedPath(path)) is too long (at most \(PathRules.maxPathBytes - 1) bytes, \(PathRules.maxElementBytes) per element)")
@@ -85,19 +85,23 @@ extension NodeService {
   }
 
   /// The length in bytes of the longest element of a path, in one pass (no substrings).
-  static func longestElement(_ bytes: String.UTF8View) -> Int {
-    var longest = 0
-    var current = 0
-    for byte in bytes {
-      if byte == UInt8(ascii: "/") {
-        current = 0
-      } else {
-        current += 1
-        longest = max(longest, current)
+  static func longestElement(_ path: String) -> Int {
+    var path = path
+    return path.withUTF8 { bytes in
+      var longest = 0
+      var current = 0
+      for byte in bytes {
+        if byte == UInt8(ascii: "/") {
+          current = 0
+        } else {
+          current += 1
+          longest = max(longest, current)
+        }
       }
+      return longest
     }
-    return longest
   }
+
 }
 
 /// A NodePublishVolumeRequest that passed `NodeService.validate`, with what its volume
