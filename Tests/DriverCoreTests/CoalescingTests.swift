@@ -1,4 +1,5 @@
 import CSIMessages
+import Glibc
 @testable import DriverCore
 import Testing
 import UVRuntime
@@ -222,5 +223,58 @@ import UVRuntime
       _ = await leader.value
       await coalescer.close()
     }
+  }
+  /// A refresh from another loop (its task prefers loop 1, as a volume sharded to loop 1
+  /// calls; the coalescer is on loop 0) that finds the call in flight joins it even
+  /// when the answer lands before it is registered as a waiter. The runtime puts such a
+  /// caller back in loop 0's queue at the coalescer's `await` (the loop runs actor jobs
+  /// with itself as the task executor, the task prefers another), so the leader's answer
+  /// can run in between: the caller must take the kept answer, not make a call of its own.
+  @Test func aRefreshFromAnotherLoopTakesTheAnswerThatLandedWhileItJoined() async throws {
+    let loops = EventLoopGroup(count: 2, name: "coalesce")
+    let (home, other) = (loops.loops[0], loops.loops[1])
+    let coalescer = RefreshCoalescer(provider: "p", window: .seconds(60), loop: home)
+    let calls = Locked(0)
+    let held = Locked<CheckedContinuation<Void, Never>?>(nil)
+    let key = try #require(CoalesceKeyTests.key())
+    let call: RefreshCoalescer.Call = {
+      // The first call waits until the test lets it answer; any other answers at once.
+      if calls.withLock({ $0 += 1; return $0 }) == 1 { await withCheckedContinuation { c in held.withLock { $0 = c } } }
+      return .success(Self.answer)
+    }
+    let leader = Task(executorPreference: other) { await coalescer.refresh(key, target: "/leader", timeout: .seconds(30), call: call) }
+    await Self.waitFor("the leader's call") { held.withLock { $0 != nil } }
+    // Loop 0 stops while, in this order, the follower reaches the coalescer (its job
+    // queued on loop 0, the call in flight) and the leader's answer comes back (queued
+    // after it); then loop 0 runs both.
+    let paused = Locked(true)
+    home.execute {
+      let giveUp = ContinuousClock.now + .seconds(10)
+      while paused.withLock({ $0 }) && ContinuousClock.now < giveUp { usleep(200) }
+    }
+    let follower = Task(executorPreference: other) { await coalescer.refresh(key, target: "/follower", timeout: .seconds(30), call: call) }
+    other.execute {
+      held.withLock { $0 }?.resume()
+      other.execute { paused.withLock { $0 = false } }
+    }
+    guard case .called(.success) = await leader.value else {
+      Issue.record("the leader did not make the call")
+      return
+    }
+    switch await follower.value {
+    case .shared(.success(let r), let origin):
+      #expect(r == Self.answer && origin.leader == "/leader")
+    case .shared(.failure(let error), _):
+      Issue.record("the follower failed: \(error)")
+    case .called:
+      Issue.record("the follower made a call of its own")
+    }
+    #expect(calls.withLock { $0 } == 1)
+    #expect(await coalescer.calls == 1)
+    #expect(await coalescer.saved == 1)
+    await coalescer.close()
+    #expect(await coalescer.keys == 0)
+    await loops.shutdownAndWait()
+    #expect(loops.leakedHandles == [])
   }
 }

@@ -134,15 +134,15 @@ def test_throttled_refreshes_back_off_first_mounts_go_through_and_all_recover(re
     assert sum(v for (n, _), v in samples.items() if n == "rotation_reconcile_error_total") >= 1
 
 
-def test_coalescing_makes_one_call_per_identity_per_interval(ref_env, csi):
+@pytest.mark.parametrize("loops", [1, 2])
+def test_coalescing_makes_one_call_per_identity_per_interval(ref_env, csi, loops):
     env = ref_env
     write_spc(env.spcs, "shared", provider="reference", parameters={"objects": OBJECTS})
     port = free_tcp_port()
-    # One event loop: with several, an identity's volumes (sharded over the loops) do not
-    # yet always join one call (measured: about 4 calls per identity per interval on two
-    # loops instead of 1; docs/rotation-and-sync.md, "Coalescing and event loops").
+    # With two loops each identity's volumes are sharded over both (by target path), and
+    # its refreshes reach the one coalescer from either loop.
     env.start("--enable-secret-rotation", "--rotation-poll-interval=2s", "--rotation-coalesce-window=1500ms",
-              f"--metrics-addr=127.0.0.1:{port}", "--event-loops=1")
+              f"--metrics-addr=127.0.0.1:{port}", f"--event-loops={loops}")
     targets = publish_many(env, csi, [(f"c-{i}", "shared", f"sa-{i % 10}", "default") for i in range(200)])
     # First mounts never share: one call each.
     _, samples = parse(http_get(port, "/metrics")[2])

@@ -109,6 +109,8 @@ public actor RefreshCoalescer {
     case result(Result<Provider.MountResponse, ProviderCallError>, Origin)
     /// The answer cannot be handed on: call yourself.
     case callYourself
+    /// The call ended before the wait began and its answer was not kept: start over.
+    case lookAgain
   }
 
   private struct Waiter {
@@ -146,59 +148,84 @@ public actor RefreshCoalescer {
   /// another volume's call; the own call bounds itself.
   /// `target` is the refreshing volume (the leader, if it makes the call).
   public func refresh(_ key: CoalesceKey, target: String, timeout: Duration, call: Call) async -> Answer {
-    switch entries[key] {
-    case .kept(let response, let origin, _):
-      saved += 1
-      return .shared(.success(response), origin)
-    case .inFlight:
-      nextID += 1
-      let id = nextID
-      let shared = await withCheckedContinuation { (c: CheckedContinuation<Shared, Never>) in
+    while true {
+      switch entries[key] {
+      case .kept(let response, let origin, _):
+        saved += 1
+        return .shared(.success(response), origin)
+      case .inFlight:
+        switch await join(key, timeout: timeout) {
+        case .result(let result, let origin):
+          saved += 1
+          return .shared(result, origin)
+        case .callYourself:
+          calls += 1
+          return .called(await call())
+        case .lookAgain:
+          continue
+        }
+      case nil:
+        // In flight before the first `await`: a caller arriving meanwhile waits for it.
+        entries[key] = .inFlight(waiters: [:], leader: target)
+        calls += 1
+        return .called(await lead(key, target: target, call: call))
+      }
+    }
+  }
+
+  /// Waits for the answer of the call in flight for `key`.
+  ///
+  /// The `await` below is a suspension point before the body runs, and for callers from
+  /// another loop it really suspends: the loop runs this actor's jobs with itself as the
+  /// task executor, the caller's task prefers its own loop's, so the runtime puts the
+  /// task back in this loop's queue, and the call in flight may answer meanwhile. So the
+  /// body looks at the entry again: an answer kept by then is taken (it is this call's
+  /// answer); none (it was not kept) sends the caller back to look again, as a refresh
+  /// arriving just after the answer would.
+  private func join(_ key: CoalesceKey, timeout: Duration) async -> Shared {
+    nextID += 1
+    let id = nextID
+    return await withCheckedContinuation { (c: CheckedContinuation<Shared, Never>) in
+      switch entries[key] {
+      case .inFlight(var waiters, let leader):
         let timer = Task { [loop] in
           do { try await loop.sleep(milliseconds: max(1, timeout.timerMilliseconds)) } catch { return }
           self.timedOut(key, id)
         }
-        guard case .inFlight(var waiters, let leader) = entries[key] else {
-          timer.cancel()
-          c.resume(returning: .callYourself)
-          return
-        }
         waiters[id] = Waiter(continuation: c, timer: timer)
         entries[key] = .inFlight(waiters: waiters, leader: leader)
+      case .kept(let response, let origin, _):
+        c.resume(returning: .result(.success(response), origin))
+      case nil:
+        c.resume(returning: .lookAgain)
       }
-      switch shared {
-      case .result(let result, let origin):
-        saved += 1
-        return .shared(result, origin)
-      case .callYourself:
-        calls += 1
-        return .called(await call())
-      }
-    case nil:
-      entries[key] = .inFlight(waiters: [:], leader: target)
-      calls += 1
-      let result = await call()
-      let origin = Origin(leader: target, answeredAt: KubeClient.monotonicNow())
-      let waiters: [Int: Waiter]
-      if case .inFlight(let w, _) = entries[key] { waiters = w } else { waiters = [:] }
-      let shareable: Bool
-      switch result {
-      case .success(let response): shareable = !response.files.isEmpty || !(response.error?.code.isEmpty ?? true)
-      case .failure: shareable = true
-      }
-      if !closed, case .success(let response) = result, !response.files.isEmpty, window > .zero,
-        entries.count <= Self.maxKept
-      {
-        entries[key] = .kept(response, origin, expiry: expire(key))
-      } else {
-        entries[key] = nil
-      }
-      for waiter in waiters.values {
-        waiter.timer?.cancel()
-        waiter.continuation.resume(returning: shareable ? .result(result, origin) : .callYourself)
-      }
-      return .called(result)
     }
+  }
+
+  /// Makes the call for `key`, already marked in flight, and hands its answer to those
+  /// waiting (and keeps it, when it carries files, for `window`).
+  private func lead(_ key: CoalesceKey, target: String, call: Call) async -> Result<Provider.MountResponse, ProviderCallError> {
+    let result = await call()
+    let origin = Origin(leader: target, answeredAt: KubeClient.monotonicNow())
+    let waiters: [Int: Waiter]
+    if case .inFlight(let w, _) = entries[key] { waiters = w } else { waiters = [:] }
+    let shareable: Bool
+    switch result {
+    case .success(let response): shareable = !response.files.isEmpty || !(response.error?.code.isEmpty ?? true)
+    case .failure: shareable = true
+    }
+    if !closed, case .success(let response) = result, !response.files.isEmpty, window > .zero,
+      entries.count <= Self.maxKept
+    {
+      entries[key] = .kept(response, origin, expiry: expire(key))
+    } else {
+      entries[key] = nil
+    }
+    for waiter in waiters.values {
+      waiter.timer?.cancel()
+      waiter.continuation.resume(returning: shareable ? .result(result, origin) : .callYourself)
+    }
+    return result
   }
 
   /// Keys with an answer kept or a call in flight (tests).
