@@ -73,7 +73,12 @@ public final class VolumeStateStore: Sendable {
   }
 
 
-  /// Replaces the volume's record atomically.
+  /// Replaces the volume's record atomically (a temporary file renamed over the old one).
+  /// No fsync: a record only has to survive the driver's own crash or restart, and the
+  /// page cache does that; what would need fsync (a kernel crash, a power loss) also takes
+  /// the node's tmpfs mounts the record describes. On a state directory that is not a
+  /// tmpfs, the two fsyncs cost ~9 ms per publish on this project's test machine (a
+  /// journaled ext4), against ~0.6 ms for the rest of the publish.
   func save(_ record: VolumeStateRecord) throws {
     let data = try record.json()
     let name = Self.fileName(target: record.targetPath)
@@ -88,7 +93,6 @@ public final class VolumeStateStore: Sendable {
           offset += try sys("write", directory + "/" + temporary) { write(fd, buffer.baseAddress! + offset, buffer.count - offset) }
         }
       }
-      _ = try sys("fsync", directory + "/" + temporary) { fsync(fd) }
       Glibc.close(fd)
       _ = try sys("renameat", directory + "/" + name) { renameat(directoryFD, temporary, directoryFD, name) }
     } catch {
@@ -96,7 +100,6 @@ public final class VolumeStateStore: Sendable {
       _ = unlinkat(directoryFD, temporary, 0)
       throw error
     }
-    _ = try sys("fsync", directory) { fsync(directoryFD) }
   }
 
   /// Removes the volume's record; no record is fine.
