@@ -118,7 +118,11 @@ import UVRuntime
         gate.release()
       }
       #expect(gate.tokens == 0)
-      #expect(gate.tryAcquire(.firstMount) == false)
+      // And with the bucket empty, first mounts still pass: they never wait for a token
+      // (only the concurrency limit bounds them), and take none they cannot.
+      #expect(gate.tryAcquire(.firstMount))
+      gate.release()
+      #expect(gate.tokens == 0)
       #expect(gate.waited.firstMounts == 0)
       queuedRefresh.cancel()
       await #expect(throws: CancellationError.self) { try await queuedRefresh.value }
@@ -233,8 +237,11 @@ import UVRuntime
     try await ProviderGateTests.withLoop { loop in
       let gate = ProviderGate(limits: .init(ratePerSecond: 0.001, burst: 1), loop: loop)
       try await gate.withPermit(.refresh) {}
-      await #expect(throws: ProviderGate.TimedOut.self) { try await gate.acquire(.firstMount, timeout: .milliseconds(20)) }
+      await #expect(throws: ProviderGate.TimedOut.self) { try await gate.acquire(.refresh, timeout: .milliseconds(20)) }
       #expect(gate.queued == (0, 0))
+      // A first mount does not wait for tokens at all.
+      #expect(try await gate.acquire(.firstMount, timeout: .milliseconds(20)) == false)
+      gate.release()
     }
   }
 }

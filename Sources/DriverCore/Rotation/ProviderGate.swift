@@ -6,11 +6,11 @@ public import UVRuntime
 /// (a pod waiting to start) always goes ahead of every refresh, whatever arrived first.
 /// Within a priority, calls go in arrival order.
 ///
-/// Refreshes never spend the tokens first mounts need: a refresh takes a token only
-/// while more than ``Limits/refreshReserve`` tokens (half the burst) stay in the bucket
-/// afterwards; a first mount may take every token. So a storm of refreshes drains the
-/// bucket at most to the reserve, and a burst of first mounts that follows finds the
-/// reserve there (docs/rotation-and-sync.md, "Provider gate").
+/// The token bucket paces refreshes (the driver's own traffic): a refresh takes a token
+/// only while more than ``Limits/refreshReserve`` tokens (half the burst) stay in the
+/// bucket afterwards. First mounts (kubelet's traffic, a pod waiting) are bounded only by
+/// the concurrency limit: they spend a token when one is there, so refreshes slow down
+/// while pods start, but never wait for one (docs/rotation-and-sync.md, "Provider gate").
 ///
 /// One gate per provider, shared by every event loop: its state is behind a lock, so
 /// a call that passes at once (a free slot and a token, nobody queued ahead of it)
@@ -224,8 +224,16 @@ public final class ProviderGate: Sendable {
   /// and `pacing` (a waiter is queued for it), a timer looks again when one is due.
   private func takeToken(_ priority: Priority, _ s: inout State, _ t: Duration, pacing: Bool) -> Bool {
     guard var b = s.bucket else { return true }
-    let floor = priority == .refresh ? Double(limits.refreshReserve) : 0
-    let wait = b.take(keeping: floor, now: t)
+    if priority == .firstMount {
+      // A pod waiting to start goes at kubelet's pace, bounded only by the concurrency
+      // limit: it spends a token when there is one (so refreshes see the store's budget
+      // used) but never waits for one. Rate-limiting first mounts capped a node at
+      // --provider-qps publishes a second (100 by default), whatever its cores.
+      _ = b.take(keeping: 0, now: t)
+      s.bucket = b
+      return true
+    }
+    let wait = b.take(keeping: Double(limits.refreshReserve), now: t)
     s.bucket = b
     if wait > .zero {
       if pacing { pace(after: wait, &s) }
