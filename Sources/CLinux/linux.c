@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <errno.h>
-#include <mntent.h>
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
@@ -15,35 +14,6 @@
 
 int clinux_unshare(int flags) { return unshare(flags); }
 int clinux_clone_newns(void) { return CLONE_NEWNS; }
-
-int clinux_is_mountpoint(const char *path) {
-    FILE *f = setmntent("/proc/self/mounts", "r");
-    if (!f) return -1;
-    struct mntent ent;
-    char buf[8192];
-    int found = 0;
-    while (getmntent_r(f, &ent, buf, sizeof buf)) {
-        if (strcmp(ent.mnt_dir, path) == 0) { found = 1; }
-    }
-    endmntent(f);
-    return found;
-}
-
-int clinux_mount_fstype(const char *path, char *fstype, size_t n) {
-    FILE *f = setmntent("/proc/self/mounts", "r");
-    if (!f) return -1;
-    struct mntent ent;
-    char buf[8192];
-    int found = -1;
-    while (getmntent_r(f, &ent, buf, sizeof buf)) {
-        if (strcmp(ent.mnt_dir, path) == 0) {
-            snprintf(fstype, n, "%s", ent.mnt_type);
-            found = 0; // keep the last: it is the one on top
-        }
-    }
-    endmntent(f);
-    return found;
-}
 
 // Without openat2 (ENOSYS: Linux before 5.6, or a tool such as valgrind that does not
 // know the call): the same rule, one element at a time. Each element is opened relative

@@ -54,7 +54,7 @@ public enum Tmpfs {
   }
 }
 
-/// Questions about the mount table (/proc/self/mounts).
+/// Questions about the mount table (`MountTable`, /proc/self/mountinfo).
 public enum Mounts {
   /// Whether `path` (symlinks resolved) is the mount point of some mount.
   /// A path that does not exist is not a mount point.
@@ -68,24 +68,15 @@ public enum Mounts {
     default: break  // older kernel: ask the mount table
     }
     guard let resolved = try resolve(path) else { return false }
-    switch clinux_is_mountpoint(resolved) {
-    case 1: return true
-    case 0: return false
-    default: throw VolumeFileError(.system(call: "setmntent(/proc/self/mounts)", path: path, errno: errno))
-    }
+    return try MountTable.read().contains { $0.mountPoint == resolved }
   }
 
   /// The filesystem type of the topmost mount at `path`, or nil if nothing is mounted there
   /// (or the path does not exist).
   public static func fsType(_ path: String) throws -> String? {
     guard let resolved = try resolve(path) else { return nil }
-    var buffer = [CChar](repeating: 0, count: 256)
-    if clinux_mount_fstype(resolved, &buffer, buffer.count) == 0 {
-      return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-    // -1 means "not found" or "cannot read the table": isMountPoint throws in the second case.
-    _ = try isMountPoint(resolved)
-    return nil
+    // The last line for a mount point is the topmost mount there.
+    return try MountTable.read().last { $0.mountPoint == resolved }?.fsType
   }
 
   /// The canonical path the mount table uses, or nil if it does not exist.

@@ -7,10 +7,6 @@
 // Linux calls that Swift's Glibc module does not expose (needs _GNU_SOURCE).
 int clinux_unshare(int flags);
 int clinux_clone_newns(void);
-// Returns 1 if `path` is a mount point listed in /proc/self/mountinfo, 0 if not, -1 on error.
-int clinux_is_mountpoint(const char *path);
-// Fills `fstype` (size n) with the filesystem type of the mount at `path`; 0 on success.
-int clinux_mount_fstype(const char *path, char *fstype, size_t n);
 // openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS: the walk
 // may not leave `dirfd` (EXDEV), may not pass a symlink anywhere in `path` (ELOOP), and
 // `mode` is used only with O_CREAT. -1 and errno on failure. Where the kernel (or a tool
