@@ -14,6 +14,11 @@ public struct DriverConfig: Sendable, Hashable {
   /// The default `--kubelet-root-dir`, as upstream chart's `linux.kubeletRootDir`.
   public static let defaultKubeletRootDir = "/var/lib/kubelet"
 
+  /// `<kubelet root>/pods`, where kubelet keeps pod volumes: every target lies beneath it.
+  static func podsDirectory(kubeletRootDir: String) -> String {
+    (kubeletRootDir == "/" ? "" : kubeletRootDir) + "/pods"
+  }
+
   /// `--kubelet-root-dir`: target paths must lie under `<this>/pods`; absolute and clean.
   public var kubeletRootDir: String
 

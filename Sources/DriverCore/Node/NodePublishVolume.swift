@@ -53,7 +53,7 @@ extension NodeService {
       throw RPCError.invalidArgument(
         "target_path \(quotedPath(path)) is too long (at most \(PathRules.maxPathBytes - 1) bytes, \(PathRules.maxElementBytes) per element)")
     }
-    let pods = (kubeletRootDir == "/" ? "" : kubeletRootDir) + "/pods"
+    let pods = DriverConfig.podsDirectory(kubeletRootDir: kubeletRootDir)
     guard VolumeTarget(path: path, under: pods) != nil else {
       throw RPCError.invalidArgument(
         "target_path \(quotedPath(path)) is not under \(pods), where kubelet keeps pod volumes (set --kubelet-root-dir to kubelet's --root-dir)")

@@ -60,7 +60,7 @@ struct VolumeRecovery: Sendable {
       // Only beneath this driver's kubelet root: another driver on the machine (another
       // kubelet root, as tests and benchmarks run them) owns what lies elsewhere, and its
       // first mounts have no `..data` until their provider answers.
-      let pods = (env.settings.kubeletRootDir == "/" ? "" : env.settings.kubeletRootDir) + "/pods"
+      let pods = DriverConfig.podsDirectory(kubeletRootDir: env.settings.kubeletRootDir)
       mounts = top.filter {
         $0.value.fsType == "tmpfs" && ($0.value.source == ours || $0.value.source == Self.legacySource)
           && VolumeTarget(path: $0.key, under: pods) != nil
@@ -146,8 +146,12 @@ struct VolumeRecovery: Sendable {
     return parts[n - 1] == "mount" && parts[n - 3] == "kubernetes.io~csi" && parts[n - 4] == "volumes" && parts[n - 6] == "pods"
   }
 
+  /// Whether the writer's `..data` link is in the volume, looked up beneath the kubelet
+  /// root as every other volume operation is (no symlink followed on the way).
   private func hasContent(_ target: String) -> Bool {
-    var st = stat()
-    return lstat(target + "/..data", &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
+    let pods = DriverConfig.podsDirectory(kubeletRootDir: env.settings.kubeletRootDir)
+    guard let volume = VolumeTarget(path: target, under: pods) else { return false }
+    return (try? volume.hasEntry("..data")) == true
   }
+
 }

@@ -112,6 +112,8 @@ public actor VolumeActor {
   }
 
   private var record: Record?
+  /// `volumeTarget(_:)`, once made.
+  private var target: VolumeTarget?
   /// The pod's fsGroup from the latest publish (volume_mount_group), for the writer.
   private var mountGroup: UInt32?
   /// The provider of the last class this volume resolved ("" before one resolves): the metrics' `provider` label.
@@ -222,12 +224,15 @@ public actor VolumeActor {
   }
 
   /// The target beneath the kubelet root, reached without symlinks. `NodeService`
-  /// already checked that the path lies under `<root>/pods`.
-  nonisolated func volumeTarget(_ env: VolumeEnvironment) throws(PublishError) -> VolumeTarget {
-    guard let target = VolumeTarget(path: targetPath, under: env.settings.kubeletRootDir) else {
+  /// already checked that the path lies under `<root>/pods`. Made once per volume:
+  /// the path and the root never change, and a publish needs it several times.
+  func volumeTarget(_ env: VolumeEnvironment) throws(PublishError) -> VolumeTarget {
+    if let target, target.root == env.settings.kubeletRootDir { return target }
+    guard let made = VolumeTarget(path: targetPath, under: env.settings.kubeletRootDir) else {
       throw PublishError.invalidArgument("target_path \(targetPath.debugDescription) is not under \(env.settings.kubeletRootDir)")
     }
-    return target
+    target = made
+    return made
   }
 
   /// A target that leads out of the kubelet root (through a symlink) is the caller's
