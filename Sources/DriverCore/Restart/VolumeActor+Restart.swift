@@ -24,30 +24,44 @@ enum RestartSettlement: Sendable {
 
 extension VolumeActor {
   /// Records the volume in the state directory after a successful fetch. A failure is
-  /// logged, never fails the request: the record only matters after a restart.
+  /// logged, never fails the request: the record only matters after a restart. The
+  /// file work goes where the volume's other file work goes (`onPool`).
   func saveState(
     _ request: ValidPublishRequest, spc: SecretProviderClass, versions: [Provider.ObjectVersion], files: [SecretFile],
     env: VolumeEnvironment
-  ) {
+  ) async {
     guard let store = env.state else { return }
     let record = VolumeStateRecord(
       request: request, provider: spc.provider, versions: versions, files: files, defaultMode: MountRequestBuilder.defaultFileMode,
       lastFetch: TokenExpiry.wallNow(), rotationInterval: spc.rotationInterval)
-    do {
-      try store.save(record)
-    } catch {
+    if let error = await stateFileWork({ try store.save(record) }) {
       env.logger.warning(
         "cannot record the volume in the state directory; a restarted driver will adopt it only at its next republish",
         metadata: ["target": "\(targetPath)", "error": "\(error)"])
     }
   }
 
-  func removeState(env: VolumeEnvironment) {
+  func removeState(env: VolumeEnvironment) async {
     guard let store = env.state else { return }
-    do {
-      try store.remove(target: targetPath)
-    } catch {
+    let target = targetPath
+    if let error = await stateFileWork({ try store.remove(target: target) }) {
       env.logger.warning("cannot remove the volume's record from the state directory", metadata: ["target": "\(targetPath)", "error": "\(error)"])
+    }
+  }
+
+  /// Runs a state-directory call as the volume runs its other file work; its error, if any.
+  private func stateFileWork(_ work: @escaping @Sendable () throws -> Void) async -> String? {
+    do {
+      return try await onPool { () throws(PublishError) -> String? in
+        do {
+          try work()
+          return nil
+        } catch {
+          return "\(error)"
+        }
+      }
+    } catch {
+      return error.message
     }
   }
 

@@ -284,7 +284,7 @@ public actor VolumeActor {
       record = Record(
         versions: versions, lastFetch: env.now(), request: ValidPublishRequest(csi: request, pod: pod, mountGroup: mountGroup),
         interval: spc.rotationInterval)
-      saveState(ValidPublishRequest(csi: request, pod: pod, mountGroup: mountGroup), spc: spc, versions: versions, files: files, env: env)
+      await saveState(ValidPublishRequest(csi: request, pod: pod, mountGroup: mountGroup), spc: spc, versions: versions, files: files, env: env)
       report(pod: pod, spc: spc, versions: versions, files: files, rotated: false, env: env)
       scheduleNext(pod: pod, spc: spc, request: request, env: env)
     } catch {
@@ -383,7 +383,7 @@ public actor VolumeActor {
       current.lastFetch = env.now()
       current.interval = spc.rotationInterval
       record = current
-      saveState(ValidPublishRequest(csi: request, pod: pod, mountGroup: mountGroup), spc: spc, versions: versions, files: files, env: env)
+      await saveState(ValidPublishRequest(csi: request, pod: pod, mountGroup: mountGroup), spc: spc, versions: versions, files: files, env: env)
       if changed || adopted || versionsMoved {
         report(pod: pod, spc: spc, versions: versions, files: files, rotated: changed, env: env)
       }
@@ -590,7 +590,7 @@ public actor VolumeActor {
   /// sending their provider requests and answering kubelet meanwhile. Alone,
   /// it runs inline: two thread hops would cost more than they save. The
   /// actor's own gate still keeps one request per target at a time.
-  private func onPool<T: Sendable>(
+  func onPool<T: Sendable>(
     _ body: @escaping @Sendable () throws(PublishError) -> T
   ) async throws(PublishError) -> T {
     if activity.inFlight <= 1 { return try body() }
@@ -665,7 +665,7 @@ public actor VolumeActor {
       }
     }
     record = nil
-    removeState(env: env)
+    await removeState(env: env)
   }
 
   /// After a restart, as the holder of the state directory's lock, under this volume's
@@ -688,7 +688,7 @@ public actor VolumeActor {
     do {
       try unmountAll(target)
       try? target.removeDirectory()
-      removeState(env: env)
+      await removeState(env: env)
       return .removedHalfBuilt
     } catch {
       return .failed(error.message)
