@@ -410,10 +410,16 @@ public actor VolumeActor {
           target: targetPath, backoffKey: Self.backoffKey(pod), interval: current.interval, lastFetch: .zero, tokensExpire: nil))
       // kubelet may delete the mount directory after a failed republish: answer
       // success, keep the old content, and report the failure.
+      // As MountingPublisher does for kubelet's answer: the parts are scrubbed already,
+      // the whole once more with this request's secrets before a log line or an event.
+      let message = SecretScrubber(publishing: request).scrub(error.message, limitBytes: 1024)
       env.logger.warning(
         "refresh failed; keeping the mounted content",
-        metadata: ["target": "\(targetPath)", "class": "\(pod.podNamespace)/\(pod.secretProviderClass)", "error": "\(error)"])
-      env.events?.emit(eventPod(pod), warning: true, reason: "MountRotationFailed", message: error.message)
+        metadata: [
+          "target": "\(targetPath)", "class": "\(pod.podNamespace)/\(pod.secretProviderClass)", "code": "\(error.code)",
+          "error": "\(message)",
+        ])
+      env.events?.emit(eventPod(pod), warning: true, reason: "MountRotationFailed", message: message)
       return .refreshFailed(error)
     }
   }
