@@ -22,10 +22,10 @@ public struct ProviderSettings: Sendable, Hashable {
   /// share one Mount call within this window (zero: every refresh makes its own call).
   public var coalesceWindow: Duration = .zero
 
-  /// 256 calls in flight and 100 a second with a burst of 500: a burst of 250 first
-  /// mounts, or pods arriving at 100 a second, never wait, while a storm of refreshes
-  /// (every volume due at once after a restart) is spread over seconds instead of
-  /// hitting the store together. docs/rotation-and-sync.md explains.
+  /// 256 calls in flight; refreshes at 100 a second with a burst of 500 (first mounts
+  /// wait only for a free slot, never for a token): a storm of refreshes (every volume
+  /// due at once after a restart) is spread over seconds instead of hitting the store
+  /// together, while pods starting meanwhile go first. docs/rotation-and-sync.md explains.
   public static let defaultGate = ProviderGate.Limits(concurrency: 256, ratePerSecond: 100, burst: 500)
 
   public static let defaultProviderVolume = "/var/run/secrets-store-csi-providers"
