@@ -17,6 +17,9 @@ public final class VolumeRegistry: Sendable {
   private struct Entry {
     var actor: VolumeActor
     var users: Int
+    /// Counts every request that has entered: a leaver's view of the actor's idleness
+    /// is stale when another request came (and maybe went) after it looked.
+    var entries = 0
   }
 
   private struct Shard: Sendable {
@@ -67,15 +70,16 @@ public final class VolumeRegistry: Sendable {
     _ targetPath: String, _ body: (isolated VolumeActor) async throws(PublishError) -> T
   ) async throws(PublishError) -> T {
     let shard = shards[loops.index(forKey: targetPath)]
-    let actor = shard.entries.withLock { all -> VolumeActor in
+    let (actor, entered) = shard.entries.withLock { all -> (VolumeActor, Int) in
       if var entry = all[targetPath] {
         entry.users += 1
+        entry.entries += 1
         all[targetPath] = entry
-        return entry.actor
+        return (entry.actor, entry.entries)
       }
       let actor = VolumeActor(targetPath: targetPath, loop: shard.loop, activity: shard.activity)
-      all[targetPath] = Entry(actor: actor, users: 1)
-      return actor
+      all[targetPath] = Entry(actor: actor, users: 1, entries: 1)
+      return (actor, 1)
     }
     shard.activity.enter()
     // One trip to the actor's loop and back: the body and the idle check together.
@@ -91,7 +95,7 @@ public final class VolumeRegistry: Sendable {
       }
       return (result, actor.isIdle)
     }
-    let (result, idle): (Result<T, PublishError>, Bool)
+    var (result, idle): (Result<T, PublishError>, Bool)
     if loops.count == 1 {
       (result, idle) = await visit(actor)
     } else {
@@ -101,14 +105,23 @@ public final class VolumeRegistry: Sendable {
       (result, idle) = await withTaskExecutorPreference(shard.loop) { await visit(actor) }
     }
     shard.activity.leave()
-    shard.entries.withLock { all in
-      guard var entry = all[targetPath], entry.actor === actor else { return }
+    // The last one out forgets an idle actor. `idle` was seen at the end of this body;
+    // if another request entered since (and left, or it would still count as a user),
+    // the volume may hold a mount now: look again before forgetting it.
+    var seen = entered
+    while let newer = shard.entries.withLock({ all -> Int? in
+      guard var entry = all[targetPath], entry.actor === actor else { return nil }
+      if idle && entry.users == 1 && entry.entries != seen { return entry.entries }
       entry.users -= 1
       if entry.users == 0 && idle {
         all[targetPath] = nil
       } else {
         all[targetPath] = entry
       }
+      return nil
+    }) {
+      seen = newer
+      idle = await actor.isIdle
     }
     return try result.get()
   }
