@@ -83,10 +83,6 @@ import UVRuntime
   static let answer = Provider.MountResponse(
     objectVersion: [.init(id: "db", version: "1")], files: [.init(path: "db", mode: 0, contents: Array("v1".utf8))])
 
-  static func withLoop(_ body: (EventLoop) async throws -> Void) async throws {
-    try await ProviderGateTests.withLoop(body)
-  }
-
   static func waitFor(_ what: String, _ condition: () async -> Bool) async {
     for _ in 0..<20_000 {
       if await condition() { return }
@@ -111,7 +107,7 @@ import UVRuntime
   static func withHeldCoalescer(
     _ body: (RefreshCoalescer, ProviderGate, Locked<Int>, CoalesceKey) async throws -> Void
   ) async throws {
-    try await Self.withLoop { loop in
+    try await withLoop("coalesce") { loop in
       let coalescer = RefreshCoalescer(provider: "p", window: .seconds(60), loop: loop)
       let hold = ProviderGate(limits: .init(concurrency: 1), loop: loop)
       try await hold.acquire(.refresh)
