@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "Tests" / "integration"))
 
+from benchlib import stop, unmount_under, wait_socket  # noqa: E402
 from kubeapi_fixture import start_kube_api  # noqa: E402
 from test_cluster_mode import DRIVER_RULES as _E2E_RULES, DRIVER_USER  # noqa: E402
 
@@ -60,33 +60,6 @@ def spc_yaml(name: str, namespace: str, latency: str | None) -> dict:
     return {"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"provider": "reference", "parameters": params}}
-
-
-def wait_socket(path: Path, proc: subprocess.Popen, what: str) -> None:
-    for _ in range(600):
-        if path.is_socket():
-            return
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with {proc.returncode}")
-        time.sleep(0.05)
-    raise SystemExit(f"{what} never listened on {path}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def unmount_under(root: Path) -> None:
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    for p in sorted((p for p in points if p.startswith(str(root) + "/")), key=len, reverse=True):
-        subprocess.run(["umount", "-l", p], check=False)
 
 
 def run_mode(mode: str, bins: Path, root: Path, api, out_dir: Path, spcs: int) -> dict:

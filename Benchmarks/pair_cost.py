@@ -34,52 +34,17 @@ import os
 import re
 import shutil
 import signal
-import socket
-import stat
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchlib import cpu_seconds, say, stop, wait_accepting
+
 REPO = Path(__file__).resolve().parents[1]
 OBJECTS = 3
 OBJECT_SIZE = 256
-
-
-def say(msg: str = "") -> None:
-    print(msg, flush=True)
-
-
-def is_socket(path: Path) -> bool:
-    try:
-        return stat.S_ISSOCK(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return False
-
-
-def wait_for_socket(sock: Path, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            say(log.read_text(errors="replace")[-4000:])
-            sys.exit(f"pair_cost: {log.stem} exited with {proc.returncode} during startup")
-        if is_socket(sock):
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                try:
-                    s.connect(str(sock))
-                    return
-                except OSError:
-                    pass
-        if time.monotonic() > deadline:
-            sys.exit(f"pair_cost: no {sock} after {timeout:.0f} s (see {log})")
-        time.sleep(0.05)
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and all its threads, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Rig:
@@ -104,7 +69,7 @@ class Rig:
         self.provider = subprocess.Popen(
             [str(bins / "csi-reference-provider"), "--endpoint", f"unix://{psock}", "--data-dir", str(store)],
             stdout=open(self.plog, "wb"), stderr=subprocess.STDOUT)
-        wait_for_socket(psock, self.provider, self.plog, 30)
+        wait_accepting(psock, self.provider, self.plog, 30, prefix="pair_cost: ", what=self.plog.stem)
         self.socket = work / "csi.sock"
         self.dlog = work / "driver.log"
         self.driver = subprocess.Popen(
@@ -119,7 +84,8 @@ class Rig:
              *([] if "--state-dir" in driver_args else ["--state-dir", self.state_dir()]),
              *driver_args],
             stdout=open(self.dlog, "wb"), stderr=subprocess.STDOUT)
-        wait_for_socket(self.socket, self.driver, self.dlog, 120 if wrapper else 30)
+        wait_accepting(self.socket, self.driver, self.dlog, 120 if wrapper else 30, prefix="pair_cost: ",
+                       what=self.dlog.stem)
 
     def state_dir(self) -> str:
         if os.path.isdir("/run") and os.access("/run", os.W_OK):
@@ -142,13 +108,7 @@ class Rig:
 
     def stop(self) -> None:
         for p in (self.driver, self.provider):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop(p)
         if getattr(self, "run_state", None):
             shutil.rmtree(self.run_state, ignore_errors=True)
 

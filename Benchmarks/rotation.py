@@ -44,7 +44,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -56,11 +55,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "Tests" / "integration"))
 
+from benchlib import cpu_seconds, stop, unmount_under, wait_socket  # noqa: E402
+
 OBJECTS = ["secret-0", "secret-1", "secret-2"]
 CHANGED = "secret-0"
 SERVICE_ACCOUNTS = 10
 TOKENS_KEY = "csi.storage.k8s.io/serviceAccount.tokens"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def parse_duration(text: str) -> float:
@@ -91,39 +91,6 @@ def write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-def wait_socket(path: Path, proc: subprocess.Popen, what: str) -> None:
-    for _ in range(1200):
-        if path.is_socket():
-            return
-        if proc.poll() is not None:
-            raise SystemExit(f"rotation: {what} exited with {proc.returncode}")
-        time.sleep(0.05)
-    raise SystemExit(f"rotation: {what} never listened on {path}")
-
-
-def stop(proc: subprocess.Popen) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
-def unmount_under(root: Path) -> None:
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    for p in sorted((p for p in points if p.startswith(str(root) + "/")), key=len, reverse=True):
-        subprocess.run(["umount", "-l", p], check=False)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
 def provider_stats(path: Path) -> dict:
@@ -171,7 +138,7 @@ class Node:
             [str(bins / "csi-reference-provider"), "--endpoint", f"unix://{self.providers}/reference.sock",
              "--data-dir", str(self.store), "--stats-file", str(self.stats)],
             stdout=subprocess.DEVNULL, stderr=open(root / "provider.log", "wb"))
-        wait_socket(self.providers / "reference.sock", self.provider, "provider")
+        wait_socket(self.providers / "reference.sock", self.provider, "provider", prefix="rotation: ", timeout=60)
         self.socket = root / "csi.sock"
         self.driver_log = root / "driver.log"
         self.driver = subprocess.Popen(
@@ -181,7 +148,7 @@ class Node:
              "--kubelet-root-dir", str(self.kubelet), "--state-dir", str(root / "state"),
              "--enable-secret-rotation", f"--rotation-poll-interval={interval}", *driver_extra],
             stdout=subprocess.DEVNULL, stderr=open(self.driver_log, "wb"))
-        wait_socket(self.socket, self.driver, "driver")
+        wait_socket(self.socket, self.driver, "driver", prefix="rotation: ", timeout=60)
         from support import channel_for, compile_proto
         self.csi = compile_proto("csi")
         self.channel = channel_for(f"unix://{self.socket}")

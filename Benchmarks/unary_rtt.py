@@ -20,48 +20,18 @@ import platform
 import re
 import shutil
 import signal
-import socket
-import stat
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchlib import say, wait_accepting
+
 REPO = Path(__file__).resolve().parents[1]
 METHOD = "/csi.v1.Node/NodeGetInfo"
 # gRPC framing of an empty NodeGetInfoRequest: not compressed, length 0.
 EMPTY_GRPC_MESSAGE = b"\x00\x00\x00\x00\x00"
-
-
-def say(msg: str = "") -> None:
-    print(msg, flush=True)
-
-
-def is_socket(path: Path) -> bool:
-    try:
-        return stat.S_ISSOCK(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return False
-
-
-def wait_until_accepting(sock: Path, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    """Waits until the socket file exists and a connection to it succeeds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            say(log.read_text(errors="replace"))
-            sys.exit(f"unary_rtt: the driver exited with {proc.returncode} during startup")
-        if is_socket(sock):
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                try:
-                    s.connect(str(sock))
-                    return
-                except OSError:
-                    pass
-        if time.monotonic() > deadline:
-            sys.exit(f"unary_rtt: the driver was not accepting on {sock} after {timeout}s")
-        time.sleep(0.02)
 
 
 def process_stats(pid: int) -> dict:
@@ -212,7 +182,7 @@ def main() -> int:
         say("$ " + " ".join(cmd))
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        wait_until_accepting(sock, proc, log_path, opts.timeout)
+        wait_accepting(sock, proc, log_path, opts.timeout, prefix="unary_rtt: ", what="the driver", interval=0.02)
         say(f"driver listening on {endpoint} (pid {proc.pid})\n")
 
         say("== csi-bench (Swift gRPC client, one HTTP/2 connection)")

@@ -83,10 +83,6 @@ import UVRuntime
   static let answer = Provider.MountResponse(
     objectVersion: [.init(id: "db", version: "1")], files: [.init(path: "db", mode: 0, contents: Array("v1".utf8))])
 
-  static func withLoop(_ body: (EventLoop) async throws -> Void) async throws {
-    try await ProviderGateTests.withLoop(body)
-  }
-
   static func waitFor(_ what: String, _ condition: () async -> Bool) async {
     for _ in 0..<20_000 {
       if await condition() { return }
@@ -105,13 +101,40 @@ import UVRuntime
     }
   }
 
-  @Test func oneCallFansOutToEveryWaitingRefreshAndLaterOnesInTheWindow() async throws {
-    try await Self.withLoop { loop in
+  /// Runs `body` with what each test below starts from: a coalescer on a fresh loop, a
+  /// gate whose one slot the test holds (so `heldCall`s wait until it releases it), a
+  /// count of provider calls and the key of the default identity.
+  static func withHeldCoalescer(
+    _ body: (RefreshCoalescer, ProviderGate, Locked<Int>, CoalesceKey) async throws -> Void
+  ) async throws {
+    try await withLoop("coalesce") { loop in
       let coalescer = RefreshCoalescer(provider: "p", window: .seconds(60), loop: loop)
       let hold = ProviderGate(limits: .init(concurrency: 1), loop: loop)
       try await hold.acquire(.refresh)
       let calls = Locked(0)
       let key = try #require(CoalesceKeyTests.key())
+      try await body(coalescer, hold, calls, key)
+    }
+  }
+
+  /// A leader's call held at `hold`, three more refreshes of its key waiting on it, then
+  /// `hold` released: what the three got (in order), once the leader has its answer too.
+  static func threeJoinALeader(
+    _ coalescer: RefreshCoalescer, _ hold: ProviderGate, calls: Locked<Int>, key: CoalesceKey, call: @escaping RefreshCoalescer.Call
+  ) async -> [RefreshCoalescer.Answer] {
+    let leader = Task { await coalescer.refresh(key, target: "/leader", timeout: .seconds(30), call: call) }
+    await Self.waitFor("the first call") { calls.withLock { $0 } == 1 }
+    let followers = (0..<3).map { i in Task { await coalescer.refresh(key, target: "/f\(i)", timeout: .seconds(30), call: call) } }
+    await Self.waitFor("three waiting") { await coalescer.waiting == 3 }
+    hold.release()
+    var answers: [RefreshCoalescer.Answer] = []
+    for f in followers { answers.append(await f.value) }
+    _ = await leader.value
+    return answers
+  }
+
+  @Test func oneCallFansOutToEveryWaitingRefreshAndLaterOnesInTheWindow() async throws {
+    try await Self.withHeldCoalescer { coalescer, hold, calls, key in
       let call = Self.heldCall(hold, calls: calls, answer: Self.answer)
       let answers = Locked<[String: Bool]>([:])  // target -> shared
       try await withThrowingTaskGroup(of: Void.self) { group in
@@ -158,59 +181,32 @@ import UVRuntime
   }
 
   @Test func anAnswerWithoutFilesIsNotHandedOn() async throws {
-    try await Self.withLoop { loop in
-      let coalescer = RefreshCoalescer(provider: "p", window: .seconds(60), loop: loop)
-      let hold = ProviderGate(limits: .init(concurrency: 1), loop: loop)
-      try await hold.acquire(.refresh)
-      let calls = Locked(0)
-      let key = try #require(CoalesceKeyTests.key())
+    try await Self.withHeldCoalescer { coalescer, hold, calls, key in
       // A provider that wrote the files into its caller's target itself.
       let call = Self.heldCall(hold, calls: calls, answer: Provider.MountResponse(objectVersion: [.init(id: "db", version: "1")]))
-      let leader = Task { await coalescer.refresh(key, target: "/leader", timeout: .seconds(30), call: call) }
-      await Self.waitFor("the first call") { calls.withLock { $0 } == 1 }
-      let followers = (0..<3).map { i in Task { await coalescer.refresh(key, target: "/f\(i)", timeout: .seconds(30), call: call) } }
-      await Self.waitFor("three waiting") { await coalescer.waiting == 3 }
-      hold.release()
-      for f in followers {
-        guard case .called = await f.value else { Issue.record("a fileless answer was handed on"); return }
+      for answer in await Self.threeJoinALeader(coalescer, hold, calls: calls, key: key, call: call) {
+        guard case .called = answer else { Issue.record("a fileless answer was handed on"); return }
       }
-      _ = await leader.value
       #expect(calls.withLock { $0 } == 4)
       #expect(await coalescer.keys == 0)  // nothing kept
     }
   }
 
   @Test func aThrottledAnswerIsSharedWithThoseWaitingButNotKept() async throws {
-    try await Self.withLoop { loop in
-      let coalescer = RefreshCoalescer(provider: "p", window: .seconds(60), loop: loop)
-      let hold = ProviderGate(limits: .init(concurrency: 1), loop: loop)
-      try await hold.acquire(.refresh)
-      let calls = Locked(0)
-      let key = try #require(CoalesceKeyTests.key())
+    try await Self.withHeldCoalescer { coalescer, hold, calls, key in
       let throttled = Provider.MountResponse(error: .init(code: "ThrottlingException"))
       let call = Self.heldCall(hold, calls: calls, answer: throttled)
-      let leader = Task { await coalescer.refresh(key, target: "/leader", timeout: .seconds(30), call: call) }
-      await Self.waitFor("the first call") { calls.withLock { $0 } == 1 }
-      let followers = (0..<3).map { i in Task { await coalescer.refresh(key, target: "/f\(i)", timeout: .seconds(30), call: call) } }
-      await Self.waitFor("three waiting") { await coalescer.waiting == 3 }
-      hold.release()
-      for f in followers {
-        guard case .shared(.success(let r), _) = await f.value else { Issue.record("the throttled answer was not shared"); return }
+      for answer in await Self.threeJoinALeader(coalescer, hold, calls: calls, key: key, call: call) {
+        guard case .shared(.success(let r), _) = answer else { Issue.record("the throttled answer was not shared"); return }
         #expect(r.error?.code == "ThrottlingException")
       }
-      _ = await leader.value
       #expect(calls.withLock { $0 } == 1)
       #expect(await coalescer.keys == 0)  // a failure is not kept: the next refresh asks again
     }
   }
 
   @Test func aWaitEndsAtItsOwnDeadline() async throws {
-    try await Self.withLoop { loop in
-      let coalescer = RefreshCoalescer(provider: "p", window: .seconds(60), loop: loop)
-      let hold = ProviderGate(limits: .init(concurrency: 1), loop: loop)
-      try await hold.acquire(.refresh)
-      let calls = Locked(0)
-      let key = try #require(CoalesceKeyTests.key())
+    try await Self.withHeldCoalescer { coalescer, hold, calls, key in
       let call = Self.heldCall(hold, calls: calls, answer: Self.answer)
       let leader = Task { await coalescer.refresh(key, target: "/leader", timeout: .seconds(30), call: call) }
       await Self.waitFor("the first call") { calls.withLock { $0 } == 1 }

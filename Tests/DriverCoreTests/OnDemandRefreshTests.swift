@@ -10,18 +10,6 @@ import UVRuntime
 /// On-demand refresh: a class asks (its refresh annotation changed, its file was touched)
 /// and the scheduler refreshes exactly that class's volumes, through the same refresh path.
 @Suite struct OnDemandRefreshTests {
-  static func withLoop(_ body: (EventLoop) async throws -> Void) async throws {
-    let loop = EventLoop(name: "on-demand")
-    do {
-      try await body(loop)
-    } catch {
-      await loop.shutdownAndWait()
-      throw error
-    }
-    await loop.shutdownAndWait()
-    #expect(loop.leakedHandles == [] && loop.closeResult == 0)
-  }
-
   /// Waits until `condition` holds (bounded at about 10 s: the loop runs on its own thread).
   static func eventually(_ what: String, _ condition: () async -> Bool) async {
     for _ in 0..<10_000 {
@@ -50,7 +38,7 @@ import UVRuntime
   }
 
   @Test func refreshesExactlyThatClassesVolumesNow() async throws {
-    try await Self.withLoop { loop in
+    try await withLoop("on-demand") { loop in
       let scheduler = RotationScheduler(
         settings: .init(defaultInterval: .seconds(3600), floor: .seconds(1)), loop: loop, logger: Logger(label: "test"))
       let refreshed = Locked<[String: [RotationScheduler.Trigger]]>([:])
@@ -78,7 +66,7 @@ import UVRuntime
   }
 
   @Test func aRequestDuringARefreshRefreshesOnceMoreAfter() async throws {
-    try await Self.withLoop { loop in
+    try await withLoop("on-demand") { loop in
       let scheduler = RotationScheduler(
         settings: .init(defaultInterval: .seconds(3600), floor: .seconds(1)), loop: loop, logger: Logger(label: "test"))
       let calls = Locked(0)
@@ -153,7 +141,7 @@ import UVRuntime
       DirectorySourceTests.write(dir + "/b.yaml", DirectorySourceTests.spc("b", provider: "p"))
       Self.setMtime(dir + "/a.yaml", seconds: 1_000_000)
       Self.setMtime(dir + "/b.yaml", seconds: 1_000_000)
-      try await Self.withLoop { loop in
+      try await withLoop("on-demand") { loop in
         let source = DirectorySecretProviderClassSource(directory: dir)
         let asked = Locked<[[String]]>([])
         let watch = Task(executorPreference: loop) {

@@ -6,18 +6,6 @@ import Testing
 import UVRuntime
 
 @Suite struct ProviderGateTests {
-  static func withLoop(_ body: (EventLoop) async throws -> Void) async throws {
-    let loop = EventLoop(name: "gate")
-    do {
-      try await body(loop)
-    } catch {
-      await loop.shutdownAndWait()
-      throw error
-    }
-    await loop.shutdownAndWait()
-    #expect(loop.leakedHandles == [] && loop.closeResult == 0)
-  }
-
   /// Waits (bounded) until the gate has queued this many calls.
   static func waitQueued(_ gate: ProviderGate, firstMounts: Int, refreshes: Int) async throws {
     let giveUp = ContinuousClock.now + .seconds(20)
@@ -30,7 +18,7 @@ import UVRuntime
   }
 
   @Test func firstMountsGoAheadOfQueuedRefreshes() async throws {
-    try await Self.withLoop { loop in
+    try await withLoop("gate") { loop in
       let gate = ProviderGate(limits: .init(concurrency: 1), loop: loop)
       let order = Locked<[String]>([])
       try await gate.acquire(.refresh)  // the one slot is taken
@@ -59,7 +47,7 @@ import UVRuntime
   }
 
   @Test func concurrencyIsBounded() async throws {
-    try await Self.withLoop { loop in
+    try await withLoop("gate") { loop in
       let gate = ProviderGate(limits: .init(concurrency: 3), loop: loop)
       let state = Locked((now: 0, peak: 0))
       try await withThrowingTaskGroup(of: Void.self) { group in
@@ -79,7 +67,7 @@ import UVRuntime
   }
 
   @Test func rateLimitHoldsCallsBeyondTheBurst() async throws {
-    try await Self.withLoop { loop in
+    try await withLoop("gate") { loop in
       // One token per thousand seconds: after the burst of two, the third call waits.
       let gate = ProviderGate(limits: .init(ratePerSecond: 0.001, burst: 2), loop: loop)
       for _ in 0..<2 { try await gate.withPermit(.firstMount) {} }
@@ -95,7 +83,7 @@ import UVRuntime
   /// bucket and a burst of first mounts then waited for tokens. The clock is manual, so the
   /// bucket refills only when the test says.
   @Test func refreshesLeaveTheReserveToFirstMounts() async throws {
-    try await Self.withLoop { loop in
+    try await withLoop("gate") { loop in
       let clock = Locked(Duration.seconds(1000))
       let gate = ProviderGate(limits: .init(ratePerSecond: 100, burst: 500), loop: loop, now: { clock.withLock { $0 } })
       #expect(gate.limits.refreshReserve == 250)
@@ -151,7 +139,7 @@ import UVRuntime
   }
 
   @Test func cancelledWaitersLeaveTheQueue() async throws {
-    try await Self.withLoop { loop in
+    try await withLoop("gate") { loop in
       let gate = ProviderGate(limits: .init(concurrency: 1), loop: loop)
       try await gate.acquire(.firstMount)
       let waiter = Task { try await gate.acquire(.refresh) }
@@ -177,7 +165,7 @@ import UVRuntime
   }
 
   @Test func aFirstMountGoesAheadOfAQueueFullOfRefreshes() async throws {
-    try await ProviderGateTests.withLoop { loop in
+    try await withLoop("gate") { loop in
       let connection = Self.connection(loop, concurrency: 1)
       let order = Locked<[String]>([])
       try await connection.gate.acquire(.refresh)  // a refresh in flight holds the one slot
@@ -214,7 +202,7 @@ import UVRuntime
   }
 
   @Test func aFirstMountNeverWaitsPastItsDeadline() async throws {
-    try await ProviderGateTests.withLoop { loop in
+    try await withLoop("gate") { loop in
       let metrics = DriverMetrics()
       let connection = ProviderConnection(
         name: "nowhere", loop: loop,
@@ -234,7 +222,7 @@ import UVRuntime
   }
 
   @Test func aTokenBucketWaitAlsoEndsAtTheDeadline() async throws {
-    try await ProviderGateTests.withLoop { loop in
+    try await withLoop("gate") { loop in
       let gate = ProviderGate(limits: .init(ratePerSecond: 0.001, burst: 1), loop: loop)
       try await gate.withPermit(.refresh) {}
       await #expect(throws: ProviderGate.TimedOut.self) { try await gate.acquire(.refresh, timeout: .milliseconds(20)) }

@@ -20,7 +20,7 @@ import pytest
 
 import support
 from kubeapi_fixture import kube_api, kube_api_factory, kubeapi_tls_dir  # noqa: F401 (fixtures)
-from support import (DriverProcess, ProviderCallProcess, compile_proto, driver_bin,
+from support import (DriverProcess, ProviderCallProcess, compile_proto, driver_bin, mounting_env,
                      provider_call_bin, require_executable, short_tmpdir)
 
 
@@ -189,10 +189,4 @@ class MountEnv:
 
 @pytest.fixture
 def mount_env(start_driver, workdir, csi, provider_proto):
-    if os.geteuid() != 0:
-        pytest.skip("NOT RUN: mounts tmpfs, which needs root (run `make test` as root)")
-    env = MountEnv(workdir, start_driver, csi)
-    try:
-        yield env
-    finally:
-        env.close()
+    yield from mounting_env(lambda: MountEnv(workdir, start_driver, csi), MountEnv.close)

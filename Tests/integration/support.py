@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 import grpc
 
@@ -169,6 +169,31 @@ def wait_until(pred: Callable[[], bool], timeout: float, what: str, interval: fl
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+MOUNTS_NEED_ROOT = "NOT RUN: mounts tmpfs, which needs root (run `make test` as root)"
+
+Env = TypeVar("Env")
+
+
+def skip_unless_root() -> None:
+    """Skips the test unless it runs as root, as tmpfs mounts need."""
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip(MOUNTS_NEED_ROOT)
+
+
+def mounting_env(make: Callable[[], Env], close: Callable[[Env], None]) -> Iterator[Env]:
+    """The body of a fixture whose environment mounts tmpfs (`yield from mounting_env(...)`):
+    skips unless root, yields what `make` returns and closes it after the test, however
+    the test ended."""
+    skip_unless_root()
+    env = make()
+    try:
+        yield env
+    finally:
+        close(env)
 
 
 def is_socket(path: Path) -> bool:

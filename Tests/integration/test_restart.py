@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from mounting import mount_of, mounts, publish_request, read_volume, target_path, unpublish_request, write_spc
-from support import wait_until
+from support import mounting_env, wait_until
 from test_reference_provider import ReferenceProvider, reference_provider_bin
 
 VOLUMES = int(os.environ.get("RESTART_VOLUMES", "200"))
@@ -88,13 +88,7 @@ class Node:
 
 @pytest.fixture
 def node_env(start_driver, workdir, csi, provider_proto):
-    if os.geteuid() != 0:
-        pytest.skip("NOT RUN: mounts tmpfs, which needs root (run `make test` as root)")
-    env = Node(workdir, start_driver, csi, provider_proto)
-    try:
-        yield env
-    finally:
-        env.close()
+    yield from mounting_env(lambda: Node(workdir, start_driver, csi, provider_proto), Node.close)
 
 
 def expected(password: bytes) -> dict:

@@ -18,7 +18,7 @@ import pytest
 
 from kubeapi_fixture import wait_for
 from mounting import publish_request, target_path, unmount_everything_under, unpublish_request, write_spc
-from support import REPO, free_tcp_port
+from support import REPO, free_tcp_port, mounting_env, skip_unless_root
 from test_cluster_mode import DRIVER_RULES, DRIVER_USER, driver_requests
 from test_reference_provider import ref_bin, start_ref  # noqa: F401 (fixtures)
 
@@ -56,13 +56,8 @@ def scrape(port: int) -> str:
 
 @pytest.fixture
 def node(start_ref, start_driver, workdir, csi):
-    if os.geteuid() != 0:
-        pytest.skip("NOT RUN: mounts tmpfs, which needs root (run `make test` as root)")
-    env = Node(start_ref, start_driver, workdir, csi)
-    try:
-        yield env
-    finally:
-        unmount_everything_under(workdir)
+    yield from mounting_env(lambda: Node(start_ref, start_driver, workdir, csi),
+                            lambda _: unmount_everything_under(workdir))
 
 
 class Node:
@@ -206,8 +201,7 @@ def test_changing_the_refresh_annotation_refreshes_that_classs_volumes_now(node,
 
 
 def test_the_rotation_bench_scenario_runs_quick(workdir):
-    if os.geteuid() != 0:
-        pytest.skip("NOT RUN: mounts tmpfs, which needs root (run `make test` as root)")
+    skip_unless_root()
     bins = Path(os.environ.get("DRIVER_BIN") or REPO / ".build" / "debug" / "secrets-store-csi-driver").resolve().parent
     for b in ("csi-load", "csi-reference-provider"):
         if not (bins / b).is_file():
