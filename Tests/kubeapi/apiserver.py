@@ -2103,6 +2103,10 @@ class APIHandler(BaseHTTPRequestHandler):
 
     def send_raw(self, code, headers, data: bytes):
         headers = list(headers) + [("Warning", f'299 - "{w}"') for w in getattr(self, "warnings", [])]
+        # logged before the answer leaves: a client that reads the request log right after its
+        # answer must see the code (the real server's audit log has it by then too)
+        self.status_code = code
+        self.entry["code"] = code
         self.send_response(code)
         for k, v in headers:
             self.send_header(k, v)
@@ -2110,7 +2114,6 @@ class APIHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-        self.status_code = code
 
     def send_error_status(self, e: APIError):
         self.send_json(e.code, e.status(), e.headers)
@@ -2935,12 +2938,13 @@ class H2Handler(APIHandler):
         hdrs = [(":status", str(code))] + [(k.lower(), str(v)) for k, v in headers
                                            if k.lower() not in self._SKIP]
         hdrs.append(("content-length", str(len(data))))
+        self.status_code = code  # logged before the answer leaves (as above)
+        self.entry["code"] = code
         if self.command == "HEAD" or not data:
             self.h2c.send_headers(self.sid, hdrs, end=True)
         else:
             self.h2c.send_headers(self.sid, hdrs)
             self.h2c.send_data(self.sid, data, end=True)
-        self.status_code = code
 
     def _start_stream(self):
         self.h2c.send_headers(self.sid, [(":status", "200"), ("content-type", "application/json"),
