@@ -46,12 +46,19 @@ public struct AtomicWriter: Sendable {
   /// holds; otherwise builds and swaps in a new version and returns `.written`.
   /// Leftovers of an interrupted write (`..data_tmp`, orphan timestamp directories, missing
   /// or stale top-level links) are repaired in both cases.
-  public func write(_ files: [SecretFile], defaultMode: UInt32, group: UInt32? = nil) throws -> WriteOutcome {
+  ///
+  /// `emptyVolume`: the caller has just mounted the volume (a fresh tmpfs) and nothing else
+  /// writes to it, so the writer does not list it (two getdents64 fewer per first mount).
+  /// Nothing there is seen, compared or repaired: a top-level name already there fails
+  /// the write (EEXIST from symlinkat), and the caller removes such a volume.
+  public func write(
+    _ files: [SecretFile], defaultMode: UInt32, group: UInt32? = nil, emptyVolume: Bool = false
+  ) throws -> WriteOutcome {
     let plan = try Plan(files, defaultMode: defaultMode, group: group)
     let rootDirectory = OpenDirectory(fd: try target.openDirectory())
     defer { rootDirectory.close() }
     let root = rootDirectory.fd
-    let scan = try scanRoot(rootDirectory)
+    let scan = emptyVolume ? RootScan() : try scanRoot(rootDirectory)
 
     // Refuse before touching anything: these entries would block the top-level links.
     for name in plan.topLevel where scan.others.contains(name) {
@@ -251,11 +258,11 @@ public struct AtomicWriter: Sendable {
       name = Self.timestampName()
       do {
         _ = try withComponent(name, path: fullPath(name)) { cName in
-          try sys("mkdirat", fullPath(name)) { mkdirat(root, cName, 0o755) }
+          try sys("mkdirat", fullPath(name)) { mkdirat(root, cName, plan.directoryMode) }
         }
         break
       } catch let error as VolumeFileError where error.errno == EEXIST && attempts < 8 {
-        attempts += 1  // same nanosecond and same random suffix: vanishingly rare
+        attempts += 1  // same nanosecond and same suffix (another process's leftover): vanishingly rare
       }
     }
     let base = name + [0x2F]
@@ -283,21 +290,29 @@ public struct AtomicWriter: Sendable {
           let parent = chain[chain.count - 1].fd
           let path = { self.fullPath(base + Array(file.directories[...index].joined(separator: [0x2F]))) }
           _ = try withComponent(component, path: path()) { cName in
-            try sys("mkdirat", path()) { mkdirat(parent, cName, 0o755) }
+            try sys("mkdirat", path()) { mkdirat(parent, cName, plan.directoryMode) }
           }
           chain.append((component, try openDirectoryForWriting(parent, component, plan, path: path())))
         }
         let parent = chain[chain.count - 1].fd
+        // Created with its mode: the version directory is not reachable through `..data`
+        // until the swap, so no reader depends on the file being complete before then
+        // (kubelet's writer creates files with their mode too).
         let fd = try withComponent(file.name, path: fullPath(base + file.key)) { cName in
-          try openBeneath(parent, cName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode: 0o600, path: fullPath(base + file.key))
+          try openBeneath(
+            parent, cName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode: mode_t(file.mode),
+            path: fullPath(base + file.key))
         }
         defer { close(fd) }
         try writeAll(fd, file.contents, path: fullPath(base + file.key))
         if let group = plan.group {
           _ = try sys("fchown", fullPath(base + file.key)) { fchown(fd, uid_t.max, group) }
         }
-        // After writing: a write may clear set-id bits, and open's mode is cut by the umask.
-        _ = try sys("fchmod", fullPath(base + file.key)) { fchmod(fd, file.mode) }
+        // Only when open's mode may have been cut: by the umask, or set-id bits (which a
+        // write or the chown above may clear). After writing and chown, so nothing clears it.
+        if ProcessUmask.mayCut(file.mode) {
+          _ = try sys("fchmod", fullPath(base + file.key)) { fchmod(fd, mode_t(file.mode)) }
+        }
       }
     } catch {
       for link in chain { close(link.fd) }
@@ -312,8 +327,9 @@ public struct AtomicWriter: Sendable {
     return name
   }
 
-  /// Opens a directory the writer just made and sets 0755 regardless of the umask
-  /// (with a group: owned by it, 0o2755).
+  /// Opens a directory the writer just made (mkdirat gave it 0755 less the umask) and makes
+  /// its mode 0755 whatever the umask (with a group: owned by it, 0o2755, which mkdir
+  /// cannot give: it ignores set-group-ID).
   private func openDirectoryForWriting(_ parent: Int32, _ name: Name, _ plan: Plan, path: @autoclosure () -> String) throws -> Int32 {
     let fd = try withComponent(name, path: path()) { cName in
       try openBeneath(parent, cName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, path: path())
@@ -322,7 +338,9 @@ public struct AtomicWriter: Sendable {
       if let group = plan.group {
         _ = try sys("fchown", path()) { fchown(fd, uid_t.max, group) }
       }
-      _ = try sys("fchmod", path()) { fchmod(fd, plan.directoryMode) }
+      if ProcessUmask.mayCut(UInt32(plan.directoryMode)) {
+        _ = try sys("fchmod", path()) { fchmod(fd, plan.directoryMode) }
+      }
     } catch {
       close(fd)
       throw error
@@ -339,8 +357,9 @@ public struct AtomicWriter: Sendable {
     }
   }
 
-  /// `..YYYY_MM_DD_HH_MM_SS.nanoseconds_random` in UTC: sorts by time like kubelet's names;
-  /// the random part keeps two writes within one clock tick apart.
+  /// `..YYYY_MM_DD_HH_MM_SS.nanoseconds_suffix` in UTC: sorts by time like kubelet's names;
+  /// the suffix (`UniqueSuffix`: unique in this process, no system call) keeps two writes
+  /// within one clock tick apart.
   static func timestampName() -> Name {
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)
@@ -351,10 +370,9 @@ public struct AtomicWriter: Sendable {
       let digits = String(value)
       return String(repeating: "0", count: max(0, width - digits.count)) + digits
     }
-    let random = String(UInt32.random(in: .min ... .max), radix: 16)
     let name = "..\(pad(year, 4))_\(pad(month, 2))_\(pad(day, 2))_"
       + "\(pad(secondOfDay / 3600, 2))_\(pad(secondOfDay / 60 % 60, 2))_\(pad(secondOfDay % 60, 2))."
-      + "\(pad(Int(now.tv_nsec), 9))_\(String(repeating: "0", count: 8 - random.count))\(random)"
+      + "\(pad(Int(now.tv_nsec), 9))_\(UniqueSuffix.next())"
     return Array(name.utf8)
   }
 

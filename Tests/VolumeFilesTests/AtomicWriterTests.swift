@@ -58,6 +58,21 @@ struct AtomicWriterTests {
     }
   }
 
+  /// A first mount's write does not list the volume: a name already there is not
+  /// covered, the write fails and leaves the volume as it was.
+  @Test func aWriteIntoAnEmptyVolumeRefusesToCoverAName() throws {
+    try withVolume { (root: String) throws in
+      let fd = open(root + "/a", O_WRONLY | O_CREAT | O_EXCL, 0o644)
+      #expect(fd >= 0)
+      close(fd)
+      #expect(throws: VolumeFileError.self) {
+        try AtomicWriter(directory: root).write([file("a", "alpha")], defaultMode: 0o644, emptyVolume: true)
+      }
+      #expect(try contents(root + "/a") == [])
+      #expect(fileStat(root + "/a")?.isRegular == true)
+    }
+  }
+
   @Test func currentFilesIsEmptyBeforeTheFirstWrite() throws {
     try withVolume { (root: String) throws in
       #expect(try AtomicWriter(directory: root).currentFiles() == [])

@@ -33,13 +33,40 @@ struct WriterCrashTests {
     #expect(steps > 20, "only \(steps) system calls: the fault point did not count the writer's calls")
   }
 
+  /// A first mount's write, which does not list the volume it has just mounted.
+  @Test func killedAtEveryStepOfAWriteIntoAFreshVolume() throws {
+    let steps = try killAtEveryStep(before: nil, write: Self.new, options: ["--empty"])
+    #expect(steps > 15, "only \(steps) system calls: the fault point did not count the writer's calls")
+  }
+
+  /// Files and directories get their mode at creation, and fchmod only when the umask
+  /// (or a set-id bit) may have cut it: the modes on disk are the asked ones under any umask.
+  @Test(arguments: ["000", "022", "077", "777"])
+  func modesDoNotDependOnTheUmask(mask: String) throws {
+    let files = [
+      SecretFile(path: "open", mode: 0o666, contents: Array("a".utf8)),
+      SecretFile(path: "default", mode: 0, contents: Array("b".utf8)),
+      SecretFile(path: "dir/owner-only", mode: 0o400, contents: Array("c".utf8)),
+      SecretFile(path: "dir/setgid", mode: 0o2750, contents: Array("d".utf8)),
+      SecretFile(path: "none", mode: 0, contents: []),
+    ]
+    try withVolume { root in
+      let outcome = try runChild(root, killBefore: 0, files, options: ["--empty", "--umask", mask])
+      #expect(outcome == .exited(0))
+      #expect(try AtomicWriter(directory: root).currentFiles() == Self.stored(files))
+      let version = try dataTarget(root)
+      #expect(fileStat(root + "/" + version)?.permissions == 0o755, "umask \(mask)")
+      #expect(fileStat(root + "/" + version + "/dir")?.permissions == 0o755, "umask \(mask)")
+    }
+  }
+
   @Test func killedAtEveryStepOfAnUpdate() throws {
     let steps = try killAtEveryStep(before: Self.old, write: Self.new)
     #expect(steps > 20, "only \(steps) system calls: the fault point did not count the writer's calls")
   }
 
   /// Returns the number of system calls the complete write took.
-  func killAtEveryStep(before: [SecretFile]?, write files: [SecretFile]) throws -> Int {
+  func killAtEveryStep(before: [SecretFile]?, write files: [SecretFile], options: [String] = []) throws -> Int {
     let oldContent = before.map(Self.stored) ?? []
     let newContent = Self.stored(files)
     var n = 1
@@ -47,7 +74,7 @@ struct WriterCrashTests {
       var finished = false
       try withVolume { root in
         if let before { _ = try AtomicWriter(directory: root).write(before, defaultMode: 0o644) }
-        let outcome = try runChild(root, killBefore: n, files)
+        let outcome = try runChild(root, killBefore: n, files, options: options)
         switch outcome {
         case .exited(0):
           finished = true
@@ -106,11 +133,11 @@ struct WriterCrashTests {
     return String(exe[..<(exe.lastIndex(of: "/") ?? exe.startIndex)]) + "/writer-crash-child"
   }()
 
-  func runChild(_ root: String, killBefore n: Int, _ files: [SecretFile]) throws -> ChildOutcome {
+  func runChild(_ root: String, killBefore n: Int, _ files: [SecretFile], options: [String] = []) throws -> ChildOutcome {
     guard access(Self.childPath, X_OK) == 0 else {
       throw TestFailure("\(Self.childPath) is missing: build it with `swift build --build-tests`")
     }
-    var args = [Self.childPath, root, String(n)]
+    var args = [Self.childPath, root, String(n)] + options
     for file in files { args += [file.path, String(file.mode, radix: 8), String(decoding: file.contents, as: UTF8.self)] }
     var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
     defer { for p in argv { free(p) } }

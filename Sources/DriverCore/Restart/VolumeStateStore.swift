@@ -82,7 +82,8 @@ public final class VolumeStateStore: Sendable {
   func save(_ record: VolumeStateRecord) throws {
     let data = try record.json()
     let name = Self.fileName(target: record.targetPath)
-    let temporary = name + ".tmp-" + String(UInt32.random(in: .min ... .max), radix: 16)
+    // Unique in this process without a getrandom per record (`UniqueSuffix`).
+    let temporary = name + ".tmp-" + UniqueSuffix.next()
     let fd = try sys("openat", directory + "/" + temporary) {
       openat(directoryFD, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
     }
