@@ -126,6 +126,17 @@ int clinux_is_mount_root_at(int dirfd, const char *name) {
     return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) ? 1 : 0;
 }
 
+int clinux_entry_state_at(int dirfd, const char *name) {
+    struct statx stx;
+    if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_TYPE, &stx) != 0) {
+        return errno == ENOENT ? 0 : -1;
+    }
+    int state = S_ISDIR(stx.stx_mode) ? CLINUX_ENTRY_DIRECTORY
+              : S_ISLNK(stx.stx_mode) ? CLINUX_ENTRY_SYMLINK : CLINUX_ENTRY_OTHER;
+    if (!(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)) return state | CLINUX_ENTRY_MOUNT_UNKNOWN;
+    return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) ? (state | CLINUX_ENTRY_MOUNT_ROOT) : state;
+}
+
 void clinux_explicit_bzero(void *p, size_t n) {
     if (p && n) explicit_bzero(p, n);
 }

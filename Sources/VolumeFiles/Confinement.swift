@@ -317,6 +317,55 @@ public struct VolumeTarget: Sendable, Hashable, CustomStringConvertible {
     }
   }
 
+  /// What NodeUnpublishVolume does: unmounts every mount stacked on the target, then
+  /// removes the (then empty) directory; gone already counts as done. As `unmountAll`
+  /// then `removeDirectory`, with one confined descriptor of the parent for both and one
+  /// statx per round answering "a symlink?" and "mounted?" together; after an unmount the
+  /// rmdir itself answers "still mounted?" (EBUSY: another mount was stacked there, the
+  /// next round unmounts it). A symlink in the target's place is refused and left alone;
+  /// a directory that is not a mount point and not empty fails with ENOTEMPTY (unlinkat).
+  public func unmountAndRemove(maxRounds: Int = 16) throws {
+    let parent: (fd: Int32, name: Name)
+    do {
+      parent = try openParent()
+    } catch let error as VolumeFileError where error.errno == ENOENT || error.errno == ENOTDIR {
+      return
+    }
+    defer { close(parent.fd) }
+    let throughFD = "/proc/self/fd/\(parent.fd)/" + string(parent.name)
+    try withComponent(parent.name, path: path) { cName in
+      var rounds = 0
+      while true {
+        let state = clinux_entry_state_at(parent.fd, cName)
+        if state == 0 { return }
+        if state < 0 {
+          throw VolumeFileError(.system(call: "statx", path: path, errno: errno))
+        }
+        if state & CLINUX_ENTRY_TYPE_MASK == CLINUX_ENTRY_SYMLINK {
+          throw VolumeFileError(.unexpectedEntry(path: path, reason: "is a symbolic link, not a volume; left in place"))
+        }
+        let mounted = state & CLINUX_ENTRY_MOUNT_UNKNOWN != 0
+          ? try Mounts.isMountPoint(path)  // before Linux 5.8: the mount table
+          : state & CLINUX_ENTRY_MOUNT_ROOT != 0
+        if mounted {
+          if rounds >= maxRounds {
+            throw VolumeFileError(.unexpectedEntry(path: path, reason: "stays mounted after \(rounds) unmounts"))
+          }
+          try Tmpfs.unmount(throughFD)
+          rounds += 1
+        }
+        do {
+          _ = try sys("unlinkat", path) { unlinkat(parent.fd, cName, AT_REMOVEDIR) }
+          return
+        } catch let error as VolumeFileError where error.errno == ENOENT {
+          return
+        } catch let error as VolumeFileError where error.errno == EBUSY && mounted {
+          continue  // another mount under the one just removed
+        }
+      }
+    }
+  }
+
   /// Unmounts every mount stacked on the target. The parent is found through a confined
   /// descriptor and the target's own name is never followed (UMOUNT_NOFOLLOW), so a
   /// symlink anywhere on the way cannot redirect the unmount. A symlink in the target's

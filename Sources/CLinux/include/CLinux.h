@@ -33,6 +33,17 @@ long clinux_fs_magic(int fd);
 // object is the root of a mount (STATX_ATTR_MOUNT_ROOT). 1 yes, 0 no, -2 the kernel cannot
 // tell (before Linux 5.8), -1 error (errno set; ENOENT when `name` does not exist).
 int clinux_is_mount_root_at(int dirfd, const char *name);
+// One statx(dirfd, name, AT_SYMLINK_NOFOLLOW) answering what `name` is and whether it is
+// the root of a mount: CLINUX_ENTRY_* for the type (never followed) plus
+// CLINUX_ENTRY_MOUNT_ROOT when it is a mount root, CLINUX_ENTRY_MOUNT_UNKNOWN when the
+// kernel cannot tell (before Linux 5.8). 0 when it does not exist, -1 error (errno set).
+#define CLINUX_ENTRY_DIRECTORY 1
+#define CLINUX_ENTRY_SYMLINK 2
+#define CLINUX_ENTRY_OTHER 3
+#define CLINUX_ENTRY_TYPE_MASK 3
+#define CLINUX_ENTRY_MOUNT_ROOT 4
+#define CLINUX_ENTRY_MOUNT_UNKNOWN 8
+int clinux_entry_state_at(int dirfd, const char *name);
 // O_PATH (a _GNU_SOURCE flag Swift's Glibc module does not expose).
 int clinux_o_path(void);
 // Zeroes n bytes at p in a way the compiler may not drop as a dead store.

@@ -274,7 +274,7 @@ public actor VolumeActor {
     let t2 = ContinuousClock.now
     do {
       let (versions, _, files, _) = try await fetchAndWrite(
-        request, spc: spc, currentVersions: [], deadline: deadline, env: env, priority: .firstMount)
+        request, spc: spc, currentVersions: [], deadline: deadline, env: env, priority: .firstMount, emptyVolume: true)
       if env.logger.logLevel <= .debug {
         let ms = LoggingInterceptor.milliseconds
         env.logger.debug(
@@ -521,10 +521,12 @@ public actor VolumeActor {
   }
 
   /// Asks the provider and writes what it returns. Returns the new versions
-  /// and whether any file changed on disk.
+  /// and whether any file changed on disk. `emptyVolume`: the tmpfs was mounted by this
+  /// request (a first mount), so the writer need not list it.
   private func fetchAndWrite(
     _ request: CSI.NodePublishVolumeRequest, spc: SecretProviderClass, currentVersions: [Provider.ObjectVersion],
-    deadline: ContinuousClock.Instant?, env: VolumeEnvironment, priority: ProviderGate.Priority, wait: RefreshWait? = nil
+    deadline: ContinuousClock.Instant?, env: VolumeEnvironment, priority: ProviderGate.Priority, wait: RefreshWait? = nil,
+    emptyVolume: Bool = false
   ) async throws(PublishError) -> ([Provider.ObjectVersion], Bool, [SecretFile], RefreshCoalescer.Origin?) {
     let timeout = try Self.callBudget(deadline: deadline, now: env.now(), fallback: env.settings.defaultCallTimeout)
     let mountRequest = MountRequestBuilder.build(spc: spc, publish: request, currentVersions: currentVersions)
@@ -574,7 +576,8 @@ public actor VolumeActor {
     // receiving provider answers and replying to kubelet meanwhile; alone, inline.
     let outcome = try await onPool { [targetPath, scrubber] () throws(PublishError) -> WriteOutcome in
       do {
-        return try AtomicWriter(target: target).write(files, defaultMode: MountRequestBuilder.defaultFileMode, group: group)
+        return try AtomicWriter(target: target).write(
+          files, defaultMode: MountRequestBuilder.defaultFileMode, group: group, emptyVolume: emptyVolume)
       } catch let error as VolumeFileError {
         // These quote the provider's file names.
         switch error.kind {
@@ -658,16 +661,21 @@ public actor VolumeActor {
     env.rotation?.noteGone(target: targetPath)
     let target = try volumeTarget(env)
     try await onPool { [self] () throws(PublishError) in
-      try unmountAll(target)
       do {
-        try target.removeDirectory()
-      } catch {
-        switch (error as? VolumeFileError)?.errno {
+        try target.unmountAndRemove()
+      } catch let error as VolumeFileError {
+        if case .unexpectedEntry = error.kind { throw PublishError(.mountPoint, "\(error)") }
+        switch error.errno {
         case ENOTEMPTY, EEXIST:
           throw PublishError(.mountPoint, "\(targetPath) is not a mount point and not empty; left in place")
         default:
-          throw targetError("cannot remove \(targetPath)", error)
+          if case .system(let call, _, _) = error.kind, call == "unlinkat" {
+            throw targetError("cannot remove \(targetPath)", error)
+          }
+          throw targetError("cannot unmount \(targetPath)", error)
         }
+      } catch {
+        throw targetError("cannot unmount \(targetPath)", error)
       }
     }
     record = nil
