@@ -35,7 +35,7 @@ struct Scratch {
 
   /// Unmounts what a test left mounted, then removes everything.
   func remove() {
-    for uid in ["u1", "u2", "race"] { try? target(uid).unmountAll() }
+    for uid in ["u1", "u2", "u4", "race"] { try? target(uid).unmountAll() }
     _ = system("rm -rf '\(base)'")
   }
 }
@@ -82,6 +82,31 @@ struct ConfinementTests {
     #expect(try listing(scratch.root + "/pods") == [])
   }
 
+  /// NodeUnpublishVolume's one pass: every stacked mount unmounted (the rmdir's EBUSY
+  /// says another is there), then the directory removed; gone already is done; a
+  /// directory with something in it that is not a mount is left with ENOTEMPTY.
+  @Test func unmountAndRemoveTakesOffStackedMountsThenTheDirectory() throws {
+    let scratch = try Scratch()
+    defer { scratch.remove() }
+    let target = scratch.target("u4")
+    _ = try target.makeDirectory()
+    for _ in 0..<3 { try target.mountTmpfs(sizeBytes: 1 << 20) }
+    try target.unmountAndRemove()
+    #expect(try target.isMountPoint() == false)
+    #expect(fileStat(target.path) == nil)
+    try target.unmountAndRemove()  // gone: nothing to do
+    let parent = scratch.root + "/pods/u4/volumes/kubernetes.io~csi/v"
+    #expect(try listing(parent) == [])
+
+    _ = try target.makeDirectory()
+    let fd = open(target.path + "/left", O_WRONLY | O_CREAT | O_EXCL, 0o600)
+    #expect(fd >= 0)
+    close(fd)
+    #expect(performing: { try target.unmountAndRemove() }, throws: { ($0 as? VolumeFileError)?.errno == ENOTEMPTY })
+    #expect(fileStat(target.path + "/left")?.isRegular == true)
+    #expect(try target.isMountPoint() == false)
+  }
+
   @Test func aSymlinkInTheTargetsPlaceIsRefusedAndLeftAlone() throws {
     let scratch = try Scratch()
     defer { scratch.remove() }
@@ -91,6 +116,7 @@ struct ConfinementTests {
     #expect(symlink(scratch.outside, target.path) == 0)
     #expect(throws: VolumeFileError.self) { _ = try target.makeDirectory() }
     #expect(throws: VolumeFileError.self) { try target.unmountAll() }
+    #expect(throws: VolumeFileError.self) { try target.unmountAndRemove() }
     #expect(throws: VolumeFileError.self) { try target.mountTmpfs(sizeBytes: 1 << 20) }
     #expect(try target.isMountPoint() == false)
     #expect(linkTarget(target.path) == scratch.outside)

@@ -266,6 +266,31 @@ def test_provider_restart_between_publishes_reconnects(mount_env, csi):
     assert read_volume(b) == {"secret.txt": (0o644, b"value")}
 
 
+def test_provider_moved_to_another_searched_directory_is_found_again(mount_env, csi):
+    """The socket path is looked up once and kept while calls work; a provider that
+    moves (its old socket gone) is looked up again after the failed connect, within
+    the same publish."""
+    from fake_provider import FakeProvider
+
+    env = mount_env
+    extra = env.root / "more-providers"
+    extra.mkdir()
+    env.start("--additional-provider-volume-paths", str(extra))
+    node = env.node()
+    a, b = target_path(env.root, "uid-14c"), target_path(env.root, "uid-14d")
+    node.NodePublishVolume(publish_request(csi, a, pod_uid="uid-14c"), timeout=T)
+    env.provider.stop()
+    moved = FakeProvider(extra / "fake.sock")
+    moved.files = [("secret.txt", 0, b"moved")]
+    moved.start()
+    try:
+        node.NodePublishVolume(publish_request(csi, b, pod_uid="uid-14d"), timeout=T)
+        assert read_volume(b) == {"secret.txt": (0o644, b"moved")}
+        assert len(moved.calls("Mount")) == 1
+    finally:
+        moved.stop()
+
+
 # ---- republish and rotation
 
 
