@@ -35,7 +35,7 @@ struct Scratch {
 
   /// Unmounts what a test left mounted, then removes everything.
   func remove() {
-    for uid in ["u1", "u2", "u4", "race"] { try? target(uid).unmountAll() }
+    for uid in ["u1", "u2", "u4", "u5", "race"] { try? target(uid).unmountAll() }
     _ = system("rm -rf '\(base)'")
   }
 }
@@ -78,6 +78,35 @@ struct ConfinementTests {
     try target.unmountAll()
     #expect(try target.isMountPoint() == false)
     try target.removeDirectory()
+    target.removeCreated(created)
+    #expect(try listing(scratch.root + "/pods") == [])
+  }
+
+  /// A first mount's one pass through the parent: the target made and a tmpfs mounted on
+  /// it; a symlink in the target's place is refused and left; an existing directory is used.
+  @Test func makeDirectoryAndMountTmpfsThroughOneParent() throws {
+    let scratch = try Scratch()
+    defer { scratch.remove() }
+    let target = scratch.target("u5")
+    let created = try target.makeDirectoryAndMountTmpfs(sizeBytes: 1 << 20, mode: 0o2755, group: 4321)
+    #expect(created.first == "pods/u5", "\(created)")
+    #expect(try target.isMountPoint())
+    let options = try #require(try mountOptions(target.path))
+    for option in ["nosuid", "nodev", "noexec", "size=1024k", "gid=4321", "mode=2755"] {
+      #expect(options.contains(option), "\(option) not in \(options)")
+    }
+    try target.unmountAndRemove()
+    #expect(try target.makeDirectory() == [target.relative])  // the parents stayed: only the target is made
+    #expect(try target.makeDirectoryAndMountTmpfs(sizeBytes: 1 << 20) == [])  // it exists: used as it is
+    #expect(try target.isMountPoint())
+    try target.unmountAndRemove()
+
+    #expect(symlink(scratch.outside, target.path) == 0)
+    #expect(throws: VolumeFileError.self) { _ = try target.makeDirectoryAndMountTmpfs(sizeBytes: 1 << 20) }
+    #expect(linkTarget(target.path) == scratch.outside)
+    #expect(try Mounts.isMountPoint(scratch.outside) == false)
+    #expect(try listing(scratch.outside) == [])
+    unlink(target.path)
     target.removeCreated(created)
     #expect(try listing(scratch.root + "/pods") == [])
   }

@@ -257,19 +257,16 @@ public actor VolumeActor {
     // With an fsGroup the volume root is the group's too (0o2755, as kubelet's rule for dirs).
     let group = mountGroup
     let created = try await onPool { [self] () throws(PublishError) -> [String] in
-      let created: [String]
       do {
-        created = try target.makeDirectory()
+        // Removes what it created when the mount fails.
+        return try target.makeDirectoryAndMountTmpfs(
+          sizeBytes: size, mode: group == nil ? 0o755 : 0o2755, group: group, source: source)
       } catch {
+        if let error = error as? VolumeFileError, case .system(let call, _, _) = error.kind, call.hasPrefix("mount") {
+          throw targetError("cannot mount tmpfs at \(targetPath)", error)
+        }
         throw targetError("cannot create \(targetPath)", error)
       }
-      do {
-        try target.mountTmpfs(sizeBytes: size, mode: group == nil ? 0o755 : 0o2755, group: group, source: source)
-      } catch {
-        target.removeCreated(created)
-        throw targetError("cannot mount tmpfs at \(targetPath)", error)
-      }
-      return created
     }
     let t2 = ContinuousClock.now
     do {
