@@ -18,7 +18,9 @@ csi-bench (one worker, NodePublishVolume then NodeUnpublishVolume of one pod vol
              the client's connection setup cancels out. Prints the top functions (inclusive and
              self) of the 2N dump; the dump stays in --keep-dir for callgrind_annotate/kcachegrind.
   strace     strace -f -c attached to the driver over the cycles: each system call's count per
-             pair, and the same split by RPC (-e trace=... over publish-only and a re-run).
+             pair. On one event loop unless --driver-arg=--event-loops says otherwise: with
+             several, whether kubelet's connection and the volume share a loop varies per run
+             (the target path's hash is seeded per process), and a loop hop adds ~12 calls.
 
 Instruction counts do not depend on the machine's load (the driver's loop may spin a
 little more or less, see --driver-arg=--loop-spin --driver-arg=0, the default here for
@@ -256,6 +258,8 @@ def main() -> int:
                    f"--callgrind-out-file={out_dir}/callgrind.out.%p"]
         if "--loop-spin" not in driver_args:
             driver_args += ["--loop-spin", "0"]
+    if opts.mode == "strace" and not any(a.startswith("--event-loops") for a in driver_args):
+        driver_args += ["--event-loops", "1"]
     rig = None
     try:
         rig = Rig(bins, work, driver_args, wrapper, driver)
