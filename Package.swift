@@ -38,7 +38,8 @@ let package = Package(
     .target(name: "CNGHTTP2", linkerSettings: [.linkedLibrary("nghttp2")]),
     .target(name: "CProtobufC", linkerSettings: [.linkedLibrary("protobuf-c")]),
     .target(name: "COpenSSL", linkerSettings: [.linkedLibrary("crypto")]),
-    .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
+    // libcurl is not linked: CCurl loads it (dlopen) on the first HTTP request.
+    .target(name: "CCurl"),
     .target(name: "CLinux"),
     .target(name: "CYAML", linkerSettings: [.linkedLibrary("yaml")]),
     // What the driver executable sets up before any Swift code runs (malloc arenas).
