@@ -82,7 +82,7 @@ let package = Package(
     .target(
       name: "DriverCore",
       dependencies: [
-        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "COpenSSL", "VolumeFiles", "TextFormats", "YAML", "KubeClient",
+        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "VolumeFiles", "TextFormats", "YAML", "KubeClient",
         "Telemetry",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Logging", package: "swift-log"),
@@ -181,7 +181,7 @@ let package = Package(
     .testTarget(
       name: "DriverCoreTests",
       dependencies: [
-        "DriverCore", "CSIMessages", "VolumeFiles", "UVRuntime", "GRPCH2",
+        "DriverCore", "CSIMessages", "VolumeFiles", "UVRuntime", "GRPCH2", "CLinux", "COpenSSL",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
       ],
