@@ -35,7 +35,8 @@ copy_lib() {
 }
 # libcurl is not linked but loaded (dlopen) on the first HTTP request, in cluster mode and
 # by the operator: it goes in with every library it links.
-curl_lib=$(ldconfig -p | awk '$1 == "libcurl.so.4" && /x86-64/ { print $NF; exit }')
+# (awk reads to the end: stopping early would kill ldconfig with SIGPIPE, an error under pipefail)
+curl_lib=$(ldconfig -p | awk '$1 == "libcurl.so.4" && /x86-64/ && !found { print $NF; found = 1 }')
 [ -n "$curl_lib" ] || { echo "libcurl.so.4 is not installed (ldconfig -p)" >&2; exit 1; }
 copy_lib "$curl_lib"
 missing=$(for b in "$bin" $operator "$curl_lib"; do ldd "$b"; done | grep 'not found' || true)
