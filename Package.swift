@@ -38,7 +38,8 @@ let package = Package(
     .target(name: "CNGHTTP2", linkerSettings: [.linkedLibrary("nghttp2")]),
     .target(name: "CProtobufC", linkerSettings: [.linkedLibrary("protobuf-c")]),
     .target(name: "COpenSSL", linkerSettings: [.linkedLibrary("crypto")]),
-    .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
+    // libcurl is not linked: CCurl loads it (dlopen) on the first HTTP request.
+    .target(name: "CCurl"),
     .target(name: "CLinux"),
     .target(name: "CYAML", linkerSettings: [.linkedLibrary("yaml")]),
     // What the driver executable sets up before any Swift code runs (malloc arenas).
@@ -81,7 +82,7 @@ let package = Package(
     .target(
       name: "DriverCore",
       dependencies: [
-        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "COpenSSL", "VolumeFiles", "TextFormats", "YAML", "KubeClient",
+        "UVRuntime", "GRPCH2", "CSIMessages", "CLinux", "CBuildInfo", "VolumeFiles", "TextFormats", "YAML", "KubeClient",
         "Telemetry",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Logging", package: "swift-log"),
@@ -180,7 +181,7 @@ let package = Package(
     .testTarget(
       name: "DriverCoreTests",
       dependencies: [
-        "DriverCore", "CSIMessages", "VolumeFiles", "UVRuntime", "GRPCH2",
+        "DriverCore", "CSIMessages", "VolumeFiles", "UVRuntime", "GRPCH2", "CLinux", "COpenSSL",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
       ],

@@ -81,7 +81,27 @@ def unmount_under(root: Path) -> None:
         subprocess.run(["umount", "-l", p], check=False)
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process and all its threads, in seconds: user space and kernel."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of all the process's threads (a thread that
+    sleeps in epoll_wait and is woken costs one)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if "ctxt_switches:" in line:
+                    total += int(line.split()[-1])
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return total
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process and all its threads, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_split(pid))

@@ -42,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import cpu_seconds, say, stop, wait_accepting
+from benchlib import context_switches, cpu_split, say, stop, wait_accepting
 
 REPO = Path(__file__).resolve().parents[1]
 OBJECTS = 3
@@ -80,9 +80,7 @@ class Rig:
              "--additional-provider-volume-paths", "", "--spc-dir", str(classes), "--log-level", "warning",
              "--kubelet-root-dir", str(self.kubelet),
              # Its own state directory (records are written as by default), not the node-wide
-             # one that any other driver on the machine may adopt volumes from; on /run (a
-             # tmpfs, as the default) when there is one, so that its fsyncs cost what they do
-             # on a node.
+             # one that any other driver on the machine may adopt volumes from.
              *([] if "--state-dir" in driver_args else ["--state-dir", self.state_dir()]),
              *driver_args],
             stdout=open(self.dlog, "wb"), stderr=subprocess.STDOUT)
@@ -90,10 +88,13 @@ class Rig:
                        what=self.dlog.stem)
 
     def state_dir(self) -> str:
-        if os.path.isdir("/run") and os.access("/run", os.W_OK):
-            self.run_state = tempfile.mkdtemp(prefix="csi-pair-cost-state-", dir="/run")
-            return self.run_state
-        return str(self.work / "state")
+        """On a tmpfs, as the default /run is on a node (this machine's /run may be a disk):
+        the driver's own, under the work directory, detached with the rest at the end."""
+        path = self.work / "state"
+        path.mkdir(mode=0o700, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700,nosuid,nodev,noexec", "tmpfs", str(path)],
+                       check=False)
+        return str(path)
 
     def cycles(self, n: int) -> None:
         """n publish+unpublish cycles of one pod volume, one worker, a fresh connection."""
@@ -111,8 +112,6 @@ class Rig:
     def stop(self) -> None:
         for p in (self.driver, self.provider):
             stop(p)
-        if getattr(self, "run_state", None):
-            shutil.rmtree(self.run_state, ignore_errors=True)
 
 
 def driver_pid(rig: Rig) -> int:
@@ -123,15 +122,23 @@ def driver_pid(rig: Rig) -> int:
 def mode_cpu(rig: Rig, opts) -> dict:
     rig.cycles(opts.warmup)
     pid = driver_pid(rig)
-    per_pair = []
+    per_pair, user, kernel, switches = [], [], [], []
     for _ in range(opts.repeat):
-        before = cpu_seconds(pid)
+        u0, k0, s0 = *cpu_split(pid), context_switches(pid)
         rig.cycles(opts.cycles)
-        per_pair.append((cpu_seconds(pid) - before) * 1e6 / opts.cycles)
-    per_pair_sorted = sorted(per_pair)
+        u1, k1, s1 = *cpu_split(pid), context_switches(pid)
+        switches.append((s1 - s0) / opts.cycles)
+        user.append((u1 - u0) * 1e6 / opts.cycles)
+        kernel.append((k1 - k0) * 1e6 / opts.cycles)
+        per_pair.append(user[-1] + kernel[-1])
+    mid = len(per_pair) // 2
+    median = sorted(per_pair)[mid]
     say(f"driver CPU per publish+unpublish pair ({opts.cycles} cycles x {opts.repeat}): "
-        + ", ".join(f"{v:.0f}" for v in per_pair) + f" µs; median {per_pair_sorted[len(per_pair) // 2]:.0f} µs")
-    return {"cycles": opts.cycles, "cpu_per_pair_us": per_pair, "median_us": per_pair_sorted[len(per_pair) // 2]}
+        + ", ".join(f"{v:.0f}" for v in per_pair) + f" µs; median {median:.0f} µs "
+        + f"(user space {sorted(user)[mid]:.0f}, kernel {sorted(kernel)[mid]:.0f}: medians of each); "
+        + f"{sorted(switches)[mid]:.1f} context switches per pair")
+    return {"cycles": opts.cycles, "cpu_per_pair_us": per_pair, "median_us": median,
+            "user_us": user, "kernel_us": kernel, "context_switches_per_pair": switches}
 
 
 def callgrind_control(*args: str) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Assembles the driver's runtime image without a container engine: the same file tree the
 # Containerfile's runtime stage holds (the binary, every shared library ldd names with the
-# dynamic loader, CA certificates, what glibc reads to resolve host names), as
+# dynamic loader, libcurl and its libraries, CA certificates, what glibc reads to resolve
+# host names), as
 #   OUT/rootfs/          the tree itself (tests run the driver in it with chroot)
 #   OUT/rootfs.tar       a plain rootfs tarball
 #   OUT/oci-image.tar    an OCI image layout (umoci, no daemon), tag :latest, entrypoint set
@@ -32,10 +33,16 @@ copy_lib() {
   mkdir -p "$root$(dirname "$src")"
   cp -L "$real" "$root$src"
 }
-missing=$(for b in "$bin" $operator; do ldd "$b"; done | grep 'not found' || true)
+# libcurl is not linked but loaded (dlopen) on the first HTTP request, in cluster mode and
+# by the operator: it goes in with every library it links.
+# (awk reads to the end: stopping early would kill ldconfig with SIGPIPE, an error under pipefail)
+curl_lib=$(ldconfig -p | awk '$1 == "libcurl.so.4" && /x86-64/ && !found { print $NF; found = 1 }')
+[ -n "$curl_lib" ] || { echo "libcurl.so.4 is not installed (ldconfig -p)" >&2; exit 1; }
+copy_lib "$curl_lib"
+missing=$(for b in "$bin" $operator "$curl_lib"; do ldd "$b"; done | grep 'not found' || true)
 [ -z "$missing" ] || { echo "unresolved libraries: $missing" >&2; exit 1; }
 # `lib => /path (addr)` lines, and the loader, which ldd names by its own path.
-for b in "$bin" $operator; do ldd "$b"; done | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u | while read -r lib; do
+for b in "$bin" $operator "$curl_lib"; do ldd "$b"; done | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u | while read -r lib; do
   copy_lib "$lib"
 done
 # Host names (a kubeconfig server, a provider's store) resolve through NSS, which glibc

@@ -61,6 +61,9 @@ enum Event {
   case retryUnpublish(pod: Int)
   case churn
   case changeSecret
+  /// After the change: read the stale live volumes, which the driver's own rotation timer
+  /// updates between republishes (kubelet does not look; a pod's reader would).
+  case pollPropagation
 }
 
 /// A binary min-heap of events by time (ties in insertion order).
@@ -125,7 +128,8 @@ struct Propagation {
   var staleCount = 0
   /// The last moment the stale count fell to zero (nil while some volume is stale).
   var allSeenNs: UInt64?
-  /// Per volume that was stale: change → first republish showing the new value.
+  /// Per volume that was stale: change → first sight of the new value (after a republish, or
+  /// by the poll every `propagationPollSeconds` while the volume is live).
   var perVolume = makeLatencyHistogram()
   /// Stale volumes unpublished before they showed the new value.
   var removedStale = 0
@@ -358,6 +362,10 @@ actor Kubelet {
       heap.push(due + ns(1 / plan.churnPerSecond), .churn)
     case .changeSecret:
       changeSecret()
+      heap.push(due + ns(Self.propagationPollSeconds), .pollPropagation)
+    case .pollPropagation:
+      pollStale()
+      if propagation.staleCount > 0 { heap.push(due + ns(Self.propagationPollSeconds), .pollPropagation) }
     }
   }
 
@@ -682,6 +690,19 @@ actor Kubelet {
       propagation.allSeenNs = nil
     }
     pods[id] = pod
+  }
+
+  /// How often stale volumes are read after the change: the resolution of the propagation
+  /// figures for updates the driver makes on its own (a republish checks at once).
+  static let propagationPollSeconds = 0.5
+
+  /// Reads each stale volume that is live and idle (no call of ours in flight on it).
+  private func pollStale() {
+    guard propagation.changedNs != nil, propagation.staleCount > 0 else { return }
+    let now = monotonicNs()
+    for id in live.ids where pods[id]?.stale == true && pods[id]?.state == .live {
+      checkContent(id, now: now, bytes: nil)
+    }
   }
 
   private func staleFell(now: UInt64) {

@@ -185,12 +185,19 @@ final class Fixture: @unchecked Sendable {
       logPath: root + "/provider.log")
     self.provider = provider
     try await waitForSocket(providerSocket, of: provider, loop: loop)
+    // The driver's records on a tmpfs, as under its default /run on a node (not on the disk
+    // this run happens to use); remove() detaches it.
+    let stateDirectory = root + "/state"
+    mkdir(stateDirectory, 0o700)
+    if mount("tmpfs", stateDirectory, "tmpfs", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), "size=64m,mode=0700") != 0 {
+      printError("csi-load: no tmpfs for the driver's state directory (errno \(errno)); records go to \(stateDirectory) on disk")
+    }
     let driver = try ChildProcess(
       name: "driver", executable: options.driverBinary,
       arguments: [
         "--endpoint", "unix://\(driverSocket)", "--nodeid", "csi-load-node",
         "--provider-volume", providerDirectory, "--additional-provider-volume-paths", "",
-        "--spc-dir", spcDirectory, "--state-dir", root + "/state", "--kubelet-root-dir", kubeletRoot,
+        "--spc-dir", spcDirectory, "--state-dir", stateDirectory, "--kubelet-root-dir", kubeletRoot,
       ] + options.driverArguments,
       logPath: root + "/driver.log")
     self.driver = driver

@@ -121,12 +121,14 @@ public final class HTTPClient: @unchecked Sendable {
 
   // MARK: Loop side
 
-  private static let globalInit: Int32 = Int32(bitPattern: ccurl_global_init().rawValue)
-
   /// The multi handle, created on first use (so that it is created on the loop thread).
-  private func ensureMulti() -> UnsafeMutableRawPointer? {
+  /// The first one in the process loads libcurl (`ccurl_load`), so a process that never
+  /// sends a request never maps it; when libcurl cannot be loaded, every request fails
+  /// with the reason.
+  private func ensureMulti() throws(HTTPClientError) -> UnsafeMutableRawPointer {
     if let multi { return multi }
-    guard Self.globalInit == 0, let m = curl_multi_init() else { return nil }
+    guard ccurl_load() == 0 else { throw HTTPClientError(.transport, String(cString: ccurl_load_error())) }
+    guard let m = ccurl_multi_init() else { throw HTTPClientError(.transport, "libcurl could not be initialized") }
     let me = Unmanaged.passUnretained(self).toOpaque()
     _ = ccurl_multi_set_socket_function(m, { _, socket, what, userp, _ in
       Unmanaged<HTTPClient>.fromOpaque(userp!).takeUnretainedValue().watch(socket: socket, what: what)
@@ -151,7 +153,13 @@ public final class HTTPClient: @unchecked Sendable {
     if isShutdown {
       return finish(transfer, .failure(HTTPClientError(.shutdown, "the HTTP client was shut down")))
     }
-    guard let multi = ensureMulti(), let easy = curl_easy_init() else {
+    let multi: UnsafeMutableRawPointer
+    do {
+      multi = try ensureMulti()
+    } catch {
+      return finish(transfer, .failure(error))
+    }
+    guard let easy = ccurl_easy_init() else {
       return finish(transfer, .failure(HTTPClientError(.transport, "libcurl could not be initialized")))
     }
     transfer.easy = easy
@@ -161,10 +169,10 @@ public final class HTTPClient: @unchecked Sendable {
       return finish(transfer, .failure(error))
     }
     transfers[easy] = transfer
-    let rc = curl_multi_add_handle(multi, easy)
+    let rc = ccurl_multi_add_handle(multi, easy)
     if rc != CURLM_OK {
       return finish(
-        transfer, .failure(HTTPClientError(.transport, "curl_multi_add_handle: " + String(cString: curl_multi_strerror(rc)))))
+        transfer, .failure(HTTPClientError(.transport, "curl_multi_add_handle: " + String(cString: ccurl_multi_strerror(rc)))))
     }
     transfer.armIdleTimer()
   }
@@ -199,8 +207,8 @@ public final class HTTPClient: @unchecked Sendable {
         // libcurl resets the stream (flushed below).
         _ = ccurl_easy_setopt_long(easy, CURLOPT_FORBID_REUSE, 1)
       }
-      if let multi { curl_multi_remove_handle(multi, easy) }
-      curl_easy_cleanup(easy)
+      if let multi { ccurl_multi_remove_handle(multi, easy) }
+      ccurl_easy_cleanup(easy)
       transfer.easy = nil
       if case .failure = outcome, transfer.request.version == .http2, !isShutdown { flushHTTP2Output() }
     }
@@ -221,8 +229,8 @@ public final class HTTPClient: @unchecked Sendable {
   private func flushHTTP2Output() {
     for other in transfers.values where other.request.version == .http2 && !other.isReceivePaused && !other.finished {
       guard let easy = other.easy else { continue }
-      if curl_easy_pause(easy, ccurl_pause_recv()) == CURLE_OK {
-        _ = curl_easy_pause(easy, ccurl_pause_cont())
+      if ccurl_easy_pause(easy, ccurl_pause_recv()) == CURLE_OK {
+        _ = ccurl_easy_pause(easy, ccurl_pause_cont())
       }
     }
   }
@@ -277,14 +285,14 @@ public final class HTTPClient: @unchecked Sendable {
       if events.contains(.writable) { flags |= CURL_CSELECT_OUT }
     }
     var running: Int32 = 0
-    _ = curl_multi_socket_action(multi, socket, flags, &running)
+    _ = ccurl_multi_socket_action(multi, socket, flags, &running)
     collectFinished()
   }
 
   private func timerFired() {
     guard let multi else { return }
     var running: Int32 = 0
-    _ = curl_multi_socket_action(multi, ccurl_socket_timeout(), 0, &running)
+    _ = ccurl_multi_socket_action(multi, ccurl_socket_timeout(), 0, &running)
     collectFinished()
   }
 
@@ -292,7 +300,7 @@ public final class HTTPClient: @unchecked Sendable {
   func collectFinished() {
     guard let multi else { return }
     var left: Int32 = 0
-    while let message = curl_multi_info_read(multi, &left) {
+    while let message = ccurl_multi_info_read(multi, &left) {
       guard ccurl_msg_is_done(message) != 0, let easy = message.pointee.easy_handle else { continue }
       let code = ccurl_msg_result(message)
       guard let transfer = transfers[easy] else { continue }
@@ -312,7 +320,7 @@ public final class HTTPClient: @unchecked Sendable {
     }
     if let multi {
       // Closes the cached connections; libcurl says which sockets to stop watching as it goes.
-      curl_multi_cleanup(multi)
+      ccurl_multi_cleanup(multi)
       self.multi = nil
     }
     for poll in polls.values { poll.close() }

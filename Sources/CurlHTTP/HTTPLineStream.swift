@@ -188,7 +188,7 @@ final class LineTransfer: Transfer, @unchecked Sendable {
     armIdleTimer()
     // libcurl delivers what it kept right away (into `didReceive`, maybe completing
     // `waiter`) and asks for the socket again.
-    _ = curl_easy_pause(easy, ccurl_pause_cont())
+    _ = ccurl_easy_pause(easy, ccurl_pause_cont())
     client.collectFinished()
   }
 

@@ -42,7 +42,7 @@ class Transfer: @unchecked Sendable {
 
   deinit {
     errorBuffer.deallocate()
-    if let headerList { curl_slist_free_all(headerList) }
+    if let headerList { ccurl_slist_free_all(headerList) }
   }
 
   // MARK: For subclasses
@@ -61,7 +61,7 @@ class Transfer: @unchecked Sendable {
     func check(_ rc: CURLcode, _ what: String) throws(HTTPClientError) {
       if rc != CURLE_OK {
         throw HTTPClientError(
-          .invalidRequest, curlCode: Int32(bitPattern: rc.rawValue), "\(what): \(String(cString: curl_easy_strerror(rc)))")
+          .invalidRequest, curlCode: Int32(bitPattern: rc.rawValue), "\(what): \(String(cString: ccurl_easy_strerror(rc)))")
       }
     }
     guard request.url.hasPrefix("https://") || request.url.hasPrefix("http://") else {
@@ -183,13 +183,13 @@ class Transfer: @unchecked Sendable {
   private func configureHeaders(_ easy: UnsafeMutableRawPointer) throws(HTTPClientError) {
     var list: UnsafeMutablePointer<curl_slist>?
     func append(_ line: String) {
-      list = curl_slist_append(list, line)
+      list = ccurl_slist_append(list, line)
     }
     for field in request.headers {
       let badName = field.name.isEmpty || field.name.utf8.contains { $0 <= 32 || $0 >= 127 || $0 == UInt8(ascii: ":") }
       let badValue = field.value.utf8.contains { $0 == 0 || $0 == 10 || $0 == 13 }
       if badName || badValue {
-        if let list { curl_slist_free_all(list) }
+        if let list { ccurl_slist_free_all(list) }
         // Never the value: it may be a credential.
         throw HTTPClientError(
           .invalidRequest,
@@ -210,7 +210,7 @@ class Transfer: @unchecked Sendable {
   /// Once the easy handle is gone: the header list, the idle timer.
   func releaseResources() {
     if let headerList {
-      curl_slist_free_all(headerList)
+      ccurl_slist_free_all(headerList)
       self.headerList = nil
     }
     idleTimer?.close()
@@ -263,7 +263,7 @@ class Transfer: @unchecked Sendable {
   /// which request (method and URL without user information or query).
   func error(curlCode code: CURLcode) -> HTTPClientError {
     let raw = Int32(bitPattern: code.rawValue)
-    let detail = errorBuffer.pointee != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
+    let detail = errorBuffer.pointee != 0 ? String(cString: errorBuffer) : String(cString: ccurl_easy_strerror(code))
     return HTTPClientError(
       HTTPClientError.code(forCurl: raw), curlCode: raw, "\(detail) (\(request.method) \(request.redactedURL))")
   }

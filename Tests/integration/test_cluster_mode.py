@@ -130,6 +130,51 @@ def test_publish_writes_the_status_object_users_look_up(cluster):
     api.wait_gone(status_path(name))
 
 
+def test_a_cluster_mode_driver_loads_libcurl_for_the_api_server(cluster):
+    """libcurl is not linked but loaded on the first request (CCurl): once the driver has
+    talked to the API server it is mapped (the counterpart of test_mount's standalone check)."""
+    cluster.api.create_spc("app-secrets", namespace=NS)
+    wait_for(lambda: "SecretProviderClass cache synced" in cluster.driver.stderr(), what="cache sync")
+    maps = Path(f"/proc/{cluster.driver.proc.pid}/maps").read_text()
+    assert "libcurl.so.4" in maps
+
+
+@pytest.mark.parametrize("library, reason", [
+    ("libcurl-not-installed.so.4", "cannot open shared object file"),
+    ("libz.so.1", "undefined symbol: curl_"),  # a library that is there but is not libcurl
+])
+def test_without_a_usable_libcurl_requests_fail_clearly_and_the_driver_keeps_serving(
+        kube_api, workdir, start_driver, csi, monkeypatch, library, reason):
+    """CCURL_TEST_LIBRARY (test-only) replaces the library name CCurl opens. The API
+    requests then fail with the library's name and dlerror()'s text; nothing crashes."""
+    kube_api.ensure_namespace(NS)
+    kube_api.create_spc("app-secrets", namespace=NS)
+    token = kube_api.add_token(DRIVER_USER, rules=DRIVER_RULES)
+    providers = workdir / "providers"
+    providers.mkdir()
+    provider = FakeProvider(providers / "fake.sock").start()
+    monkeypatch.setenv("CCURL_TEST_LIBRARY", library)
+    try:
+        driver = start_driver(
+            "--kubeconfig", str(kube_api.kubeconfig_for(token, "driver")), "--provider-volume", str(providers),
+            "--additional-provider-volume-paths", "", nodeid="node-1")
+        pod = kube_api.create_pod("web-0", namespace=NS, node="node-1")
+        target = target_path(workdir, pod["metadata"]["uid"], "secrets")
+        with pytest.raises(grpc.RpcError) as failed:
+            csi.grpc.NodeStub(driver.channel()).NodePublishVolume(
+                publish_request(csi, target, spc="app-secrets", namespace=NS, pod="web-0", pod_uid=pod["metadata"]["uid"]),
+                timeout=30)
+        assert f"libcurl ({library}) could not be loaded" in failed.value.details(), failed.value
+        assert reason in failed.value.details(), failed.value
+        assert provider.calls("Mount") == []
+        assert not Path(target).exists()
+        csi.grpc.IdentityStub(driver.channel()).Probe(csi.pb2.ProbeRequest(), timeout=5)
+        assert driver.proc.poll() is None, driver.describe()
+    finally:
+        provider.stop()
+        unmount_everything_under(workdir)
+
+
 def test_publish_costs_no_class_read_once_the_cache_has_synced(cluster):
     api = cluster.api
     api.create_spc("app-secrets", namespace=NS)

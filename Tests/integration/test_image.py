@@ -71,6 +71,18 @@ def test_version_runs_in_the_image(image, driver_path):
     assert inside.stdout == outside.stdout
 
 
+def test_libcurl_and_its_libraries_resolve_in_the_image(image):
+    """The driver loads libcurl on its first HTTP request (cluster mode) rather than linking
+    it, so ldd of the binary no longer names it: the image must hold it all the same."""
+    root = image / "rootfs"
+    curl = [p for p in ("lib/x86_64-linux-gnu/libcurl.so.4", "usr/lib/x86_64-linux-gnu/libcurl.so.4") if (root / p).exists()]
+    assert curl, "libcurl.so.4 is not in the image"
+    # The image's own loader resolves every library libcurl needs inside the image.
+    r = run_cmd(["chroot", str(root), "/lib64/ld-linux-x86-64.so.2", "--list", "/" + curl[0]])
+    assert r.returncode == 0 and "not found" not in r.stdout, r.stdout + r.stderr
+    assert "libssl.so.3" in r.stdout, r.stdout
+
+
 def test_publish_and_unpublish_from_the_image(image, csi):
     root = image / "rootfs"
     providers = root / "var/run/secrets-store-csi-providers"

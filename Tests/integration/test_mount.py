@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 import pytest
@@ -48,6 +49,18 @@ def test_publish_mounts_tmpfs_and_writes_provider_files(mount_env, csi):
     assert os.path.islink(f"{target}/..data")
     assert os.readlink(f"{target}/api-key") == "..data/api-key"
     assert os.readlink(f"{target}/db") == "..data/db"
+
+
+def test_a_standalone_driver_never_maps_libcurl(mount_env, csi):
+    """libcurl (and its TLS, Kerberos, LDAP, ... libraries) is loaded on the first HTTP
+    request; a standalone driver sends none, so not even a publish maps it."""
+    env = mount_env
+    env.start()
+    target = target_path(env.root, "uid-nocurl")
+    env.node().NodePublishVolume(publish_request(csi, target, pod_uid="uid-nocurl"), timeout=T)
+    assert read_volume(target) == {"secret.txt": (0o644, b"value")}
+    maps = Path(f"/proc/{env.driver.proc.pid}/maps").read_text()
+    assert "libcurl" not in maps
 
 
 def test_provider_request_is_built_like_upstream(mount_env, csi):

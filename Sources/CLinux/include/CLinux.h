@@ -48,4 +48,6 @@ int clinux_entry_state_at(int dirfd, const char *name);
 int clinux_o_path(void);
 // Zeroes n bytes at p in a way the compiler may not drop as a dead store.
 void clinux_explicit_bzero(void *p, size_t n);
+// SHA-256 of `length` bytes at `data` into `digest` (sha256.c).
+void clinux_sha256(const void *data, size_t length, unsigned char digest[32]);
 #endif

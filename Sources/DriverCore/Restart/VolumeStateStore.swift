@@ -1,5 +1,5 @@
-import COpenSSL
 import FoundationEssentials
+import CLinux
 import Glibc
 import UVRuntime
 import VolumeFiles
@@ -8,9 +8,8 @@ import VolumeFiles
 /// `<first 32 hex digits of SHA-256(target path)>.json`, plus `driver.lock`, which the
 /// running driver holds (flock) for its lifetime.
 ///
-/// Records are written whole to a temporary file, synced and renamed over the old one,
-/// and the directory is synced: a driver killed at any point leaves the old record or
-/// the new one. The default lives under /run, a tmpfs, so records vanish with the
+/// Records are written whole to a temporary file and renamed over the old one (no
+/// fsync, see `save`): a driver killed at any point leaves the old record or the new one. The default lives under /run, a tmpfs, so records vanish with the
 /// node's mounts when it reboots.
 public final class VolumeStateStore: Sendable {
   public let directory: String
@@ -50,17 +49,12 @@ public final class VolumeStateStore: Sendable {
 
   public var isOwner: Bool { owner.withLock { $0 } }
 
-  /// SHA-256 fetched from OpenSSL's providers once: `EVP_sha256()` makes every digest
-  /// fetch it again (~10 000 instructions, twice per publish+unpublish pair). Never freed.
-  private nonisolated(unsafe) static let sha256: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil) ?? EVP_sha256()
-
+  /// (The digest is the C shim's own SHA-256: loading libcrypto for it alone cost the
+  /// driver ~3 MiB of resident memory.)
   static func fileName(target: String) -> String {
     var digest = [UInt8](repeating: 0, count: 32)
-    var length: UInt32 = 0
     var target = target
-    _ = target.withUTF8 { input in
-      EVP_Digest(input.baseAddress, input.count, &digest, &length, sha256, nil)
-    }
+    target.withUTF8 { input in clinux_sha256(input.baseAddress, input.count, &digest) }
     return String(unsafeUninitializedCapacity: 37) { name in
       let hex: StaticString = "0123456789abcdef"
       for i in 0..<16 {
