@@ -10,7 +10,7 @@ APT_PACKAGES := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler 
   libssl-dev openssl libcurl4-openssl-dev libyaml-dev python3-venv python3-h2 nghttp2-client pkg-config util-linux umoci valgrind strace
 PY_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1 protobuf h2 pytest pyyaml jsonschema
 
-.PHONY: help deps build release image-rootfs test unit-test integration-test protos protos-check manifests manifests-check demo bench bench-rtt bench-rtt-run chaos chaos-quick bench-rotation clean callgrind pair-cost
+.PHONY: help deps build release image-rootfs test unit-test integration-test protos protos-check manifests manifests-check demo bench bench-rtt bench-rtt-run chaos chaos-quick bench-rotation clean callgrind pair-cost hot-symbols
 
 help:
 	@echo "make deps              install Debian packages and the Python test virtualenv (idempotent)"
@@ -35,6 +35,8 @@ help:
 	@echo "make callgrind         instructions per publish+unpublish pair (release driver under valgrind's callgrind),"
 	@echo "                       top functions; PAIR_COST_ARGS adds options (Benchmarks/pair_cost.py)"
 	@echo "make pair-cost         the driver's CPU time per publish+unpublish pair and its system calls per pair (strace)"
+	@echo "make hot-symbols       regenerate the release driver's link order (the functions a node runs, first;"
+	@echo "                       Benchmarks/hot_symbols.py under callgrind), then make release relinks with it"
 	@echo "make kube-control-plane  build kube-apiserver and kube-controller-manager v1.20.2 (Debian source) and install"
 	@echo "                       etcd, for Tests/integration/test_real_kube.py; cached in KUBE_CACHE_DIR, slow only once"
 	@echo "make fuzz              every fuzz target (Fuzz/) until FUZZ_RUNS executions or FUZZ_SECONDS; a table of executions"
@@ -161,6 +163,12 @@ pair-cost: release
 	$(PY) Benchmarks/pair_cost.py --bin-dir $(abspath .build/release) --mode cpu $(PAIR_COST_ARGS)
 	@if command -v strace >/dev/null; then $(PY) Benchmarks/pair_cost.py --bin-dir $(abspath .build/release) --mode strace $(PAIR_COST_ARGS); \
 	else echo "make pair-cost: strace is not installed, no system call counts"; fi
+
+# The release driver's link order: the functions a node-like run executes, placed first so
+# that less of its code is resident (Package.swift, docs/performance.md).
+hot-symbols: release
+	@command -v valgrind >/dev/null || { echo "make hot-symbols: needs valgrind (apt-get install valgrind)"; exit 1; }
+	$(PY) Benchmarks/hot_symbols.py --bin-dir $(abspath .build/release)
 
 bench-rtt-run:
 	$(PY) Benchmarks/unary_rtt.py --driver $(abspath .build/release/secrets-store-csi-driver) \
