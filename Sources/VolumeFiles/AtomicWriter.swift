@@ -373,14 +373,35 @@ public struct AtomicWriter: Sendable {
     let seconds = max(0, Int(now.tv_sec))
     let (days, secondOfDay) = seconds.quotientAndRemainder(dividingBy: 86400)
     let (year, month, day) = civilDate(daysSinceEpoch: days)
-    func pad(_ value: Int, _ width: Int) -> String {
-      let digits = String(value)
-      return String(repeating: "0", count: max(0, width - digits.count)) + digits
+    // Built as bytes: string interpolation of padded numbers cost ~10 000 instructions.
+    var name: Name = [0x2E, 0x2E]  // ".."
+    name.reserveCapacity(40)
+    func append(_ value: Int, _ width: Int, then separator: UInt8?) {
+      // At least `width` decimal digits, zero-padded; no allocation.
+      var count = 1
+      var power = 1
+      while value / power >= 10 {
+        power *= 10
+        count += 1
+      }
+      for _ in count..<max(width, count) { name.append(0x30) }
+      var rest = value
+      while power > 0 {
+        name.append(0x30 + UInt8(rest / power))
+        rest %= power
+        power /= 10
+      }
+      if let separator { name.append(separator) }
     }
-    let name = "..\(pad(year, 4))_\(pad(month, 2))_\(pad(day, 2))_"
-      + "\(pad(secondOfDay / 3600, 2))_\(pad(secondOfDay / 60 % 60, 2))_\(pad(secondOfDay % 60, 2))."
-      + "\(pad(Int(now.tv_nsec), 9))_\(UniqueSuffix.next())"
-    return Array(name.utf8)
+    append(year, 4, then: 0x5F)
+    append(month, 2, then: 0x5F)
+    append(day, 2, then: 0x5F)
+    append(secondOfDay / 3600, 2, then: 0x5F)
+    append(secondOfDay / 60 % 60, 2, then: 0x5F)
+    append(secondOfDay % 60, 2, then: 0x2E)
+    append(Int(now.tv_nsec), 9, then: 0x5F)
+    name.append(contentsOf: UniqueSuffix.next().utf8)
+    return name
   }
 
   /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
