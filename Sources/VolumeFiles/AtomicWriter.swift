@@ -33,18 +33,11 @@ public struct AtomicWriter: Sendable {
   /// A volume whose directory is trusted as given (tests and tools).
   public init(directory: String) {
     self.target = VolumeTarget(directory: directory)
-    self.parent = nil
   }
 
-  /// The target's parent, already open: the volume is opened from it (one walk from the
-  /// root fewer). nil: from the root.
-  let parent: TargetParent?
-
-  /// A volume reached from its trusted root with openat2 (the driver's case); with
-  /// `parent`, the target's parent the caller has open (a first mount).
-  public init(target: VolumeTarget, parent: TargetParent? = nil) {
+  /// A volume reached from its trusted root with openat2 (the driver's case).
+  public init(target: VolumeTarget) {
     self.target = target
-    self.parent = parent
   }
 
   /// Validates every file first (`PathRules`, duplicates, a path that is both a file and a
@@ -62,7 +55,7 @@ public struct AtomicWriter: Sendable {
     _ files: [SecretFile], defaultMode: UInt32, group: UInt32? = nil, emptyVolume: Bool = false
   ) throws -> WriteOutcome {
     let plan = try Plan(files, defaultMode: defaultMode, group: group)
-    let rootDirectory = OpenDirectory(fd: try parent.map { try target.openDirectory(in: $0) } ?? target.openDirectory())
+    let rootDirectory = OpenDirectory(fd: try target.openDirectory())
     defer { rootDirectory.close() }
     let root = rootDirectory.fd
     let scan = emptyVolume ? RootScan() : try scanRoot(rootDirectory)

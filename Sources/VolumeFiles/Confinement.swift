@@ -40,22 +40,6 @@ func withComponent<R>(
   return try withCName(name, body)
 }
 
-/// The open parent directory of a target, found once and used for several steps of one
-/// request (is the target mounted, make it, mount it, open the volume for the writer)
-/// instead of walking from the root for each. Closed when the last reference goes.
-public final class TargetParent: Sendable {
-  let fd: Int32
-  /// The target's name in it.
-  let name: Name
-
-  init(fd: Int32, name: Name) {
-    self.fd = fd
-    self.name = name
-  }
-
-  deinit { close(fd) }
-}
-
 /// A volume's target directory, found beneath a trusted root.
 ///
 /// `root` is opened as given (it is the operator's `--kubelet-root-dir`, which may itself
@@ -144,14 +128,6 @@ public struct VolumeTarget: Sendable, Hashable, CustomStringConvertible {
     try sys("open", root) { open(root, flags | O_DIRECTORY | O_CLOEXEC) }
   }
 
-  /// The target directory, through its parent already open (not a symlink: ELOOP, as
-  /// `.escapesRoot`).
-  func openDirectory(in parent: TargetParent, _ flags: Int32 = O_RDONLY) throws -> Int32 {
-    try confined {
-      try withCName(parent.name) { try openBeneath(parent.fd, $0, flags | O_DIRECTORY | O_CLOEXEC, path: path) }
-    }
-  }
-
   /// The target directory. ENOENT when it (or a parent) is missing; `.escapesRoot` when
   /// the walk meets a symlink or would leave `root`.
   func openDirectory(_ flags: Int32 = O_RDONLY) throws -> Int32 {
@@ -192,23 +168,13 @@ public struct VolumeTarget: Sendable, Hashable, CustomStringConvertible {
   /// Whether something is mounted on the target. A missing target or parent is not a
   /// mount point; neither is a symlink in the target's place.
   public func isMountPoint() throws -> Bool {
-    guard let parent = try openTargetParent() else { return false }
-    return try isMountPoint(in: parent)
-  }
-
-  /// The target's parent, opened (confined) for the steps of one request; nil when it or
-  /// a directory above it does not exist yet.
-  public func openTargetParent() throws -> TargetParent? {
+    let parent: (fd: Int32, name: Name)
     do {
-      let parent = try openParent()
-      return TargetParent(fd: parent.fd, name: parent.name)
+      parent = try openParent()
     } catch let error as VolumeFileError where error.errno == ENOENT || error.errno == ENOTDIR {
-      return nil
+      return false
     }
-  }
-
-  /// `isMountPoint()` through a parent already open.
-  public func isMountPoint(in parent: TargetParent) throws -> Bool {
+    defer { close(parent.fd) }
     let answer = withCName(parent.name) { clinux_is_mount_root_at(parent.fd, $0) }
     switch answer {
     case 1: return true
@@ -245,18 +211,17 @@ public struct VolumeTarget: Sendable, Hashable, CustomStringConvertible {
   /// cut by the umask), never through a symlink. Returns what it created, as relative
   /// paths, shallowest first, for `removeCreated`. An existing target must be a directory.
   public func makeDirectory(mode: UInt32 = 0o750) throws -> [String] {
-    try makeDirectory(mode: mode, in: nil, then: nil)
+    try makeDirectory(mode: mode, then: nil)
   }
 
   /// What a first mount does: `makeDirectory`, then `mountTmpfs`, through one descriptor
-  /// of the parent (three system calls fewer than the two calls apart; `parent`, already
-  /// open, saves three more; nil: opened here, missing parents made). On failure what was
-  /// created is removed again.
+  /// of the parent (three system calls fewer than the two calls apart). On failure what
+  /// was created is removed again.
   public func makeDirectoryAndMountTmpfs(
-    in parent: TargetParent? = nil, sizeBytes: Int, mode: UInt32 = 0o755, group: UInt32? = nil, source: String = "tmpfs"
+    sizeBytes: Int, mode: UInt32 = 0o755, group: UInt32? = nil, source: String = "tmpfs"
   ) throws -> [String] {
     let options = try Tmpfs.options(sizeBytes: sizeBytes, mode: mode, group: group)
-    return try makeDirectory(mode: 0o750, in: parent) { parent, cName in
+    return try makeDirectory(mode: 0o750) { parent, cName in
       // Not O_NOFOLLOW: with RESOLVE_NO_SYMLINKS a link in the target's place is ELOOP.
       let fd = try confined { try openBeneath(parent, cName, oPath | O_DIRECTORY | O_CLOEXEC, path: path) }
       defer { close(fd) }
@@ -268,21 +233,17 @@ public struct VolumeTarget: Sendable, Hashable, CustomStringConvertible {
   /// target exists; a directory this call just made is not checked with fstatat first
   /// (`then` opens it with openat2, which refuses a link swapped in, and O_DIRECTORY).
   private func makeDirectory(
-    mode: UInt32, in open: TargetParent?, then: ((Int32, UnsafePointer<CChar>) throws -> Void)?
+    mode: UInt32, then: ((Int32, UnsafePointer<CChar>) throws -> Void)?
   ) throws -> [String] {
     precondition(!relative.isEmpty, "a trusted directory is not created here")
     var created: [String] = []
     let parent: (fd: Int32, name: Name)
-    if let open {
-      parent = (open.fd, open.name)
-    } else {
-      do {
-        parent = try openParent()  // kubelet made the parent: the usual case, one openat2
-      } catch let error as VolumeFileError where error.errno == ENOENT {
-        parent = try makeParents(&created)
-      }
+    do {
+      parent = try openParent()  // kubelet made the parent: the usual case, one openat2
+    } catch let error as VolumeFileError where error.errno == ENOENT {
+      parent = try makeParents(&created)
     }
-    defer { if open == nil { close(parent.fd) } }
+    defer { close(parent.fd) }
     do {
       try withComponent(parent.name, path: path) { cName in
         do {

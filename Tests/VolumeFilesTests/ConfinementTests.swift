@@ -101,17 +101,6 @@ struct ConfinementTests {
     #expect(try target.isMountPoint())
     try target.unmountAndRemove()
 
-    // The driver's first mount: the parent opened once for the check, the mount and the write.
-    let parent = try #require(try target.openTargetParent())
-    #expect(try target.isMountPoint(in: parent) == false)
-    #expect(try target.makeDirectoryAndMountTmpfs(in: parent, sizeBytes: 1 << 20) == [target.relative])
-    #expect(try target.isMountPoint(in: parent))
-    let files = [SecretFile(path: "a", mode: 0o640, contents: [1, 2])]
-    #expect(try AtomicWriter(target: target, parent: parent).write(files, defaultMode: 0o644, emptyVolume: true) == .written)
-    #expect(try AtomicWriter(target: target).currentFiles() == files)
-    try target.unmountAndRemove()
-    #expect(try scratch.target("missing").openTargetParent() == nil)
-
     #expect(symlink(scratch.outside, target.path) == 0)
     #expect(throws: VolumeFileError.self) { _ = try target.makeDirectoryAndMountTmpfs(sizeBytes: 1 << 20) }
     #expect(linkTarget(target.path) == scratch.outside)

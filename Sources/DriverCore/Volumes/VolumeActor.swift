@@ -187,13 +187,9 @@ public actor VolumeActor {
     let (request, pod) = (valid.csi, valid.pod)
     mountGroup = valid.mountGroup
     let target = try volumeTarget(env)
-    // The target's parent, open for this request: a first mount makes, mounts and writes
-    // the target through it (nil: not there yet; the first mount makes it).
-    let parent: TargetParent?
     let mounted: Bool
     do {
-      parent = try target.openTargetParent()
-      mounted = try parent.map { try target.isMountPoint(in: $0) } ?? false
+      mounted = try target.isMountPoint()
     } catch {
       throw targetError("cannot read the mount table for \(targetPath)", error)
     }
@@ -214,7 +210,7 @@ public actor VolumeActor {
       try unmountAll(target)
     }
     record = nil
-    try await firstMount(request, pod: pod, parent: parent, deadline: deadline, env: env)
+    try await firstMount(request, pod: pod, deadline: deadline, env: env)
     return .mounted
   }
 
@@ -250,8 +246,7 @@ public actor VolumeActor {
   }
 
   private func firstMount(
-    _ request: CSI.NodePublishVolumeRequest, pod: PodVolume, parent: TargetParent?, deadline: ContinuousClock.Instant?,
-    env: VolumeEnvironment
+    _ request: CSI.NodePublishVolumeRequest, pod: PodVolume, deadline: ContinuousClock.Instant?, env: VolumeEnvironment
   ) async throws(PublishError) {
     let t0 = ContinuousClock.now
     let spc = try await resolveClass(pod, env: env, scrubber: SecretScrubber(publishing: request))
@@ -265,7 +260,7 @@ public actor VolumeActor {
       do {
         // Removes what it created when the mount fails.
         return try target.makeDirectoryAndMountTmpfs(
-          in: parent, sizeBytes: size, mode: group == nil ? 0o755 : 0o2755, group: group, source: source)
+          sizeBytes: size, mode: group == nil ? 0o755 : 0o2755, group: group, source: source)
       } catch {
         if let error = error as? VolumeFileError, case .system(let call, _, _) = error.kind, call.hasPrefix("mount") {
           throw targetError("cannot mount tmpfs at \(targetPath)", error)
@@ -276,8 +271,7 @@ public actor VolumeActor {
     let t2 = ContinuousClock.now
     do {
       let (versions, _, files, _) = try await fetchAndWrite(
-        request, spc: spc, currentVersions: [], deadline: deadline, env: env, priority: .firstMount,
-        firstMount: FirstMountWrite(parent: parent))
+        request, spc: spc, currentVersions: [], deadline: deadline, env: env, priority: .firstMount, emptyVolume: true)
       if env.logger.logLevel <= .debug {
         let ms = LoggingInterceptor.milliseconds
         env.logger.debug(
@@ -523,18 +517,13 @@ public actor VolumeActor {
     return spc
   }
 
-  /// A first mount's write: the tmpfs was mounted by this request, so the writer need
-  /// not list it, and the target's parent may still be open.
-  struct FirstMountWrite {
-    var parent: TargetParent?
-  }
-
   /// Asks the provider and writes what it returns. Returns the new versions
-  /// and whether any file changed on disk.
+  /// and whether any file changed on disk. `emptyVolume`: the tmpfs was mounted by this
+  /// request (a first mount), so the writer need not list it.
   private func fetchAndWrite(
     _ request: CSI.NodePublishVolumeRequest, spc: SecretProviderClass, currentVersions: [Provider.ObjectVersion],
     deadline: ContinuousClock.Instant?, env: VolumeEnvironment, priority: ProviderGate.Priority, wait: RefreshWait? = nil,
-    firstMount: FirstMountWrite? = nil
+    emptyVolume: Bool = false
   ) async throws(PublishError) -> ([Provider.ObjectVersion], Bool, [SecretFile], RefreshCoalescer.Origin?) {
     let timeout = try Self.callBudget(deadline: deadline, now: env.now(), fallback: env.settings.defaultCallTimeout)
     let mountRequest = MountRequestBuilder.build(spc: spc, publish: request, currentVersions: currentVersions)
@@ -584,8 +573,8 @@ public actor VolumeActor {
     // receiving provider answers and replying to kubelet meanwhile; alone, inline.
     let outcome = try await onPool { [targetPath, scrubber] () throws(PublishError) -> WriteOutcome in
       do {
-        return try AtomicWriter(target: target, parent: firstMount?.parent).write(
-          files, defaultMode: MountRequestBuilder.defaultFileMode, group: group, emptyVolume: firstMount != nil)
+        return try AtomicWriter(target: target).write(
+          files, defaultMode: MountRequestBuilder.defaultFileMode, group: group, emptyVolume: emptyVolume)
       } catch let error as VolumeFileError {
         // These quote the provider's file names.
         switch error.kind {
