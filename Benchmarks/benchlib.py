@@ -105,3 +105,17 @@ def context_switches(pid: int) -> int:
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process and all its threads, in seconds."""
     return sum(cpu_split(pid))
+
+
+def callgrind_ready_driver(bins: Path, work: Path) -> tuple[Path, Path]:
+    """A copy of the release driver valgrind can read, and the preload shim it needs: valgrind
+    3.19 (Debian 12) gives up on the DWARF 5 the Swift toolchain writes (the copy keeps only
+    the symbol table, enough for function-level counts), and faults on libdispatch's
+    sigsuspend with a read-only mask (valgrind/sigsuspend_shim.c passes a copy).
+    Returns (driver, shim); run the driver as `env LD_PRELOAD=<shim> valgrind ... <driver>`."""
+    driver = work / "secrets-store-csi-driver"
+    subprocess.run(["objcopy", "--strip-debug", str(bins / "secrets-store-csi-driver"), str(driver)], check=True)
+    shim = work / "sigsuspend_shim.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(shim),
+                    str(Path(__file__).resolve().parent / "valgrind" / "sigsuspend_shim.c"), "-ldl"], check=True)
+    return driver, shim

@@ -32,6 +32,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from benchlib import callgrind_ready_driver
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -95,12 +97,7 @@ def main() -> int:
     bins = Path(opts.bin_dir)
     work = Path(tempfile.mkdtemp(prefix="hot-symbols-"))
     try:
-        # valgrind 3.19 cannot read the toolchain's DWARF 5; the symbol table is enough.
-        driver = work / "secrets-store-csi-driver"
-        subprocess.run(["objcopy", "--strip-debug", str(bins / "secrets-store-csi-driver"), str(driver)], check=True)
-        shim = work / "sigsuspend_shim.so"
-        subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(shim),
-                        str(REPO / "Benchmarks/valgrind/sigsuspend_shim.c"), "-ldl"], check=True)
+        driver, shim = callgrind_ready_driver(bins, work)
         wrapper = work / "driver-under-callgrind"
         wrapper.write_text(
             "#!/bin/sh\n"

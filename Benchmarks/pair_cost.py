@@ -42,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import context_switches, cpu_split, say, stop, wait_accepting
+from benchlib import callgrind_ready_driver, context_switches, cpu_split, say, stop, wait_accepting
 
 REPO = Path(__file__).resolve().parents[1]
 OBJECTS = 3
@@ -254,13 +254,7 @@ def main() -> int:
     wrapper: list[str] = []
     driver = bins / "secrets-store-csi-driver"
     if opts.mode == "callgrind":
-        # valgrind 3.19 (Debian 12) gives up on the DWARF 5 the Swift toolchain writes; the
-        # symbol table is enough for function-level counts.
-        driver = work / "secrets-store-csi-driver"
-        subprocess.run(["objcopy", "--strip-debug", str(bins / "secrets-store-csi-driver"), str(driver)], check=True)
-        shim = work / "sigsuspend_shim.so"
-        subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(REPO / "Benchmarks/valgrind/sigsuspend_shim.c"),
-                        "-ldl"], check=True)
+        driver, shim = callgrind_ready_driver(bins, work)
         wrapper = ["env", f"LD_PRELOAD={shim}", "valgrind", "--tool=callgrind", "--quiet",
                    f"--callgrind-out-file={out_dir}/callgrind.out.%p"]
         if "--loop-spin" not in driver_args:
