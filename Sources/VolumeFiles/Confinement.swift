@@ -356,37 +356,15 @@ public struct VolumeTarget: Sendable, Hashable, CustomStringConvertible {
   /// next round unmounts it). A symlink in the target's place is refused and left alone;
   /// a directory that is not a mount point and not empty fails with ENOTEMPTY (unlinkat).
   public func unmountAndRemove(maxRounds: Int = 16) throws {
-    let parent: (fd: Int32, name: Name)
-    do {
-      parent = try openParent()
-    } catch let error as VolumeFileError where error.errno == ENOENT || error.errno == ENOTDIR {
-      return
-    }
-    defer { close(parent.fd) }
-    let throughFD = "/proc/self/fd/\(parent.fd)/" + string(parent.name)
-    try withComponent(parent.name, path: path) { cName in
+    try withParentOfTarget { parent, cName, throughFD in
       var rounds = 0
       while true {
-        let state = clinux_entry_state_at(parent.fd, cName)
-        if state == 0 { return }
-        if state < 0 {
-          throw VolumeFileError(.system(call: "statx", path: path, errno: errno))
-        }
-        if state & CLINUX_ENTRY_TYPE_MASK == CLINUX_ENTRY_SYMLINK {
-          throw VolumeFileError(.unexpectedEntry(path: path, reason: "is a symbolic link, not a volume; left in place"))
-        }
-        let mounted = state & CLINUX_ENTRY_MOUNT_UNKNOWN != 0
-          ? try Mounts.isMountPoint(path)  // before Linux 5.8: the mount table
-          : state & CLINUX_ENTRY_MOUNT_ROOT != 0
+        guard let mounted = try mountState(parent, cName) else { return }
         if mounted {
-          if rounds >= maxRounds {
-            throw VolumeFileError(.unexpectedEntry(path: path, reason: "stays mounted after \(rounds) unmounts"))
-          }
-          try Tmpfs.unmount(throughFD)
-          rounds += 1
+          try unmountOnce(throughFD, rounds: &rounds, maxRounds: maxRounds)
         }
         do {
-          _ = try sys("unlinkat", path) { unlinkat(parent.fd, cName, AT_REMOVEDIR) }
+          _ = try sys("unlinkat", path) { unlinkat(parent, cName, AT_REMOVEDIR) }
           return
         } catch let error as VolumeFileError where error.errno == ENOENT {
           return
@@ -402,6 +380,20 @@ public struct VolumeTarget: Sendable, Hashable, CustomStringConvertible {
   /// symlink anywhere on the way cannot redirect the unmount. A symlink in the target's
   /// place is refused; a missing target or parent is nothing to do.
   public func unmountAll(maxRounds: Int = 16) throws {
+    try withParentOfTarget { parent, cName, throughFD in
+      var rounds = 0
+      while try mountState(parent, cName) == true {
+        try unmountOnce(throughFD, rounds: &rounds, maxRounds: maxRounds)
+      }
+    }
+  }
+
+  /// Runs `body` with the target's parent opened confined, the target's name as a C string
+  /// and `/proc/self/fd/<parent>/<name>` (what umount2 is given). A missing parent (or a
+  /// file where a directory should be) means there is no target: `body` is not run.
+  private func withParentOfTarget(
+    _ body: (_ parent: Int32, _ cName: UnsafePointer<CChar>, _ throughFD: String) throws -> Void
+  ) throws {
     let parent: (fd: Int32, name: Name)
     do {
       parent = try openParent()
@@ -410,34 +402,32 @@ public struct VolumeTarget: Sendable, Hashable, CustomStringConvertible {
     }
     defer { close(parent.fd) }
     let throughFD = "/proc/self/fd/\(parent.fd)/" + string(parent.name)
-    try withComponent(parent.name, path: path) { cName in
-      var info = stat()
-      do {
-        _ = try sys("fstatat", path) { fstatat(parent.fd, cName, &info, AT_SYMLINK_NOFOLLOW) }
-      } catch let error as VolumeFileError where error.errno == ENOENT {
-        return
-      }
-      if info.st_mode & S_IFMT == S_IFLNK {
-        throw VolumeFileError(.unexpectedEntry(path: path, reason: "is a symbolic link, not a volume; left in place"))
-      }
-      var rounds = 0
-      while true {
-        switch clinux_is_mount_root_at(parent.fd, cName) {
-        case 1: break
-        case 0: return
-        case -2:
-          guard try Mounts.isMountPoint(path) else { return }
-        default:
-          let code = errno
-          if code == ENOENT { return }
-          throw VolumeFileError(.system(call: "statx", path: path, errno: code))
-        }
-        try Tmpfs.unmount(throughFD)
-        rounds += 1
-        if rounds >= maxRounds {
-          throw VolumeFileError(.unexpectedEntry(path: path, reason: "stays mounted after \(rounds) unmounts"))
-        }
-      }
+    try withComponent(parent.name, path: path) { cName in try body(parent.fd, cName, throughFD) }
+  }
+
+  /// One statx of the target, never followed: nil when it is gone, whether something is
+  /// mounted on it otherwise (before Linux 5.8, from the mount table). A symlink in its
+  /// place is refused and left alone.
+  private func mountState(_ parent: Int32, _ cName: UnsafePointer<CChar>) throws -> Bool? {
+    let state = clinux_entry_state_at(parent, cName)
+    if state == 0 { return nil }
+    if state < 0 {
+      throw VolumeFileError(.system(call: "statx", path: path, errno: errno))
     }
+    if state & CLINUX_ENTRY_TYPE_MASK == CLINUX_ENTRY_SYMLINK {
+      throw VolumeFileError(.unexpectedEntry(path: path, reason: "is a symbolic link, not a volume; left in place"))
+    }
+    return state & CLINUX_ENTRY_MOUNT_UNKNOWN != 0
+      ? try Mounts.isMountPoint(path)  // before Linux 5.8: the mount table
+      : state & CLINUX_ENTRY_MOUNT_ROOT != 0
+  }
+
+  /// Takes off the top mount, refusing once `maxRounds` unmounts have not cleared the target.
+  private func unmountOnce(_ throughFD: String, rounds: inout Int, maxRounds: Int) throws {
+    if rounds >= maxRounds {
+      throw VolumeFileError(.unexpectedEntry(path: path, reason: "stays mounted after \(rounds) unmounts"))
+    }
+    try Tmpfs.unmount(throughFD)
+    rounds += 1
   }
 }
