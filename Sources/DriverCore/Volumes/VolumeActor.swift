@@ -271,7 +271,7 @@ public actor VolumeActor {
     let t2 = ContinuousClock.now
     do {
       let (versions, _, files, _) = try await fetchAndWrite(
-        request, spc: spc, currentVersions: [], deadline: deadline, env: env, priority: .firstMount, emptyVolume: true)
+        request, spc: spc, currentVersions: [], deadline: deadline, env: env, priority: .firstMount)
       if env.logger.logLevel <= .debug {
         let ms = LoggingInterceptor.milliseconds
         env.logger.debug(
@@ -518,12 +518,11 @@ public actor VolumeActor {
   }
 
   /// Asks the provider and writes what it returns. Returns the new versions
-  /// and whether any file changed on disk. `emptyVolume`: the tmpfs was mounted by this
-  /// request (a first mount), so the writer need not list it.
+  /// and whether any file changed on disk. A first mount (`priority` `.firstMount`) writes
+  /// into the tmpfs this request has just mounted, so the writer need not list it.
   private func fetchAndWrite(
     _ request: CSI.NodePublishVolumeRequest, spc: SecretProviderClass, currentVersions: [Provider.ObjectVersion],
-    deadline: ContinuousClock.Instant?, env: VolumeEnvironment, priority: ProviderGate.Priority, wait: RefreshWait? = nil,
-    emptyVolume: Bool = false
+    deadline: ContinuousClock.Instant?, env: VolumeEnvironment, priority: ProviderGate.Priority, wait: RefreshWait? = nil
   ) async throws(PublishError) -> ([Provider.ObjectVersion], Bool, [SecretFile], RefreshCoalescer.Origin?) {
     let timeout = try Self.callBudget(deadline: deadline, now: env.now(), fallback: env.settings.defaultCallTimeout)
     let mountRequest = MountRequestBuilder.build(spc: spc, publish: request, currentVersions: currentVersions)
@@ -569,6 +568,7 @@ public actor VolumeActor {
     let provider = spc.provider
     let target = try volumeTarget(env)
     let group = mountGroup
+    let emptyVolume = priority == .firstMount
     // On the pool when other volumes are busy (a burst), so the loop keeps
     // receiving provider answers and replying to kubelet meanwhile; alone, inline.
     let outcome = try await onPool { [targetPath, scrubber] () throws(PublishError) -> WriteOutcome in
